@@ -40,20 +40,42 @@ class Embedder:
     """Loaded once per process per model name (see `get_embedder`); safe to share between threads."""
 
     def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
-        self.name, location = resolve_model(model)
+        self.name, self._location = resolve_model(model)
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        """Loaded on first use: opening an index, listing it or finding nothing to do need no model."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self):
         if self.name == DEFAULT_MODEL:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
+            import transformers
             from sentence_transformers import SentenceTransformer
 
-            self.model = SentenceTransformer(location, device="cpu")
+            transformers.utils.logging.disable_progress_bar()
+            return SentenceTransformer(self._location, device="cpu")
         except Exception as exc:
-            raise ModelLoadError(f"cannot load embedding model '{model}': {exc}") from exc
-        self.tokenizer = self.model.tokenizer
-        self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
-        self.dimension = int(self.model.get_embedding_dimension())
-        self.batch_size = batch_size
-        self._lock = threading.Lock()
+            raise ModelLoadError(f"cannot load embedding model '{self.name}': {exc}") from exc
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
 
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -78,8 +100,9 @@ class Embedder:
             raise RagError(f"{len(too_long)} passage(s) exceed the model's {self.max_tokens}-token limit")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self.model
         with self._lock:
-            vectors = self.model.encode(
+            vectors = model.encode(
                 list(texts),
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
@@ -93,8 +116,9 @@ class Embedder:
         ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         if len(ids) > self.max_tokens:
             text = self.tokenizer.decode(ids[: self.max_tokens])
+        model = self.model
         with self._lock:
-            vector = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+            vector = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vector, dtype=np.float32)
 
 

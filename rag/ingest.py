@@ -47,7 +47,7 @@ _DATE_MDY = re.compile(
 _DATE_DMY = re.compile(
     r"\b(\d{1,2})\s+(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?,?\s+(\d{4})\b", re.IGNORECASE
 )
-_DATE_ISO = re.compile(r"\b(\d{4})[-./](\d{1,2})[-./](\d{1,2})\b")
+_DATE_ISO = re.compile(r"\b(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?!\d)")
 _DATE_LINE = re.compile(r"^\s*(?:posted|published|updated|date|dated)\b", re.IGNORECASE)
 
 

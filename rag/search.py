@@ -29,6 +29,7 @@ MODES: tuple[str, ...] = ("hybrid", "semantic", "keyword")
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
 MAX_MERGED_CHARS = 3000
+FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Searcher:
         if mode in ("hybrid", "keyword"):
             rankings.append([cid for cid, _ in self.lexical(question, depth, allowed)])
         passages = self._passages(reciprocal_rank_fusion(rankings), k, q_vec)
-        found = bool(passages) and self._relevant(passages[0], query_keys(question), wide, dense_trusted)
+        keys = query_keys(question)
+        found = any(self._relevant(p, keys, wide, dense_trusted) for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages)
 
     def _relevant(self, passage: Passage, keys: list[str], wide: bool, dense_trusted: bool) -> bool:

@@ -1,0 +1,58 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.cli import build_parser
+
+KEYS = ["text", "score", "doc_id", "title", "source", "url", "start", "end"]
+
+
+def rag(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+def test_index_ask_info_round_trip(tmp_path: Path, corpus_copy: Path):
+    idx = str(tmp_path / "idx")
+    built = rag("index", str(corpus_copy), "--index", idx, "--quiet")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.startswith("4 added, 0 updated, 0 removed, 0 unchanged, 0 skipped;")
+
+    asked = rag("ask", "Who was Kim Kyoung-soo's political mentor?", "--index", idx, "--json", "--k", "3")
+    assert asked.returncode == 0, asked.stderr
+    payload = json.loads(asked.stdout)
+    assert list(payload) == ["query", "found", "passages"]
+    assert payload["found"] is True and len(payload["passages"]) == 3
+    assert all(list(p) == KEYS for p in payload["passages"])
+    top = payload["passages"][0]
+    assert "Roh Moo-hyun" in top["text"]
+    assert (corpus_copy / top["source"]).read_text()[top["start"] : top["end"]] == top["text"]
+
+    info = rag("info", "--index", idx)
+    assert info.returncode == 0 and "documents: 4" in info.stdout
+
+
+def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path):
+    missing = rag("ask", "anything", "--index", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().startswith("error: no index in")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_empty_question_is_refused(seed_index):
+    empty = rag("ask", "  ", "--index", str(seed_index.path))
+    assert empty.returncode == 2 and "the question is empty" in empty.stderr
+
+
+@pytest.mark.parametrize("command", ["index", "ask", "info"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--index" in capsys.readouterr().out

@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from rag import Index, ModelMismatchError
+from rag.ingest import parse_document
+
+
+def test_incremental_reindex_reuses_everything(tmp_path: Path, corpus_copy: Path):
+    index = Index(tmp_path / "idx")
+    first = index.add([corpus_copy])
+    assert (first.added, first.embedded) == (4, first.chunks) and first.chunks > 20
+    again = index.add([corpus_copy])
+    assert (again.added, again.updated, again.removed, again.unchanged, again.embedded) == (0, 0, 0, 4, 0)
+    assert again.chunks == first.chunks
+    assert again.seconds < first.seconds
+
+
+def test_changed_document_reembeds_only_new_passages(tmp_path: Path, corpus_copy: Path):
+    index = Index(tmp_path / "idx")
+    first = index.add([corpus_copy])
+    path = corpus_copy / "001_33dd8276e80e8104.txt"
+    path.write_text(path.read_text() + "\nThe ambassador later toured the Gyeongbokgung palace with a zither player.\n")
+    report = index.add([corpus_copy])
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 3)
+    assert 0 < report.embedded < 4
+    answer = index.search("Who toured the palace with a zither player?", k=1)
+    assert "zither player" in answer.passages[0].text
+    assert index.info()["chunks"] >= first.chunks
+
+
+def test_deleted_document_disappears(tmp_path: Path, corpus_copy: Path):
+    index = Index(tmp_path / "idx")
+    index.add([corpus_copy])
+    (corpus_copy / "003_a37b0dba77dbb840.txt").unlink()
+    report = index.add([corpus_copy])
+    assert report.removed == 1
+    assert {d["source"] for d in index.info()["documents"]} == {
+        "000_594d65cdc1b20141.txt",
+        "001_33dd8276e80e8104.txt",
+        "002_4545c625dd368776.txt",
+    }
+    answer = index.search("Which senator from Vermont did Kim Jong-hoon meet?", k=10)
+    assert all(p.source != "003_a37b0dba77dbb840.txt" for p in answer.passages)
+    assert all("Bernie Sanders" not in p.text for p in answer.passages)
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path: Path, corpus_copy: Path):
+    (corpus_copy / "empty.txt").write_bytes(b"")
+    (corpus_copy / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+    (corpus_copy / "garbage.md").write_bytes(b"abc \x80\x80\x80 \x9d\x9d def")
+    (corpus_copy / "notes.pdf").write_bytes(b"%PDF-1.4 not really")
+    (corpus_copy / "korean.txt").write_bytes("서울 시장은 오늘 새 도서관 개관식에 참석했다.\n".encode("cp949"))
+    index = Index(tmp_path / "idx")
+    report = index.add([corpus_copy])
+    reasons = dict(report.skipped)
+    assert reasons["empty.txt"] == "empty file"
+    assert reasons["image.txt"].startswith("binary file")
+    assert reasons["garbage.md"].startswith("cannot decode")
+    assert reasons["notes.pdf"].startswith("unsupported file type")
+    assert report.added == 5
+    assert "도서관" in index.search("도서관 개관식", k=1).passages[0].text
+
+
+def test_a_file_turned_unreadable_keeps_its_previous_version(tmp_path: Path, corpus_copy: Path):
+    index = Index(tmp_path / "idx")
+    index.add([corpus_copy])
+    (corpus_copy / "003_a37b0dba77dbb840.txt").write_bytes(b"\x00\x01binary now")
+    report = index.add([corpus_copy])
+    assert report.removed == 0 and len(report.skipped) == 1
+    assert len(index.info()["documents"]) == 4
+
+
+def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
+    index = Index(tmp_path / "idx")
+    index.add([corpus_copy])
+    report = index.add([tmp_path / "typo"])
+    assert report.skipped == [(str(tmp_path / "typo"), "no such file or directory")]
+    assert len(index.info()["documents"]) == 4
+
+
+def test_opening_with_another_model_is_a_clear_error(tmp_path: Path, corpus_copy: Path):
+    Index(tmp_path / "idx").add([corpus_copy])
+    with pytest.raises(ModelMismatchError, match="built with model 'all-MiniLM-L6-v2'"):
+        Index(tmp_path / "idx", model="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2")
+
+
+def test_documents_added_from_memory(tmp_path: Path):
+    index = Index(tmp_path / "idx")
+    doc = parse_document("Harbour news\nThe ferry to Jeju was cancelled because of typhoon Khanun.", "memo/1")
+    assert index.add_documents([doc]).added == 1
+    top = index.search("Why was the Jeju ferry cancelled?", k=1).passages[0]
+    assert top.source == "memo/1" and "typhoon Khanun" in top.text
+    assert index.add_documents([doc]).unchanged == 1

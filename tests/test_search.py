@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+
+from rag import InvalidQueryError
+from tests.conftest import CORPUS, load_questions
+
+QUESTIONS = load_questions("seed_questions.jsonl", "seed_questions_extra.jsonl")
+ANSWERABLE = [q for q in QUESTIONS if q["evidence"]]
+UNANSWERABLE = [q for q in QUESTIONS if not q["evidence"]]
+
+
+def first_hit(answer, evidence: str) -> int | None:
+    return next((i for i, p in enumerate(answer.passages) if evidence in p.text), None)
+
+
+def test_answer_is_first_for_at_least_92_percent_and_in_top5_for_all(seed_index):
+    ranks = {q["q"]: first_hit(seed_index.search(q["q"], k=5), q["evidence"]) for q in ANSWERABLE}
+    assert all(r is not None for r in ranks.values()), [q for q, r in ranks.items() if r is None]
+    assert sum(r == 0 for r in ranks.values()) / len(ranks) >= 0.92
+
+
+@pytest.mark.parametrize("row", ANSWERABLE, ids=lambda r: r["q"][:40])
+def test_answerable_questions_are_found(seed_index, row):
+    assert seed_index.search(row["q"]).found
+
+
+@pytest.mark.parametrize("row", UNANSWERABLE, ids=lambda r: r["q"][:40])
+def test_unanswerable_questions_are_not_found_but_still_show_closest(seed_index, row):
+    answer = seed_index.search(row["q"])
+    assert not answer.found
+    assert answer.passages
+
+
+def test_hybrid_at_least_as_good_as_each_arm(seed_index):
+    def mrr(mode: str) -> float:
+        total = 0.0
+        for q in ANSWERABLE:
+            rank = first_hit(seed_index.search(q["q"], k=10, mode=mode), q["evidence"])
+            total += 0 if rank is None else 1 / (rank + 1)
+        return total / len(ANSWERABLE)
+
+    hybrid, semantic, keyword = mrr("hybrid"), mrr("semantic"), mrr("keyword")
+    assert hybrid >= semantic and hybrid >= keyword, (hybrid, semantic, keyword)
+
+
+def test_every_passage_is_verbatim_from_its_file(seed_index):
+    for q in QUESTIONS:
+        for p in seed_index.search(q["q"], k=5).passages:
+            source_text = (CORPUS / p.source).read_text(encoding="utf-8")
+            assert source_text[p.start : p.end] == p.text
+            assert p.title and p.doc_id
+
+
+def test_no_two_passages_overlap(seed_index):
+    for q in QUESTIONS:
+        spans = [(p.doc_id, p.start, p.end) for p in seed_index.search(q["q"], k=10).passages]
+        for i, (d1, s1, e1) in enumerate(spans):
+            for d2, s2, e2 in spans[i + 1 :]:
+                assert d1 != d2 or e1 <= s2 or e2 <= s1
+
+
+def test_korean_query(seed_index):
+    answer = seed_index.search("여론조사 이재명 과반", k=3)
+    assert answer.found
+    assert "여론조사꽃" in answer.passages[0].text
+
+
+def test_boilerplate_never_comes_back(seed_index):
+    answer = seed_index.search("Post a Comment Leave a Reply Powered by WordPress Hashtags Comments", k=20)
+    for p in answer.passages:
+        for line in ("Post a Comment", "Leave a Reply", "Powered by WordPress", "Try Our AI Features"):
+            assert line not in p.text
+
+
+def test_source_filter_and_k(seed_index):
+    answer = seed_index.search("Lee Jae-myung", k=3, source="002_*")
+    assert len(answer.passages) == 3
+    assert {p.source for p in answer.passages} == {"002_4545c625dd368776.txt"}
+    assert seed_index.search("Lee", source="no-such-file.txt").passages == []
+
+
+def test_url_attribution(seed_index):
+    top = seed_index.search("Which senator from Vermont did Kim Jong-hoon meet?", k=1).passages[0]
+    assert top.url == "https://popularresistance.org/will-the-united-states-seek-peace-in-north-korea/"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"question": "   "}, "empty"),
+        ({"question": "x" * 2001}, "limit is 2,000"),
+        ({"question": "ok", "k": 0}, "k must be between"),
+        ({"question": "ok", "mode": "magic"}, "unknown search mode"),
+    ],
+)
+def test_bad_queries_raise_typed_errors(seed_index, kwargs, message):
+    with pytest.raises(InvalidQueryError, match=message):
+        seed_index.search(**kwargs)
+
+
+def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy):
+    import rag.api
+
+    monkeypatch.setenv("RAG_CORPUS", str(corpus_copy))
+    monkeypatch.setenv("RAG_INDEX", str(tmp_path / "default-index"))
+    monkeypatch.setattr(rag.api, "_DEFAULT", None)
+    answer = rag.query("Who was Kim Kyoung-soo's political mentor?", k=2)
+    assert answer.found and "Roh Moo-hyun" in answer.passages[0].text
+    assert (tmp_path / "default-index" / "CURRENT").exists()
