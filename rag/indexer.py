@@ -112,7 +112,6 @@ def update_index(
     progress: bool = True,
 ) -> IndexReport:
     started = time.perf_counter()
-    plan = plan or ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)
     report = IndexReport(skipped=found.skipped)
     try:
         live = Generation(index_dir)
@@ -127,6 +126,7 @@ def update_index(
             report.unchanged = preview.unchanged
             report.seconds = time.perf_counter() - started
             return report
+    plan = plan or ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)
     writer = GenerationWriter(index_dir, embedder.name, embedder.dimension)
     with writer.open() as conn:
         changes = diff(conn, found)

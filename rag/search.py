@@ -146,17 +146,12 @@ class Searcher:
                     continue
                 hit = {"cid": cid, "score": score, "doc_id": row[0], "start": row[4], "end": row[5], "row": row}
                 hit["similarity"] = float(self.gen.faiss.reconstruct(cid) @ q_vec[0])
-                twin = next(
-                    (
-                        p
-                        for p in chosen
-                        if p["doc_id"] == hit["doc_id"] and hit["start"] < p["end"] and p["start"] < hit["end"]
-                    ),
-                    None,
-                )
+                twin = next((p for p in chosen if _overlaps(p, hit)), None)
                 if twin is not None:
-                    if max(twin["end"], hit["end"]) - min(twin["start"], hit["start"]) <= MAX_MERGED_CHARS:
-                        twin["start"], twin["end"] = min(twin["start"], hit["start"]), max(twin["end"], hit["end"])
+                    grown = {**twin, "start": min(twin["start"], hit["start"]), "end": max(twin["end"], hit["end"])}
+                    clear = not any(_overlaps(p, grown) for p in chosen if p is not twin)
+                    if clear and grown["end"] - grown["start"] <= MAX_MERGED_CHARS:
+                        twin["start"], twin["end"] = grown["start"], grown["end"]
                         twin["similarity"] = max(twin["similarity"], hit["similarity"])
                     continue
                 chosen.append(hit)
@@ -196,3 +191,7 @@ class Searcher:
             ids,
         ).fetchall()
         return {r[0]: r[1:] for r in rows}
+
+
+def _overlaps(a: dict, b: dict) -> bool:
+    return a["doc_id"] == b["doc_id"] and a["start"] < b["end"] and b["start"] < a["end"]
