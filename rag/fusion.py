@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 RRF_K = 60
@@ -12,10 +13,11 @@ def reciprocal_rank_fusion(
 ) -> list[tuple[int, float]]:
     """Sum of weight / (k + rank) over the rankings an id appears in; best first, ties by id."""
     weights = weights or [1.0] * len(rankings)
-    scores: dict[int, float] = {}
+    parts: dict[int, list[float]] = {}
     for ranking, weight in zip(rankings, weights):
         for rank, item in enumerate(dict.fromkeys(ranking), start=1):
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+            parts.setdefault(item, []).append(weight / (k + rank))
+    scores = {item: math.fsum(values) for item, values in parts.items()}  # exact: same result in any order
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
