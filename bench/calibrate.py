@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from rag import Index
-from rag.lexical import coverage, query_keys
+from rag.lexical import query_keys
 from rag.records import Document
-from rag.search import FOUND_DEPTH
+from rag.search import FOUND_DEPTH, passage_coverage
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "calibration.json"
@@ -57,7 +57,7 @@ def features(index: Index, question: str) -> list[tuple[float, float]]:
     """(similarity, key coverage) of each passage `found` looks at."""
     keys = query_keys(question)
     passages = index.search(question, k=FOUND_DEPTH).passages
-    return [(p.similarity, coverage(keys, p.title + "\n" + p.text)) for p in passages]
+    return [(p.similarity, passage_coverage(keys, p)) for p in passages]
 
 
 def fit(pos: list[list[tuple[float, float]]], neg: list[list[tuple[float, float]]], use_similarity: bool) -> dict:

@@ -54,6 +54,11 @@ def load_thresholds(model: str) -> Thresholds:
     )
 
 
+def passage_coverage(keys: list[str], passage: Passage) -> float:
+    """Key-term coverage as `found` measures it (title included); calibration must use this same rule."""
+    return coverage(keys, passage.title + "\n" + passage.text)
+
+
 def validate_query(question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise InvalidQueryError("the question is empty: type a few words about what you are looking for")
@@ -94,7 +99,7 @@ class Searcher:
     def _relevant(self, passage: Passage, keys: list[str], wide: bool, dense_trusted: bool) -> bool:
         """Similarity where the model understands the question's script; coverage of its key terms always."""
         limit = self.thresholds.coverage_wide if wide else self.thresholds.coverage
-        if coverage(keys, passage.title + "\n" + passage.text) >= limit:
+        if passage_coverage(keys, passage) >= limit:
             return True
         return dense_trusted and passage.similarity >= self.thresholds.similarity
 
