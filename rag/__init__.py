@@ -2,6 +2,7 @@
 
 from rag.api import Index, default_corpus_dir, default_index_dir, query
 from rag.errors import (
+    DocumentNotFoundError,
     IndexCorruptError,
     IndexNotFoundError,
     IngestError,
@@ -10,10 +11,12 @@ from rag.errors import (
     ModelMismatchError,
     RagError,
 )
-from rag.records import Answer, IndexReport, Passage
+from rag.records import Answer, Document, IndexReport, Passage
 
 __all__ = [
     "Answer",
+    "Document",
+    "DocumentNotFoundError",
     "Index",
     "IndexCorruptError",
     "IndexNotFoundError",

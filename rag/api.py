@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.embed import get_embedder, resolve_model
-from rag.errors import IndexNotFoundError
+from rag.errors import DocumentNotFoundError, IndexNotFoundError
 from rag.indexer import ScanResult, from_documents, scan, update_index
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
@@ -74,10 +74,11 @@ class Index:
         return report
 
     def reload(self) -> None:
-        """Pick up a generation written since this object opened the index (by us or another process)."""
+        """Pick up a generation written since this object opened the index (by us or another process).
+
+        The old searcher is dropped, not closed: a search running in another thread finishes on the snapshot
+        it started with, and its connection closes when the last user lets go of it."""
         with self._lock:
-            if self._searcher is not None:
-                self._searcher.gen.close()
             self._searcher = None
 
     @property
@@ -89,6 +90,22 @@ class Index:
 
     def search(self, question: str, k: int = 5, mode: Mode = "hybrid", source: str | None = None) -> Answer:
         return self.searcher.search(question, k=k, mode=mode, source=source)
+
+    def roots(self) -> set[str]:
+        """The folders (and parents of single files) this index was built from."""
+        if not self.exists():
+            return set()
+        return {r[0] for r in self.searcher.gen.db.execute("SELECT DISTINCT root FROM documents")}
+
+    def document(self, doc_id: int) -> Document:
+        """The stored article a passage came from (`Passage.doc_id`), whole, for reading a passage in context."""
+        row = self.searcher.gen.db.execute(
+            "SELECT source, text, title, url, published, content_hash FROM documents WHERE id = ?", (doc_id,)
+        ).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
+        source, text, title, url, published, content_hash = row
+        return Document(source=source, text=text, title=title, url=url, published=published, content_hash=content_hash)
 
     def info(self) -> dict[str, Any]:
         gen = self.searcher.gen

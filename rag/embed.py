@@ -37,13 +37,17 @@ def resolve_model(name: str | None) -> tuple[str, str]:
 
 
 class Embedder:
-    """Loaded once per process per model name (see `get_embedder`); safe to share between threads."""
+    """Loaded once per process per model name (see `get_embedder`); safe to share between threads.
 
-    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+    One lock covers the model and its tokenizer: a fast tokenizer raises "Already borrowed" when two threads
+    use it at once, and a query takes milliseconds, so serialising costs a chat server nothing it would notice.
+    """
+
+    def __init__(self, model: str | None = None, batch_size: int = 32) -> None:
         self.name, self._location = resolve_model(model)
         self.batch_size = batch_size
         self._model = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: tokenizer use holds it and may trigger the load
 
     @property
     def model(self):
@@ -80,45 +84,52 @@ class Embedder:
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        with self._lock:
+            ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        with self._lock:
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [tuple(o) for o in enc["offset_mapping"]]
 
     def passage_input(self, title: str, text: str) -> str:
         """What the model reads for a passage: a short title line gives context to mid-story passages."""
-        title_ids = self.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][:TITLE_TOKENS]
-        short_title = self.tokenizer.decode(title_ids) if len(title_ids) == TITLE_TOKENS else title
+        with self._lock:
+            title_ids = self.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][:TITLE_TOKENS]
+            short_title = self.tokenizer.decode(title_ids) if len(title_ids) == TITLE_TOKENS else title
         return f"{short_title}\n{text}" if short_title else text
 
-    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors; sentence-transformers batches them sorted by length."""
         too_long = [i for i, n in enumerate(self.count(texts)) if n > self.max_tokens]
         if too_long:
             raise RagError(f"{len(too_long)} passage(s) exceed the model's {self.max_tokens}-token limit")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        model = self.model
-        with self._lock:
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        # Longest first, one batch per lock hold: similar lengths pad little, and a chat query waiting behind
+        # an upload being indexed waits for one small batch, not the whole upload.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i in range(0, len(order), self.batch_size):
+            part = order[i : i + self.batch_size]
+            with self._lock:
+                vectors[part] = self.model.encode(
+                    [texts[j] for j in part],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+        return vectors
 
     def encode_query(self, text: str) -> np.ndarray:
         """Queries longer than the model's window are cut to it: the lexical arm still reads all of it."""
-        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-        if len(ids) > self.max_tokens:
-            text = self.tokenizer.decode(ids[: self.max_tokens])
-        model = self.model
         with self._lock:
-            vector = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+            ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+            if len(ids) > self.max_tokens:
+                text = self.tokenizer.decode(ids[: self.max_tokens])
+            vector = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vector, dtype=np.float32)
 
 

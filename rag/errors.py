@@ -27,3 +27,7 @@ class InvalidQueryError(RagError):
 
 class ModelLoadError(RagError):
     """The embedding model could not be loaded (missing package, bad path, no network for a hub name)."""
+
+
+class DocumentNotFoundError(RagError):
+    """A document id that the index does not hold (often: the index was rebuilt since the id was read)."""

@@ -92,16 +92,19 @@ class Searcher:
         if mode in ("hybrid", "keyword"):
             rankings.append([cid for cid, _ in self.lexical(question, depth, allowed)])
         passages = self._passages(reciprocal_rank_fusion(rankings), k, q_vec)
-        keys = query_keys(question)
-        found = any(self._relevant(p, keys, wide, dense_trusted) for p in passages[:FOUND_DEPTH])
+        found = any(self.relevance(question, p) >= 1.0 for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages)
 
-    def _relevant(self, passage: Passage, keys: list[str], wide: bool, dense_trusted: bool) -> bool:
-        """Similarity where the model understands the question's script; coverage of its key terms always."""
+    def relevance(self, question: str, passage: Passage) -> float:
+        """How far a passage clears the calibrated bar for answering `question`: 1.0 and above counts as an
+        answer. Similarity counts where the model understands the question's script; key-term coverage always.
+        `found` and the chat's relevance marks both read this, so they cannot disagree."""
+        wide = has_wide_script(question)
         limit = self.thresholds.coverage_wide if wide else self.thresholds.coverage
-        if passage_coverage(keys, passage) >= limit:
-            return True
-        return dense_trusted and passage.similarity >= self.thresholds.similarity
+        strength = passage_coverage(query_keys(question), passage) / limit
+        if self.thresholds.dense_wide_script or not wide:
+            strength = max(strength, passage.similarity / self.thresholds.similarity)
+        return strength
 
     def dense(self, q_vec: np.ndarray, n: int, allowed: list[int] | None = None) -> list[tuple[int, float]]:
         if self.gen.faiss.ntotal == 0 or (allowed is not None and not allowed):
