@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,3 +51,73 @@ def corpus_copy(tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
     shutil.copytree(CORPUS, target)
     return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ChatServer:
+    url: str
+    corpus: Path
+    index: Path
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_chat(corpus: Path, index: Path, log: Path, *extra: str, env: dict | None = None) -> ChatServer:
+    """`python app.py` on a free port, as a user starts it; returns once the page answers."""
+    port = free_port()
+    out = log.open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "--port",
+            str(port),
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(index),
+            *extra,
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"app.py exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2):
+                return ChatServer(url, corpus, index, process, log)
+        except (OSError, urllib.error.HTTPError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and exc.code == 401:
+                return ChatServer(url, corpus, index, process, log)
+            time.sleep(0.5)
+    process.kill()
+    raise AssertionError(f"app.py did not answer within 180 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def chat_server(tmp_path_factory: pytest.TempPathFactory):
+    """The chat over the seed articles plus one article full of markup, started once for the app tests."""
+    base = tmp_path_factory.mktemp("chat")
+    corpus = base / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    shutil.copy(DATA / "defaced_museum.txt", corpus / "defaced_museum.txt")
+    server = start_chat(corpus, base / "index", base / "app.log")
+    yield server
+    server.stop()

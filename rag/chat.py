@@ -1,0 +1,281 @@
+"""The browser chat: questions in, verbatim passages with their sources out, over one shared index.
+
+`ChatService` holds everything the chat does and knows nothing of Gradio, so it is tested directly and shared
+by every browser session (one model, one index, loaded once). `build_app` lays the Gradio page over it. The
+conversation lives in each browser's chat component, so users never see each other's questions. Only
+`app.py` imports this module: the CLI and the Python API never pay for Gradio.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from rag.api import Index
+from rag.conversation import search_text
+from rag.errors import RagError
+from rag.highlight import best_sentences
+from rag.records import Answer
+from rag.render import ShownPassage, answer_markdown, article_html, error_markdown, literal
+from rag.search import MODES, Mode
+from rag.uploads import save_uploads
+
+DEFAULT_K = 5
+MAX_CHAT_K = 20
+# Questions the seed articles answer, each with the article that answers it.
+SEED_EXAMPLES = {
+    "Who was Kim Kyoung-soo's political mentor?": "002_4545c625dd368776.txt",
+    "Which summit is Lee attending in Canada?": "002_4545c625dd368776.txt",
+    "What is the China-North Korea mutual defense pledge?": "003_a37b0dba77dbb840.txt",
+    "Who is Lee Jae-myung's main rival according to the poll?": "000_594d65cdc1b20141.txt",
+}
+MAX_EXAMPLES = 4
+ALL_SOURCES = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One bot turn: the Markdown shown in the chat, and what it was made from."""
+
+    markdown: str
+    answer: Answer | None
+    searched_for: str
+    shown: tuple[ShownPassage, ...] = ()
+
+
+class ChatService:
+    """What the chat does, for every session of one server."""
+
+    def __init__(self, index: Index, corpus_dir: Path) -> None:
+        self.index = index
+        self.corpus_dir = corpus_dir
+        self._writing = threading.Lock()
+
+    def answer(
+        self,
+        message: str,
+        earlier: Sequence[str] = (),
+        k: int = DEFAULT_K,
+        mode: Mode = "hybrid",
+        source: str = ALL_SOURCES,
+    ) -> Reply:
+        """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
+        A question that cannot be searched gets its reason as the reply rather than an exception."""
+        query = search_text(message, earlier) if message.strip() else message
+        try:
+            answer = self.index.search(query, k=int(k), mode=mode, source=source or None)
+        except RagError as exc:
+            return Reply(error_markdown(str(exc)), None, query)
+        searcher = self.index.searcher
+        marks = best_sentences(answer.query, answer.passages, self.index.embedder)
+        lengths = {p.doc_id: self._article_chars(p.doc_id) for p in answer.passages}
+        shown = tuple(
+            ShownPassage(p, mark, searcher.relevance(answer.query, p), lengths[p.doc_id])
+            for p, mark in zip(answer.passages, marks)
+        )
+        context = query if query != message.strip() else None
+        return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown)
+
+    def _article_chars(self, doc_id: int) -> int:
+        row = self.index.searcher.gen.db.execute("SELECT length(text) FROM documents WHERE id = ?", (doc_id,))
+        return int(row.fetchone()[0])
+
+    def articles(self) -> list[dict[str, Any]]:
+        return self.index.info()["documents"] if self.index.exists() else []
+
+    def source_choices(self) -> list[tuple[str, str]]:
+        return [("All articles", ALL_SOURCES)] + [
+            (f"{d['title'] or d['source']} ({d['source']})", d["source"]) for d in self.articles()
+        ]
+
+    def source_rows(self) -> list[list[Any]]:
+        return [[d["title"], d["source"], d["published"] or "", d["chunks"]] for d in self.articles()]
+
+    def examples(self) -> list[str]:
+        """Seed questions whose article is indexed, then other articles' headlines, up to MAX_EXAMPLES."""
+        articles = self.articles()
+        sources = {d["source"] for d in articles}
+        chosen = [q for q, source in SEED_EXAMPLES.items() if source in sources]
+        chosen += [d["title"] for d in articles if d["title"] and d["source"] not in SEED_EXAMPLES.values()]
+        return chosen[:MAX_EXAMPLES]
+
+    def article(self, doc_id: int, start: int | None = None, end: int | None = None) -> str:
+        try:
+            return article_html(self.index.document(doc_id), start, end)
+        except RagError as exc:
+            return f"<p>{literal(str(exc))}</p>"
+
+    def add_files(self, files: Sequence[str | Path]) -> str:
+        """Save uploads into the corpus folder and index them incrementally; a Markdown report of what
+        happened to each file. One upload is indexed at a time; searches go on meanwhile."""
+        with self._writing:
+            result = save_uploads([Path(f) for f in files], self.corpus_dir)
+            skipped: list[tuple[str, str]] = []
+            report = None
+            if result.saved:
+                report = self.index.add([self.corpus_dir], progress=True, on_skip=lambda *s: skipped.append(s))
+        lines = []
+        if result.saved:
+            lines.append(
+                f"**Added {len(result.saved)} article{'s' * (len(result.saved) != 1)}:** "
+                + ", ".join(literal(n) for n in result.saved)
+            )
+        if report is not None:
+            lines.append(f"Indexed in {report.seconds:.1f} s: {report.embedded} passages embedded.")
+        for name in result.already_there:
+            lines.append(f"- {literal(name)}: already in the collection, not added again")
+        for name, why in result.rejected + [s for s in skipped if s[0] in result.saved]:
+            lines.append(f"- **Rejected** {literal(name)}: {literal(why)}")
+        return "\n".join(lines) or "No files."
+
+
+def _text_of(content: Any) -> str:
+    """A chat message's text, whether Gradio hands it over as a string or as content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    if isinstance(content, list):
+        return " ".join(_text_of(part) for part in content)
+    return ""
+
+
+def user_questions(history: Sequence[dict[str, Any]]) -> list[str]:
+    return [_text_of(m.get("content")) for m in history if m.get("role") == "user"]
+
+
+CSS = """
+.verbatim-article { max-height: 480px; overflow-y: auto; }
+.verbatim-text { white-space: pre-wrap; line-height: 1.55; }
+.verbatim-meta { opacity: .75; font-size: .9em; }
+mark { background: #ffe58a; color: inherit; padding: 0 .1em; }
+"""
+
+SHOW_ANSWER_START = (
+    "() => { setTimeout(() => [...document.querySelectorAll('#verbatim-chat .user-row')].pop()"
+    "?.scrollIntoView({block: 'start', behavior: 'smooth'}), 100); }"
+)
+SCROLL_TO_PASSAGE = (
+    "() => { setTimeout(() => document.getElementById('verbatim-passage')"
+    "?.scrollIntoView({block: 'center', behavior: 'smooth'}), 50); }"
+)
+
+
+def build_app(service: ChatService) -> gr.Blocks:
+    """The Gradio page over one shared service; each browser tab keeps its own conversation."""
+
+    def respond(message: str, history: list, k: float, mode: str, source: str):
+        history = list(history or [])
+        if not message or not message.strip():
+            return history, "", gr.update(), []
+        reply = service.answer(message, user_questions(history), int(k), mode, source)
+        history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
+        located = [(s.passage.doc_id, s.passage.start, s.passage.end) for s in reply.shown]
+        choices = [(f"{i}. {s.passage.title or s.passage.source}", i - 1) for i, s in enumerate(reply.shown, 1)]
+        return history, "", gr.update(choices=choices, value=None), located
+
+    def respond_example(history: list, k: float, mode: str, source: str, evt: gr.SelectData):
+        return respond(_text_of(evt.value), history, k, mode, source)
+
+    def open_passage(choice: int | None, located: list) -> str:
+        if choice is None or not located or choice >= len(located):
+            return ""
+        doc_id, start, end = located[choice]
+        return service.article(doc_id, start, end)
+
+    def open_source(evt: gr.SelectData) -> str:
+        articles = service.articles()
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return service.article(articles[row]["doc_id"]) if 0 <= row < len(articles) else ""
+
+    def upload(files: list | None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's injection idiom
+        if not files:
+            return gr.update(), gr.update(), gr.update(), None
+        progress(0, desc="Reading the files")
+        status = service.add_files(files)
+        return status, service.source_rows(), gr.update(choices=service.source_choices()), None
+
+    def chat_api(message: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "") -> str:
+        """Ask a question; returns the reply as the chat shows it (Markdown, article text escaped)."""
+        return service.answer(message, (), k, mode, source).markdown
+
+    def ask_api(question: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "") -> dict:
+        """Ask a question; returns the same JSON as `rag ask --json` (passage text raw, not escaped)."""
+        try:
+            return service.index.search(question, k=k, mode=mode, source=source or None).to_dict()
+        except RagError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    with gr.Blocks(title="Verbatim") as demo:
+        gr.Markdown("## Verbatim\nAnswers quoted word for word from your articles, each with its source.")
+        located = gr.State([])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Verbatim",
+                    height=600,
+                    examples=[{"text": q} for q in service.examples()],
+                    placeholder="Ask about the articles. Every answer is quoted from them, with its source.",
+                    latex_delimiters=[],
+                    sanitize_html=True,
+                    allow_tags=False,
+                    feedback_options=None,
+                    buttons=["copy"],
+                    elem_id="verbatim-chat",
+                    autoscroll=False,  # SHOW_ANSWER_START brings the question and passage 1 into view instead
+                )
+                message = gr.Textbox(
+                    placeholder="Ask a question about the articles…",
+                    show_label=False,
+                    submit_btn="Ask",
+                    elem_id="verbatim-question",
+                    max_length=2000,
+                )
+                with gr.Row():
+                    k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label="Passages")
+                    mode = gr.Radio(list(MODES), value="hybrid", label="Search")
+                    source = gr.Dropdown(service.source_choices(), value=ALL_SOURCES, label="Only in article")
+                with gr.Accordion("Read a passage in its article", open=True):
+                    passage_pick = gr.Dropdown([], value=None, label="Passage from the last answer")
+                    context = gr.HTML(elem_id="verbatim-context")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.Dataframe(
+                    value=service.source_rows(),
+                    headers=["Title", "Source", "Date", "Passages"],
+                    datatype="str",
+                    interactive=False,
+                    latex_delimiters=[],
+                    wrap=True,
+                    column_widths=["46%", "30%", "14%", "10%"],
+                    elem_id="verbatim-sources",
+                )
+                gr.Markdown("Click an article to read it. Add articles (.txt, .md):")
+                files = gr.File(
+                    file_count="multiple", file_types=[".txt", ".md"], label="Add articles", elem_id="verbatim-upload"
+                )
+                upload_status = gr.Markdown(elem_id="verbatim-upload-status")
+
+        ask = [message, chatbot, k, mode, source]
+        answered = [chatbot, message, passage_pick, located]
+        message.submit(respond, ask, answered, api_visibility="private", show_progress="minimal").then(
+            None, js=SHOW_ANSWER_START
+        )
+        chatbot.example_select(respond_example, [chatbot, k, mode, source], answered, api_visibility="private").then(
+            None, js=SHOW_ANSWER_START
+        )
+        passage_pick.input(open_passage, [passage_pick, located], context, api_visibility="private").then(
+            None, js=SCROLL_TO_PASSAGE
+        )
+        sources.select(open_source, None, context, api_visibility="private")
+        files.upload(
+            upload, files, [upload_status, sources, source, files], api_visibility="private", concurrency_limit=1
+        )
+        gr.api(chat_api, api_name="chat")
+        gr.api(ask_api, api_name="ask")
+    return demo

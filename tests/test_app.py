@@ -1,0 +1,116 @@
+"""`python app.py` as users and programs reach it: gradio_client, several clients at once, auth, --share."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, ROOT, load_questions, start_chat
+from gradio_client import Client
+
+pytestmark = pytest.mark.slow
+
+
+def test_chat_endpoint_returns_the_reply(chat_server):
+    reply = Client(chat_server.url, verbose=False).predict(
+        "Who was Kim Kyoung-soo's political mentor?", api_name="/chat"
+    )
+    assert reply.startswith("**5 passages**")
+    assert "Roh Moo&#45;hyun" in reply and "002&#95;4545c625dd368776&#46;txt" in reply
+
+
+def test_structured_endpoint_returns_what_rag_ask_json_prints(chat_server):
+    question = "Which summit is Lee attending in Canada?"
+    from_app = Client(chat_server.url, verbose=False).predict(question, 3, "hybrid", "", api_name="/ask")
+    cli = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", question, "--k", "3", "--json", "--index", str(chat_server.index)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert from_app == json.loads(cli.stdout)
+    assert from_app["found"] and len(from_app["passages"]) == 3
+
+
+def test_structured_endpoint_reports_a_bad_question(chat_server):
+    with pytest.raises(Exception, match="question is empty"):
+        Client(chat_server.url, verbose=False).predict("  ", api_name="/ask")
+
+
+def test_markup_in_an_article_comes_back_escaped_from_chat_and_raw_from_ask(chat_server):
+    question = "What code was found on the Gwangju Folk Museum's defaced website?"
+    client = Client(chat_server.url, verbose=False)
+    reply = client.predict(question, api_name="/chat")
+    assert "<script>" not in reply and "<img" not in reply
+    assert "&#60;script&#62;alert&#40;&#39;pwned&#39;&#41;&#60;&#47;script&#62;" in reply
+    raw = client.predict(question, api_name="/ask")
+    assert raw["passages"][0]["source"] == "defaced_museum.txt"
+    assert "<script>alert('pwned')</script>" in raw["passages"][0]["text"]
+
+
+def test_several_clients_at_once_each_get_their_own_right_answer(chat_server):
+    rows = [r for r in load_questions("seed_questions.jsonl") if r["evidence"] and r["q"].isascii()][:8]
+
+    def ask(row: dict) -> tuple[dict, dict]:
+        return row, Client(chat_server.url, verbose=False).predict(row["q"], api_name="/ask")
+
+    with ThreadPoolExecutor(len(rows)) as pool:
+        results = list(pool.map(ask, rows))
+    for row, answer in results:
+        assert answer["query"] == row["q"]
+        assert any(row["evidence"] in p["text"] for p in answer["passages"]), row["q"]
+
+
+def test_first_run_built_the_index_from_the_corpus_and_said_so(chat_server):
+    log = chat_server.log.read_text()
+    assert "Building the index from" in log and "5 added" in log
+    assert (chat_server.index / "CURRENT").exists()
+
+
+def test_auth_protects_the_app_and_share_offline_fails_in_one_line(tmp_path: Path, chat_server):
+    """A second server on the first one's index: starts from the saved index (no rebuild), requires the
+    password, and with --share either gets a public link or, offline, says why in one line and serves locally."""
+    server = start_chat(
+        chat_server.corpus, chat_server.index, tmp_path / "app.log", "--share", env={"RAG_AUTH": "ana:s3cret"}
+    )
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + "gradio_api/info", timeout=10)
+        assert refused.value.code == 401
+        client = Client(server.url, auth=("ana", "s3cret"), verbose=False)
+        assert "Roh Moo" in client.predict("Who was Kim Kyoung-soo's political mentor?", api_name="/chat")
+        log = server.log.read_text()
+        assert "Building the index" not in log
+        share_lines = [line for line in log.splitlines() if "share" in line.lower()]
+        if any("public URL" in line for line in share_lines):
+            return  # this machine is online: Gradio made a link
+        assert len(share_lines) == 1, share_lines
+        assert share_lines[0].startswith("--share: no public link") and "served locally only" in share_lines[0]
+    finally:
+        server.stop()
+
+
+def test_bad_auth_value_is_refused_before_serving(tmp_path: Path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "--auth",
+            "nopassword",
+            "--corpus",
+            str(CORPUS),
+            "--index",
+            str(tmp_path / "index"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: --auth/$RAG_AUTH must look like user:password")

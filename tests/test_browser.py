@@ -1,0 +1,142 @@
+"""The chat in a real headless browser (Debian's chromium, driven by Playwright), as a reader uses it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"),
+]
+# Without these, chromium tries Google's services at start and this machine's closed network refuses them.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ANSWER_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, chat_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.goto(chat_server.url)
+    page.wait_for_selector("#verbatim-question textarea")
+    yield page
+    context.close()
+
+
+def ask(page, question: str, nth: int = 1):
+    """Type a question, press Enter, wait for the nth bot reply; returns that reply's element."""
+    page.locator("#verbatim-question textarea").fill(question)
+    page.keyboard.press("Enter")
+    reply = page.locator("#verbatim-chat .bot-row").nth(nth - 1)
+    reply.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    return reply
+
+
+def test_a_question_gets_the_passage_and_its_source(page, tmp_path):
+    reply = ask(page, "Who was Kim Kyoung-soo's political mentor?")
+    text = reply.inner_text()
+    assert "passages" in text and "Roh Moo-hyun" in text
+    assert "Kim Kyoung-soo enters race championing Roh's Sejong-centered vision" in text
+    assert "002_4545c625dd368776.txt" in text and "characters" in text
+    assert reply.locator("mark").count() >= 1 and reply.locator("blockquote").count() == 5
+    page.screenshot(path=str(Path(os.environ.get("VERBATIM_SCREENSHOT_DIR", tmp_path)) / "chat-answer.png"))
+
+
+def test_markup_in_an_article_shows_literally_and_never_runs(page):
+    reply = ask(page, "What code was found on the Gwangju Folk Museum's defaced website?")
+    text = reply.inner_text()
+    assert "<script>alert('pwned')</script>" in text
+    assert "<img src=x onerror=alert(1)>" in text
+    assert "[claim your prize](javascript:alert(2))" in text and "**ALL YOUR BASE**" in text
+    page.wait_for_timeout(500)
+    assert page.dialogs == []
+    assert reply.locator("script, img, iframe, a[href^='javascript']").count() == 0
+    assert reply.locator("strong", has_text="ALL YOUR BASE").count() == 0
+
+
+def test_two_readers_at_once_keep_their_own_conversations(browser, chat_server):
+    pages = []
+    for _ in range(2):
+        context = browser.new_context()
+        p = context.new_page()
+        p.goto(chat_server.url)
+        p.wait_for_selector("#verbatim-question textarea")
+        pages.append(p)
+    first = ["Which summit is Lee attending in Canada?", "Who was Kim Kyoung-soo's political mentor?"]
+    for p, question in zip(pages, first):  # both in flight together
+        p.locator("#verbatim-question textarea").fill(question)
+        p.keyboard.press("Enter")
+    for p in pages:
+        p.locator("#verbatim-chat .bot-row").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    for p in pages:
+        p.locator("#verbatim-question textarea").fill("and what about Japan?")
+        p.keyboard.press("Enter")
+    for p, question in zip(pages, first):
+        follow_up = p.locator("#verbatim-chat .bot-row").nth(1)
+        follow_up.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        assert f"Searched for: {question} and what about Japan?" in follow_up.inner_text()
+        users = p.locator("#verbatim-chat .user-row").all_inner_texts()
+        assert [u.strip() for u in users] == [question, "and what about Japan?"]
+        p.context.close()
+
+
+def test_a_passage_opens_in_its_article_with_the_quote_marked(page):
+    reply = ask(page, "What is the China-North Korea mutual defense pledge?")
+    first_quote = reply.locator("blockquote").first.inner_text().strip().splitlines()[0][:40]
+    page.get_by_label("Passage from the last answer").click()
+    page.get_by_role("option").first.click()
+    marked = page.locator("#verbatim-context mark#verbatim-passage")
+    marked.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert marked.inner_text().startswith(first_quote)
+    assert len(page.locator("#verbatim-context").inner_text()) > len(marked.inner_text())
+
+
+def test_an_example_question_on_the_empty_chat_answers(page):
+    page.get_by_text("Which summit is Lee attending in Canada?").click()
+    reply = page.locator("#verbatim-chat .bot-row").first
+    reply.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert "Group of Seven" in reply.inner_text() or "G7" in reply.inner_text()
+
+
+def test_uploaded_article_is_indexed_listed_and_answerable(page, tmp_path):
+    article = tmp_path / "lacquer_fair.txt"
+    article.write_text(
+        "Tongyeong lacquer fair draws record crowd\nPosted June 9, 2025\n"
+        "The Tongyeong mother-of-pearl lacquer fair welcomed 52,000 visitors over three days, organisers said.\n"
+        "Artisans from twelve workshops showed inlaid boxes, and a master craftsman demonstrated how abalone shell is "
+        "cut into threads.\n"
+    )
+    bad = tmp_path / "scan.txt"
+    bad.write_bytes(b"\x00\x01binary\x00")
+    page.locator("#verbatim-upload input[type=file]").set_input_files([str(article), str(bad)])
+    status = page.locator("#verbatim-upload-status")
+    status.get_by_text("Added 1 article").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert "lacquer_fair.txt" in status.inner_text()
+    assert "Rejected scan.txt" in status.inner_text()
+    page.locator("#verbatim-sources").get_by_text("Tongyeong lacquer fair draws record crowd").wait_for()
+    reply = ask(page, "How many visitors came to the Tongyeong lacquer fair?")
+    assert "52,000 visitors" in reply.inner_text() and "lacquer_fair.txt" in reply.inner_text()

@@ -1,0 +1,126 @@
+"""The chat's behaviour without a browser: replies, follow-ups, reading in context, adding articles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import Index
+from rag.chat import ChatService, user_questions
+
+ARTICLE = """Harbour city opens floating solar farm
+Posted March 4, 2025
+The port authority of Mokpo switched on a floating solar farm of 41 megawatts on Tuesday,
+the largest of its kind in the country.
+The panels sit on a disused dock basin and will supply about 18,000 households, the authority said.
+Engineers chose a floating design because the basin's water keeps the panels cool,
+which raises their output by about a tenth.
+"""
+
+
+@pytest.fixture(scope="module")
+def service(seed_index: Index, tmp_path_factory: pytest.TempPathFactory) -> ChatService:
+    return ChatService(seed_index, tmp_path_factory.mktemp("unused-corpus"))
+
+
+def test_reply_quotes_the_passage_with_its_source_and_marks_a_sentence(service):
+    reply = service.answer("Who was Kim Kyoung-soo's political mentor?")
+    assert reply.answer is not None and reply.answer.found
+    top = reply.shown[0].passage
+    assert "Roh Moo" in top.text and top.source == "002_4545c625dd368776.txt"
+    assert "<mark>" in reply.markdown and "002&#95;4545c625dd368776&#46;txt" in reply.markdown
+    assert reply.markdown.startswith("**5 passages**")
+
+
+def test_unanswerable_question_says_so_plainly(service):
+    reply = service.answer("What is the recipe for kimchi stew?")
+    assert reply.answer is not None and not reply.answer.found
+    assert reply.markdown.startswith("**The articles do not answer this.**")
+    assert reply.shown, "the closest passages are still shown, as such"
+
+
+def test_follow_up_is_searched_with_the_question_it_leans_on(service):
+    first = "Which summit is Lee attending in Canada?"
+    reply = service.answer("and what did he say about it?", earlier=[first])
+    assert reply.searched_for == f"{first} and what did he say about it?"
+    assert "Searched for:" in reply.markdown
+    assert any("G7" in s.passage.text or "Group of Seven" in s.passage.text for s in reply.shown[:3])
+
+
+def test_controls_k_mode_and_source_filter_apply(service):
+    reply = service.answer("Lee Jae-myung", k=2, mode="keyword", source="001_*")
+    assert len(reply.shown) == 2 and {s.passage.source for s in reply.shown} == {"001_33dd8276e80e8104.txt"}
+
+
+def test_a_question_that_cannot_be_searched_gets_the_reason_as_reply(service):
+    reply = service.answer("   ")
+    assert reply.answer is None and reply.markdown.startswith("**Cannot search:**")
+
+
+def test_read_in_context_marks_the_passage_at_its_offsets(service):
+    reply = service.answer("What is the China-North Korea mutual defense pledge?")
+    p = reply.shown[0].passage
+    page = service.article(p.doc_id, p.start, p.end)
+    assert '<mark id="verbatim-passage">' in page
+    document = service.index.document(p.doc_id)
+    assert document.text[p.start : p.end] == p.text
+
+
+def test_sources_list_every_article_with_its_passage_count(service):
+    rows = service.source_rows()
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows) and len(rows) == 4
+    assert all(isinstance(r[3], int) and r[3] > 0 for r in rows)
+    assert len(service.examples()) == 4
+
+
+def test_user_questions_read_both_message_shapes():
+    history = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "reply"},
+        {"role": "user", "content": [{"type": "text", "text": "second"}]},
+    ]
+    assert user_questions(history) == ["first", "second"]
+
+
+def test_uploads_are_indexed_and_bad_files_named_with_reason(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "existing.txt").write_text(ARTICLE.replace("Mokpo", "Busan"))
+    index = Index(tmp_path / "index")
+    index.add([corpus])
+    service = ChatService(index, corpus)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "solar.md").write_text(ARTICLE)
+    (incoming / "existing.txt").write_text(ARTICLE.replace("Mokpo", "Busan"))  # same bytes: not added twice
+    (incoming / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (incoming / "broken.txt").write_bytes(b"\x00\x01\x02 binary")
+    (incoming / "empty.txt").write_text("   \n")
+
+    status = service.add_files(sorted(incoming.iterdir()))
+
+    assert "Added 1 article" in status and "solar&#46;md" in status
+    assert "existing&#46;txt: already in the collection" in status
+    for name in ("photo&#46;png", "broken&#46;txt", "empty&#46;txt"):
+        line = next(x for x in status.splitlines() if name in x)
+        assert line.startswith("- **Rejected**") and len(line) > len(name) + 20
+    assert sorted(p.name for p in corpus.iterdir()) == ["existing.txt", "solar.md"]
+    assert "solar.md" in [r[1] for r in service.source_rows()]
+    reply = service.answer("How many households will the Mokpo floating solar farm supply?")
+    assert reply.answer.found and reply.shown[0].passage.source == "solar.md"
+    assert "18,000 households" in reply.shown[0].passage.text
+
+
+def test_a_different_file_with_a_taken_name_gets_a_new_name(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "solar.md").write_text(ARTICLE)
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    (incoming / "solar.md").write_text(ARTICLE.replace("Mokpo", "Gunsan"))
+    index = Index(tmp_path / "index")
+    status = ChatService(index, corpus).add_files([incoming / "solar.md"])
+    assert "solar &#40;2&#41;&#46;md" in status
+    assert (corpus / "solar.md").read_text() == ARTICLE
+    assert "Gunsan" in (corpus / "solar (2).md").read_text()

@@ -1,0 +1,48 @@
+"""Follow-up questions are searched with the question they lean on; standalone questions are left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.conversation import is_follow_up, search_text
+
+EARLIER = ["Which summit is Lee attending in Canada?"]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "and what about Japan?",
+        "What about the tariffs?",
+        "How about Moon Jae-in?",
+        "When did he leave?",
+        "Why?",
+        "그럼 일본은?",
+    ],
+)
+def test_follow_ups_are_searched_with_the_last_standalone_question(question):
+    assert is_follow_up(question)
+    assert search_text(question, EARLIER) == f"{EARLIER[0]} {question}"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who was Kim Kyoung-soo's political mentor?",
+        "What did Lee say about tariffs?",
+        "이재명은 누구인가?",
+        "Why does Kim want to move the presidential office out of Yongsan?",
+    ],
+)
+def test_standalone_questions_are_searched_as_typed(question):
+    assert not is_follow_up(question)
+    assert search_text(question, EARLIER) == question
+
+
+def test_the_anchor_is_the_last_standalone_question_not_an_earlier_follow_up():
+    earlier = ["Who is Kim Moon-soo?", "and his party?", "Which summit is Lee attending?", "and when?"]
+    assert search_text("what about Japan?", earlier) == "Which summit is Lee attending? what about Japan?"
+
+
+def test_a_follow_up_with_nothing_before_it_is_searched_alone():
+    assert search_text("and what about Japan?", []) == "and what about Japan?"

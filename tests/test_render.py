@@ -1,0 +1,151 @@
+"""The chat's answer markup shows article text literally, whatever markup the article carries.
+
+Each reply is rendered the way the chat renders it (CommonMark with inline HTML, GFM line breaks) and the
+resulting HTML is inspected: no element that the article's text asked for may exist, and the text a reader
+sees must contain the passage character for character.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from rag.records import Answer, Document, Passage
+from rag.render import ShownPassage, answer_markdown, article_html, literal, location, quoted
+
+HOSTILE = [
+    "<script>alert('x')</script>",
+    '<img src=x onerror="alert(1)">',
+    "[click me](javascript:alert(1)) and [news](https://evil.example/)",
+    "**not bold** __nor this__ *nor* _this_ ~~nor struck~~",
+    "# not a heading\n## nor this",
+    "    four spaces are not code\n\tnor a tab",
+    "> not a quote inside a quote\n- not a list\n1. not numbered",
+    "| a | b |\n|---|---|\n| not | a table |",
+    "$$x^2$$ and $y$ and \\(z\\)",
+    "<style>body{display:none}</style><mark>fake</mark>",
+    "www.example.com and https://example.com/auto",
+    "&amp; stays &amp;, &lt;b&gt; stays too, and a lone & too",
+    "`code` and ```fence```",
+    "<!-- comment --> <iframe src='https://evil.example'></iframe>",
+    "Line one\\\nline two with a backslash break",
+]
+
+
+class Seen(HTMLParser):
+    """Tags and visible text of rendered HTML."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "br":
+            self.text.append("\n")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def render(markdown: str) -> Seen:
+    """What the chat does with a reply: CommonMark + inline HTML, a single newline is a line break."""
+    html = MarkdownIt("commonmark", {"html": True, "breaks": True}).enable("table").enable("strikethrough")
+    seen = Seen()
+    seen.feed(html.render(markdown))
+    return seen
+
+
+def visible(seen: Seen) -> str:
+    return "".join(seen.text)
+
+
+def passage(text: str, url: str | None = "https://news.example/a?id=1&x=2", title: str = "A *title* <b>") -> Passage:
+    return Passage(
+        text=text, score=0.5, doc_id=1, title=title, source="news/<a>.txt", url=url, start=10, end=10 + len(text)
+    )
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_article_text_is_shown_literally_and_creates_no_elements(text):
+    seen = render(quoted(text, None))
+    tags = {t for t, _ in seen.tags}
+    assert tags <= {"blockquote", "p", "br"}, f"article text created {tags}"
+    shown = visible(seen)
+    for line in text.split("\n"):
+        assert line.strip() in shown
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_highlighted_sentence_is_the_only_live_markup(text):
+    middle = len(text) // 2
+    seen = render(quoted(text, (0, middle)))
+    assert [t for t, _ in seen.tags if t not in {"blockquote", "p", "br"}] == ["mark"]
+
+
+def test_whole_reply_keeps_attribution_and_shows_title_url_and_source_literally():
+    p = passage("The <script>x()</script> passage. Second sentence here.")
+    answer = Answer(query="q", found=True, passages=[p])
+    seen = render(answer_markdown(answer, [ShownPassage(p, (0, 31), 1.2, 400)]))
+    links = [attrs for tag, attrs in seen.tags if tag == "a"]
+    assert links == [
+        {"href": "https://news.example/a?id=1&x=2", "target": "_blank", "rel": "noopener noreferrer nofollow"}
+    ]
+    assert not any(tag in {"script", "b", "em", "img"} for tag, _ in seen.tags)
+    shown = visible(seen)
+    for piece in ("The <script>x()</script> passage.", "A *title* <b>", "news/<a>.txt", "strong match", "of 400"):
+        assert piece in shown
+
+
+def test_a_javascript_url_is_text_not_a_link():
+    p = passage("Text.", url="javascript:alert(1)")
+    seen = render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)]))
+    assert not [t for t, _ in seen.tags if t == "a"]
+    assert "javascript:alert(1)" in visible(seen)
+
+
+def test_not_found_says_so_before_any_passage():
+    p = passage("Something unrelated.")
+    shown = visible(render(answer_markdown(Answer("q", False, [p]), [ShownPassage(p, None, 0.2, 100)])))
+    assert shown.index("do not answer this") < shown.index("Something unrelated.")
+    assert "weak match" in shown
+
+
+def test_follow_up_reply_shows_what_was_searched():
+    p = passage("Text.")
+    md = answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)], searched_for="Who is <X>? and Y")
+    assert "Searched for: Who is <X>? and Y" in visible(render(md))
+
+
+def test_location_names_characters_and_share_of_article():
+    p = passage("x" * 100)
+    assert location(p, 1000) == "characters 10–110 of 1,000 (1–11%)"
+
+
+def test_article_view_escapes_text_and_marks_the_passage_at_its_offsets():
+    text = "Intro <img src=x onerror=alert(1)>. The quoted passage. Outro."
+    doc = Document(source="a.txt", text=text, title="<i>T</i>", url="https://e.example/")
+    start = text.index("The quoted")
+    seen = Seen()
+    seen.feed(article_html(doc, start, start + len("The quoted passage.")))
+    assert "img" not in {t for t, _ in seen.tags} and "i" not in {t for t, _ in seen.tags}
+    assert ("mark", {"id": "verbatim-passage"}) in seen.tags
+    assert text in visible(seen) and "<i>T</i>" in visible(seen)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"))
+        | st.sampled_from("\n <>&*_[]()#`|$\\!~"),
+        max_size=80,
+    )
+)
+def test_any_text_round_trips_through_markdown(text):
+    shown = visible(render(literal(text)))
+    assert " ".join(shown.split()) == " ".join(text.split())
