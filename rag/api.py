@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -10,10 +11,11 @@ from typing import Any
 
 from rag.embed import get_embedder, resolve_model
 from rag.errors import DocumentNotFoundError, IndexNotFoundError
+from rag.exports import RecordFields
 from rag.indexer import ScanResult, from_documents, scan, update_index
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
-from rag.store import Generation, check_model, read_manifest
+from rag.store import FORMAT_VERSION, Generation, check_model, read_manifest
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -54,18 +56,27 @@ class Index:
     def exists(self) -> bool:
         return (self.path / "CURRENT").exists()
 
+    def outdated(self) -> bool:
+        """True when the index was written by an older version and must be rebuilt (`add` does that)."""
+        try:
+            return read_manifest(self.path).get("format_version") != FORMAT_VERSION
+        except IndexNotFoundError:
+            return False
+
     def add(
         self,
         paths: Sequence[str | os.PathLike[str]],
         progress: bool = False,
         on_skip: Callable[[str, str], None] | None = None,
+        fields: RecordFields | None = None,
     ) -> IndexReport:
-        """Index new and changed files under `paths`, drop files deleted from them; returns what it did."""
-        return self._update(scan([Path(p) for p in paths], on_skip), progress)
+        """Index new and changed files under `paths`, drop files deleted from them; returns what it did.
+        `fields` names the keys of JSON/JSONL records (see `rag.exports.RecordFields`)."""
+        return self._update(scan([Path(p) for p in paths], on_skip, fields), progress)
 
     def add_documents(self, documents: Iterable[Document], progress: bool = False) -> IndexReport:
         """Index documents made in memory. A document whose `source` is already indexed is replaced when its
-        `content_hash` differs; build one with `rag.ingest.parse_document(text, source)` or directly."""
+        `content_hash` differs; build one with `rag.plaintext.parse_document(text, source)` or directly."""
         return self._update(from_documents(documents), progress)
 
     def _update(self, found: ScanResult, progress: bool) -> IndexReport:
@@ -88,8 +99,17 @@ class Index:
                 self._searcher = Searcher(Generation(self.path), self.embedder)
             return self._searcher
 
-    def search(self, question: str, k: int = 5, mode: Mode = "hybrid", source: str | None = None) -> Answer:
-        return self.searcher.search(question, k=k, mode=mode, source=source)
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Answer:
+        """See `Searcher.search`: `source` is a file, glob or site; `since`/`until` bound the publication date."""
+        return self.searcher.search(question, k=k, mode=mode, source=source, since=since, until=until)
 
     def roots(self) -> set[str]:
         """The folders (and parents of single files) this index was built from."""
@@ -100,27 +120,35 @@ class Index:
     def document(self, doc_id: int) -> Document:
         """The stored article a passage came from (`Passage.doc_id`), whole, for reading a passage in context."""
         row = self.searcher.gen.db.execute(
-            "SELECT source, text, title, url, published, content_hash FROM documents WHERE id = ?", (doc_id,)
+            "SELECT source, text, title, url, published, content_hash, author, site, segments, pages "
+            "FROM documents WHERE id = ?",
+            (doc_id,),
         ).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
-        source, text, title, url, published, content_hash = row
-        return Document(source=source, text=text, title=title, url=url, published=published, content_hash=content_hash)
+        source, text, title, url, published, content_hash, author, site, segments, pages = row
+        return Document(
+            source=source,
+            text=text,
+            title=title,
+            url=url,
+            published=published,
+            segments=tuple(tuple(s) for s in json.loads(segments)),
+            content_hash=content_hash,
+            author=author,
+            site=site,
+            pages=tuple(json.loads(pages)),
+        )
 
     def info(self) -> dict[str, Any]:
         gen = self.searcher.gen
         docs = gen.db.execute(
-            "SELECT d.id, d.title, d.source, d.url, d.published, count(c.id) FROM documents d "
-            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.source"
+            "SELECT d.id, d.title, d.source, d.url, d.published, d.author, d.site, "
+            "(SELECT source FROM documents p WHERE p.id = d.dup_of), count(c.id) FROM documents d "
+            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.file, d.id"
         ).fetchall()
-        return {
-            **gen.manifest,
-            "path": str(self.path),
-            "documents": [
-                {"doc_id": r[0], "title": r[1], "source": r[2], "url": r[3], "published": r[4], "chunks": r[5]}
-                for r in docs
-            ],
-        }
+        names = ("doc_id", "title", "source", "url", "published", "author", "site", "copy_of", "chunks")
+        return {**gen.manifest, "path": str(self.path), "documents": [dict(zip(names, r)) for r in docs]}
 
 
 _DEFAULT: Index | None = None
@@ -133,12 +161,19 @@ def default_index(progress: bool = False) -> Index:
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
             index = Index(default_index_dir())
-            if not index.exists():
+            if not index.exists() or index.outdated():
                 index.add([default_corpus_dir()], progress=progress)
             _DEFAULT = index
         return _DEFAULT
 
 
-def query(question: str, k: int = 5, mode: Mode = "hybrid", source: str | None = None) -> Answer:
-    """Search the default index (built from the default corpus if missing) for `question`."""
-    return default_index().search(question, k=k, mode=mode, source=source)
+def query(
+    question: str,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Answer:
+    """Search the default index (built from the default corpus if missing or outdated) for `question`."""
+    return default_index().search(question, k=k, mode=mode, source=source, since=since, until=until)

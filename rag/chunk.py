@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from rag.plaintext import is_headline
 from rag.records import Chunk, Document
 
 _SENTENCE_END = re.compile(r"[.!?。？！…]+[\"'”’)\]]*(?=\s)|\n+")
@@ -135,16 +136,12 @@ def _is_abbreviation(text: str, sentence_start: int, dot: int) -> bool:
     return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
 
 
-def _is_headline(text: str) -> bool:
-    return len(text) < 150 and not re.search(r"[.!?。…][\"'”’)\]]*$", text)
-
-
 def _sentences(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[_Sentence]:
     spans = split_sentences(text, start, end)
     counts = counter.count([text[s:e] for s, e, _ in spans])
     result: list[_Sentence] = []
     for (s, e, para), n in zip(spans, counts):
-        headline = para and _is_headline(text[s:e])
+        headline = para and is_headline(text[s:e])
         if n <= max_tokens:
             result.append(_Sentence(s, e, n, para, headline))
             continue

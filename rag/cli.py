@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from rag.api import Index, default_corpus_dir, default_index, default_index_dir
 from rag.errors import RagError
+from rag.exports import RecordFields
 from rag.records import Answer, IndexReport
 from rag.search import MAX_K, MODES
 
@@ -25,9 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="index (or update the index of) folders and files of articles",
         description="Index new and changed files; unchanged ones are skipped, deleted ones removed.",
     )
-    p.add_argument("paths", nargs="*", help=f"files or folders (default: {default_corpus_dir()})")
+    p.add_argument(
+        "paths", nargs="*", help=f"files or folders: .txt .md .html .pdf .jsonl .json (default: {default_corpus_dir()})"
+    )
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="ROLE=KEY",
+        help="JSON/JSONL key for a role (text, title, url, date, author, site), e.g. --field text=body_html",
+    )
 
     p = sub.add_parser(
         "ask",
@@ -37,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--k", type=int, default=5, help=f"number of passages, 1-{MAX_K} (default 5)")
     p.add_argument("--mode", choices=MODES, default="hybrid", help="search mode (default hybrid)")
-    p.add_argument("--source", help="only passages from this source path (a glob such as '002_*' works)")
+    p.add_argument(
+        "--source", help="only this source file (a glob such as '2025/*.html' works) or site ('koreaherald.com')"
+    )
+    p.add_argument("--since", help="only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+    p.add_argument("--until", help="only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     _common(p)
 
@@ -69,10 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    fields = RecordFields()
+    for spec in args.field:
+        fields = fields.with_override(spec)
     index = Index(args.index, model=args.model)
     paths = args.paths or [str(default_corpus_dir())]
     report = index.add(
-        paths, progress=not args.quiet, on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr)
+        paths,
+        progress=not args.quiet,
+        on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr),
+        fields=fields,
     )
     print(summary_line(report, index))
     return 0
@@ -95,7 +115,9 @@ def _open(args: argparse.Namespace) -> Index:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    answer = _open(args).search(args.question, k=args.k, mode=args.mode, source=args.source)
+    answer = _open(args).search(
+        args.question, k=args.k, mode=args.mode, source=args.source, since=args.since, until=args.until
+    )
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -113,9 +135,12 @@ def format_answer(answer: Answer, width: int = 100) -> str:
     )
     lines = [head, ""]
     for rank, p in enumerate(answer.passages, start=1):
-        where = " | ".join(x for x in (p.source, p.url, p.published) if x)
+        page = f"page {p.page}" if p.page else None
+        where = " | ".join(x for x in (p.source, p.url, p.published, p.author, page) if x)
         lines.append(f"[{rank}] {p.title}")
         lines.append(f"    {where} | chars {p.start}-{p.end} | score {p.score:.4f}")
+        if p.copies:
+            lines.append("    also in: " + ", ".join(c.source for c in p.copies))
         for para in p.text.splitlines():
             lines.extend(textwrap.wrap(para, width, initial_indent="    > ", subsequent_indent="    > ") or ["    >"])
         lines.append("")
@@ -131,5 +156,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"model:     {info['model']} ({info['dimension']} dimensions)")
     print(f"documents: {len(info['documents'])}, chunks: {info['chunks']}, updated {info['updated']}")
     for d in info["documents"]:
-        print(f"  {d['source']}: {d['title']} ({d['chunks']} chunks{', ' + d['published'] if d['published'] else ''})")
+        extra = ", ".join(x for x in (d["published"], d["author"], d["copy_of"] and f"copy of {d['copy_of']}") if x)
+        print(f"  {d['source']}: {d['title']} ({d['chunks']} chunks{', ' + extra if extra else ''})")
     return 0

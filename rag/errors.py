@@ -17,6 +17,10 @@ class IndexCorruptError(RagError):
     """The index on disk is unreadable or inconsistent."""
 
 
+class IndexFormatError(IndexCorruptError):
+    """The index was written by an older version; `rag index` rebuilds it."""
+
+
 class ModelMismatchError(RagError):
     """The index was built with a different embedding model than the one asked for."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +22,30 @@ class Document:
     published: str | None = None
     segments: tuple[tuple[int, int], ...] = ()
     content_hash: str = ""
+    author: str | None = None
+    site: str | None = None
+    pages: tuple[int, ...] = ()  # for PDFs: the offset in `text` where each page begins, page 1 first
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding `offset`, for documents that have pages."""
+        return page_at(self.pages, offset)
+
+
+def page_at(pages: tuple[int, ...] | list[int], offset: int) -> int | None:
+    return bisect.bisect_right(pages, offset) if pages else None
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Another file holding the same story (exactly, or a near-duplicate such as a republished wire story)."""
+
+    source: str
+    title: str
+    url: str | None = None
+    exact: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "title": self.title, "url": self.url, "exact": self.exact}
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,9 @@ class Passage:
     published: str | None = None
     chunk_id: int = 0
     similarity: float = 0.0
+    author: str | None = None
+    page: int | None = None
+    copies: tuple[Copy, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of a passage (the fields `rag ask --json` promises)."""
@@ -60,6 +88,10 @@ class Passage:
             "url": self.url,
             "start": self.start,
             "end": self.end,
+            "published": self.published,
+            "author": self.author,
+            "page": self.page,
+            "copies": [c.to_dict() for c in self.copies],
         }
 
 

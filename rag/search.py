@@ -9,8 +9,10 @@ the question's key terms with thresholds fitted on benchmark data (see `rag/cali
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
+from datetime import date, timedelta
 from importlib import resources
 from typing import Literal
 
@@ -21,7 +23,7 @@ from rag.embed import Embedder
 from rag.errors import InvalidQueryError
 from rag.fusion import reciprocal_rank_fusion
 from rag.lexical import bigram_query, coverage, has_wide_script, query_keys, words_query
-from rag.records import Answer, Passage
+from rag.records import Answer, Copy, Passage, page_at
 from rag.store import Generation
 
 Mode = Literal["hybrid", "semantic", "keyword"]
@@ -59,6 +61,40 @@ def passage_coverage(keys: list[str], passage: Passage) -> float:
     return coverage(keys, passage.title + "\n" + passage.text)
 
 
+@dataclass(frozen=True)
+class Filters:
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def active(self) -> bool:
+        return bool(self.source or self.since or self.until)
+
+
+_BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
+
+
+def date_bound(value: str | None, which: Literal["since", "until"]) -> str | None:
+    """YYYY, YYYY-MM or YYYY-MM-DD as an inclusive ISO bound: `until 2025-03` means up to 2025-03-31."""
+    if value is None or not str(value).strip():
+        return None
+    match = _BOUND.match(str(value).strip())
+    if not match:
+        raise InvalidQueryError(f"--{which} '{value}': write a date as YYYY, YYYY-MM or YYYY-MM-DD")
+    year, month, day = int(match.group(1)), match.group(2), match.group(3)
+    try:
+        if day is not None:
+            return date(year, int(month), int(day)).isoformat()
+        if month is not None:
+            first = date(year, int(month), 1)
+            if which == "since":
+                return first.isoformat()
+            return (date(year + int(month) // 12, int(month) % 12 + 1, 1) - timedelta(days=1)).isoformat()
+    except ValueError as exc:
+        raise InvalidQueryError(f"--{which} '{value}': {exc}") from exc
+    return date(year, 1, 1).isoformat() if which == "since" else date(year, 12, 31).isoformat()
+
+
 def validate_query(question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise InvalidQueryError("the question is empty: type a few words about what you are looking for")
@@ -75,13 +111,25 @@ class Searcher:
         self.embedder = embedder
         self.thresholds = load_thresholds(embedder.name)
 
-    def search(self, question: str, k: int = 5, mode: Mode = "hybrid", source: str | None = None) -> Answer:
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Answer:
+        """Best passages for `question`. `source` keeps documents whose file or source matches it exactly or
+        as a glob, or whose site (name or web host) it names; `since`/`until` (YYYY, YYYY-MM or YYYY-MM-DD,
+        inclusive) keep documents published in that range, which leaves out documents with no known date."""
         question = validate_query(question)
         if mode not in MODES:
             raise InvalidQueryError(f"unknown search mode '{mode}': choose one of {', '.join(MODES)}")
         if not 1 <= k <= MAX_K:
             raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {k}")
-        allowed = self._chunk_ids_for_source(source) if source else None
+        filters = Filters(source or None, date_bound(since, "since"), date_bound(until, "until"))
+        allowed = self._allowed_chunks(filters) if filters.active() else None
         depth = max(50, k * 10)
         q_vec = self.embedder.encode_query(question)
         wide = has_wide_script(question)
@@ -134,17 +182,36 @@ class Searcher:
             raise InvalidQueryError(f"cannot search for {question!r}: {exc}") from exc
         return [(int(r), -float(s)) for r, s in rows]
 
-    def _chunk_ids_for_source(self, source: str) -> list[int]:
+    def _allowed_chunks(self, filters: Filters) -> list[int]:
+        """Chunks of the documents the filters keep; an exact copy that matches keeps the text it shares."""
+        where, args = [], []
+        if filters.source:
+            host = filters.source.lower().removeprefix("www.")
+            where.append(
+                "(d.source = ? OR d.source GLOB ? OR d.file = ? OR d.file GLOB ? OR lower(d.site) = ? "
+                "OR lower(d.url) GLOB ? OR lower(d.url) GLOB ?)"
+            )
+            args += [filters.source] * 4 + [filters.source.lower(), f"*://{host}/*", f"*://www.{host}/*"]
+        if filters.since:
+            where.append("d.published >= ?")
+            args.append(filters.since)
+        if filters.until:
+            where.append("d.published <= ?")
+            args.append(filters.until)
         rows = self.gen.db.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ? OR d.source GLOB ?",
-            (source, source),
+            "SELECT c.id FROM chunks c WHERE c.doc_id IN "
+            f"(SELECT coalesce(d.dup_of, d.id) FROM documents d WHERE {' AND '.join(where)})",
+            args,
         ).fetchall()
         return [r[0] for r in rows]
 
     def _passages(self, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray) -> list[Passage]:
         """Best first. A hit that overlaps a better one from the same document is merged into it (the span
-        grows to cover both, still an exact slice), so the neighbour that holds the answer is never lost."""
+        grows to cover both, still an exact slice), so the neighbour that holds the answer is never lost.
+        A hit from another copy of a story already shown (a near-duplicate) is dropped: the shown passage
+        lists its copies instead."""
         chosen: list[dict] = []
+        shown_docs: dict[int, int] = {}  # cluster -> the document shown for it
         for start in range(0, len(fused), 50):
             batch = fused[start : start + 50]
             rows = self._rows([cid for cid, _ in batch])
@@ -152,7 +219,10 @@ class Searcher:
                 row = rows.get(cid)
                 if row is None:
                     continue
-                hit = {"cid": cid, "score": score, "doc_id": row[0], "start": row[4], "end": row[5], "row": row}
+                if shown_docs.setdefault(row["cluster"], row["doc_id"]) != row["doc_id"]:
+                    continue
+                hit = {"cid": cid, "score": score, "doc_id": row["doc_id"], "start": row["start"], "end": row["end"]}
+                hit["row"] = row
                 hit["similarity"] = float(self.gen.faiss.reconstruct(cid) @ q_vec[0])
                 twin = next((p for p in chosen if _overlaps(p, hit)), None)
                 if twin is not None:
@@ -173,32 +243,45 @@ class Searcher:
             texts[doc_id] = self.gen.db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
         passages = []
         for h in hits:
-            _, title, source, url, _, _, _, published = h["row"]
+            row = h["row"]
             passages.append(
                 Passage(
                     text=texts[h["doc_id"]][h["start"] : h["end"]],
                     score=h["score"],
                     doc_id=h["doc_id"],
-                    title=title,
-                    source=source,
-                    url=url,
+                    title=row["title"],
+                    source=row["source"],
+                    url=row["url"],
                     start=h["start"],
                     end=h["end"],
-                    published=published,
+                    published=row["published"],
                     chunk_id=h["cid"],
                     similarity=h["similarity"],
+                    author=row["author"],
+                    page=page_at(json.loads(row["pages"]), h["start"]),
+                    copies=self.copies(h["doc_id"], row["cluster"]),
                 )
             )
         return passages
 
-    def _rows(self, ids: list[int]) -> dict[int, tuple]:
+    def copies(self, doc_id: int, cluster: int | None) -> tuple[Copy, ...]:
+        """Other documents holding the same story: exact copies first, then near-duplicates."""
+        rows = self.gen.db.execute(
+            "SELECT source, title, url, dup_of = ? FROM documents WHERE id != ? AND (dup_of = ? OR cluster = ?) "
+            "ORDER BY dup_of = ? DESC, source",
+            (doc_id, doc_id, doc_id, cluster, doc_id),
+        ).fetchall()
+        return tuple(Copy(source=r[0], title=r[1], url=r[2], exact=bool(r[3])) for r in rows)
+
+    def _rows(self, ids: list[int]) -> dict[int, dict]:
         marks = ",".join("?" * len(ids))
         rows = self.gen.db.execute(
-            f'SELECT c.id, c.doc_id, d.title, d.source, d.url, c.start, c."end", c.text, d.published '
-            f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            f'SELECT c.id, c.doc_id, d.title, d.source, d.url, c.start, c."end", d.published, d.author, d.pages, '
+            f"coalesce(d.cluster, d.id) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
             ids,
         ).fetchall()
-        return {r[0]: r[1:] for r in rows}
+        names = ("doc_id", "title", "source", "url", "start", "end", "published", "author", "pages", "cluster")
+        return {r[0]: dict(zip(names, r[1:])) for r in rows}
 
 
 def _overlaps(a: dict, b: dict) -> bool:

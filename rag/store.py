@@ -20,9 +20,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from rag.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, ModelMismatchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-article documents, author/site/pages, duplicates
 SQLITE_NAME = "rag.sqlite"
 FAISS_NAME = "vectors.faiss"
 MANIFEST_NAME = "manifest.json"
@@ -32,14 +32,26 @@ CREATE TABLE IF NOT EXISTS documents (
     id INTEGER PRIMARY KEY,
     root TEXT NOT NULL,
     source TEXT NOT NULL,
+    file TEXT NOT NULL,              -- the file the document came from (several articles may share one)
     content_hash TEXT NOT NULL,
     title TEXT NOT NULL,
     url TEXT,
     published TEXT,
+    author TEXT,
+    site TEXT,
     text TEXT NOT NULL,
+    segments TEXT NOT NULL,          -- JSON [[start, end], ...]: the content ranges chunking reads
+    pages TEXT NOT NULL,             -- JSON [offset, ...]: where each PDF page begins; [] otherwise
+    text_hash TEXT NOT NULL,         -- rag.dedup.text_fingerprint
+    minhash BLOB NOT NULL,           -- rag.dedup.minhash
+    dup_of INTEGER,                  -- exact copy of this document, which holds the chunks
+    cluster INTEGER,                 -- near-duplicate cluster (smallest member id)
     indexed_at REAL NOT NULL,
     UNIQUE (root, source)
 );
+CREATE INDEX IF NOT EXISTS documents_text_hash ON documents(text_hash);
+CREATE INDEX IF NOT EXISTS documents_cluster ON documents(cluster);
+CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
@@ -106,9 +118,9 @@ class Generation:
         self.path = gen
         self.manifest = json.loads((gen / MANIFEST_NAME).read_text())
         if self.manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexCorruptError(
-                f"{index_dir}: index format {self.manifest.get('format_version')} "
-                f"is not {FORMAT_VERSION}; rebuild with `rag index`"
+            raise IndexFormatError(
+                f"{index_dir} was built by an older version of Verbatim (format {self.manifest.get('format_version')}, "
+                f"now {FORMAT_VERSION}): run `rag index` to rebuild it"
             )
         try:
             self.db = connect(gen / SQLITE_NAME, readonly=True)
@@ -135,14 +147,17 @@ class GenerationWriter:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._remove_stale()
             live = current_generation(self.index_dir)
+            reuse = live is not None
             if live is not None:
-                check_model(json.loads((live / MANIFEST_NAME).read_text()), self.model, self.index_dir)
+                manifest = json.loads((live / MANIFEST_NAME).read_text())
+                check_model(manifest, self.model, self.index_dir)
+                reuse = manifest.get("format_version") == FORMAT_VERSION  # an older format is rebuilt whole
             number = int(live.name.split("-")[1]) + 1 if live else 1
             staging = self.index_dir / f".staging-{number:06d}-{os.getpid()}"
             staging.mkdir()
             try:
                 conn = connect(staging / SQLITE_NAME)
-                if live is not None:
+                if reuse:
                     with connect(live / SQLITE_NAME, readonly=True) as src:
                         src.backup(conn)
                 conn.executescript(SCHEMA)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import IngestError
-from rag.ingest import TEXT_SUFFIXES, read_document
+from rag.ingest import SUPPORTED_SUFFIXES, read_documents
 
 
 @dataclass
@@ -26,12 +26,12 @@ def save_uploads(files: list[Path], corpus_dir: Path) -> UploadResult:
     corpus_dir.mkdir(parents=True, exist_ok=True)
     for file in files:
         name = Path(file).name
-        if name.startswith(".") or Path(name).suffix.lower() not in TEXT_SUFFIXES:
-            kinds = ", ".join(sorted(TEXT_SUFFIXES))
-            result.rejected.append((name, f"not a text article: only {kinds} files can be added"))
+        if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+            kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+            result.rejected.append((name, f"not an article file: only {kinds} files can be added"))
             continue
         try:
-            read_document(Path(file), name)
+            read_documents(Path(file), name)
         except IngestError as exc:
             result.rejected.append((name, str(exc).removeprefix(f"{name}: ")))
             continue

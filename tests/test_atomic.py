@@ -39,10 +39,10 @@ def test_killed_indexer_leaves_previous_index_intact(tmp_path: Path, corpus_copy
 
     after = Index(idx)
     assert after.info()["chunks"] == counts
-    assert len(after.info()["documents"]) == 4
+    assert len(after.info()["documents"]) == 7
     assert after.search("Who was Kim Kyoung-soo's political mentor?").passages[0].text == expected
 
     report = after.add([corpus_copy])
     assert report.added == 60
     assert not list(idx.glob(".staging-*"))
-    assert len(after.info()["documents"]) == 64
+    assert len(after.info()["documents"]) == 67

@@ -2,15 +2,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.chunk import ChunkPlan, chunk_document, split_sentences
-from rag.ingest import parse_document, read_document
+from rag.ingest import read_documents
+from rag.plaintext import parse_document
 from tests.conftest import CORPUS
 
 
+def seed_documents():
+    return [doc for path in sorted(CORPUS.glob("*.txt")) for doc in read_documents(path, path.name).documents]
+
+
 def test_chunks_are_exact_slices_within_the_token_limit(embedder):
-    for path in sorted(CORPUS.glob("*.txt")):
-        doc = read_document(path, path.name)
+    for doc in seed_documents():
         chunks = chunk_document(doc, embedder, ChunkPlan())
-        assert chunks, path.name
+        assert chunks, doc.source
         for chunk in chunks:
             assert doc.text[chunk.start : chunk.end] == chunk.text
             assert chunk.text == chunk.text.strip()
@@ -19,8 +23,7 @@ def test_chunks_are_exact_slices_within_the_token_limit(embedder):
 
 
 def test_every_content_sentence_is_in_some_chunk(embedder):
-    for path in sorted(CORPUS.glob("*.txt")):
-        doc = read_document(path, path.name)
+    for doc in seed_documents():
         chunks = chunk_document(doc, embedder)
         for seg_start, seg_end in doc.segments:
             for s, e, _ in split_sentences(doc.text, seg_start, seg_end):
@@ -28,7 +31,7 @@ def test_every_content_sentence_is_in_some_chunk(embedder):
 
 
 def test_neighbouring_chunks_overlap(embedder):
-    doc = read_document(CORPUS / "002_4545c625dd368776.txt", "002")
+    doc = read_documents(CORPUS / "002_4545c625dd368776.txt", "002").documents[-1]
     chunks = chunk_document(doc, embedder)
     overlapping = sum(1 for a, b in zip(chunks, chunks[1:]) if b.start < a.end)
     assert overlapping >= len(chunks) // 3

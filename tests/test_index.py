@@ -3,15 +3,15 @@ from pathlib import Path
 import pytest
 
 from rag import Index, ModelMismatchError
-from rag.ingest import parse_document
+from rag.plaintext import parse_document
 
 
 def test_incremental_reindex_reuses_everything(tmp_path: Path, corpus_copy: Path):
     index = Index(tmp_path / "idx")
     first = index.add([corpus_copy])
-    assert (first.added, first.embedded) == (4, first.chunks) and first.chunks > 20
+    assert (first.added, first.embedded) == (7, first.chunks)  # 4 files, one holding 4 articles and first.chunks > 20
     again = index.add([corpus_copy])
-    assert (again.added, again.updated, again.removed, again.unchanged, again.embedded) == (0, 0, 0, 4, 0)
+    assert (again.added, again.updated, again.removed, again.unchanged, again.embedded) == (0, 0, 0, 7, 0)
     assert again.chunks == first.chunks
     assert again.seconds < first.seconds
 
@@ -22,7 +22,7 @@ def test_changed_document_reembeds_only_new_passages(tmp_path: Path, corpus_copy
     path = corpus_copy / "001_33dd8276e80e8104.txt"
     path.write_text(path.read_text() + "\nThe ambassador later toured the Gyeongbokgung palace with a zither player.\n")
     report = index.add([corpus_copy])
-    assert (report.added, report.updated, report.unchanged) == (0, 1, 3)
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 6)
     assert 0 < report.embedded < 4
     answer = index.search("Who toured the palace with a zither player?", k=1)
     assert "zither player" in answer.passages[0].text
@@ -39,6 +39,9 @@ def test_deleted_document_disappears(tmp_path: Path, corpus_copy: Path):
         "000_594d65cdc1b20141.txt",
         "001_33dd8276e80e8104.txt",
         "002_4545c625dd368776.txt",
+        "002_4545c625dd368776.txt#2",
+        "002_4545c625dd368776.txt#3",
+        "002_4545c625dd368776.txt#4",
     }
     answer = index.search("Which senator from Vermont did Kim Jong-hoon meet?", k=10)
     assert all(p.source != "003_a37b0dba77dbb840.txt" for p in answer.passages)
@@ -55,10 +58,10 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path: Path,
     report = index.add([corpus_copy])
     reasons = dict(report.skipped)
     assert reasons["empty.txt"] == "empty file"
-    assert reasons["image.txt"].startswith("binary file")
+    assert reasons["image.txt"] == "the file is a PNG image, not a .txt article"
     assert reasons["garbage.md"].startswith("cannot decode")
-    assert reasons["notes.pdf"].startswith("unsupported file type")
-    assert report.added == 5
+    assert reasons["notes.pdf"].startswith("damaged PDF")
+    assert report.added == 8
     assert "도서관" in index.search("도서관 개관식", k=1).passages[0].text
 
 
@@ -68,7 +71,7 @@ def test_a_file_turned_unreadable_keeps_its_previous_version(tmp_path: Path, cor
     (corpus_copy / "003_a37b0dba77dbb840.txt").write_bytes(b"\x00\x01binary now")
     report = index.add([corpus_copy])
     assert report.removed == 0 and len(report.skipped) == 1
-    assert len(index.info()["documents"]) == 4
+    assert len(index.info()["documents"]) == 7
 
 
 def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
@@ -76,7 +79,7 @@ def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
     index.add([corpus_copy])
     report = index.add([tmp_path / "typo"])
     assert report.skipped == [(str(tmp_path / "typo"), "no such file or directory")]
-    assert len(index.info()["documents"]) == 4
+    assert len(index.info()["documents"]) == 7
 
 
 def test_opening_with_another_model_is_a_clear_error(tmp_path: Path, corpus_copy: Path):

@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.dates import parse_date
 from rag.errors import IngestError
-from rag.ingest import decode, is_boilerplate, parse_date, parse_document, read_document
+from rag.ingest import decode, read_documents
+from rag.plaintext import is_boilerplate, parse_document
 from tests.conftest import CORPUS
 
 BOILERPLATE = [
@@ -19,7 +21,7 @@ BOILERPLATE = [
 
 
 def test_seed_articles_get_title_url_and_date():
-    docs = {p.name: read_document(p, p.name) for p in sorted(CORPUS.glob("*.txt"))}
+    docs = {d.source: d for p in sorted(CORPUS.glob("*.txt")) for d in read_documents(p, p.name).documents}
     assert docs["001_33dd8276e80e8104.txt"].title == "DPK leader welcomes US-N. Korea talks"
     assert docs["001_33dd8276e80e8104.txt"].published == "2025-01-23"
     assert docs["003_a37b0dba77dbb840.txt"].url == (
@@ -46,11 +48,10 @@ def test_real_sentences_are_not_boilerplate():
 
 
 def test_seed_boilerplate_never_in_segments():
-    for path in CORPUS.glob("*.txt"):
-        doc = read_document(path, path.name)
+    for doc in (d for p in CORPUS.glob("*.txt") for d in read_documents(p, p.name).documents):
         content = "\n".join(doc.text[s:e] for s, e in doc.segments)
         for line in content.splitlines():
-            assert not is_boilerplate(line.strip()), (path.name, line)
+            assert not is_boilerplate(line.strip()), (doc.source, line)
 
 
 def test_decoding_fallbacks(tmp_path: Path):
@@ -65,7 +66,8 @@ def test_decoding_fallbacks(tmp_path: Path):
     [
         ("empty.txt", b"", "empty file"),
         ("blank.txt", b"   \n\n", "empty file"),
-        ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+        ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "the file is a PNG image, not a .txt article"),
+        ("nul.txt", b"text\x00with NUL bytes", "binary file"),
         ("photo.jpg", b"\xff\xd8\xff\xe0", "unsupported file type"),
     ],
 )
@@ -73,7 +75,7 @@ def test_bad_files_raise_with_name_and_reason(tmp_path: Path, name, data, reason
     path = tmp_path / name
     path.write_bytes(data)
     with pytest.raises(IngestError, match=reason) as info:
-        read_document(path, name)
+        read_documents(path, name)
     assert str(info.value).startswith(name)
 
 
