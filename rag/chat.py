@@ -20,6 +20,7 @@ from rag.api import Index
 from rag.conversation import search_text
 from rag.errors import RagError
 from rag.highlight import best_sentences
+from rag.ingest import SUPPORTED_SUFFIXES
 from rag.records import Answer
 from rag.render import ShownPassage, answer_markdown, article_html, error_markdown, literal
 from rag.search import MODES, Mode
@@ -63,12 +64,16 @@ class ChatService:
         k: int = DEFAULT_K,
         mode: Mode = "hybrid",
         source: str = ALL_SOURCES,
+        since: str = "",
+        until: str = "",
     ) -> Reply:
         """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
         A question that cannot be searched gets its reason as the reply rather than an exception."""
         query = search_text(message, earlier) if message.strip() else message
         try:
-            answer = self.index.search(query, k=int(k), mode=mode, source=source or None)
+            answer = self.index.search(
+                query, k=int(k), mode=mode, source=source or None, since=since or None, until=until or None
+            )
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query)
         searcher = self.index.searcher
@@ -89,9 +94,14 @@ class ChatService:
         return self.index.info()["documents"] if self.index.exists() else []
 
     def source_choices(self) -> list[tuple[str, str]]:
-        return [("All articles", ALL_SOURCES)] + [
-            (f"{d['title'] or d['source']} ({d['source']})", d["source"]) for d in self.articles()
-        ]
+        """All articles, then each site (a publication name or web host), then each article."""
+        articles = self.articles()
+        sites = sorted({d["site"] for d in articles if d["site"]})
+        return (
+            [("All articles", ALL_SOURCES)]
+            + [(f"Site: {site}", site) for site in sites]
+            + [(f"{d['title'] or d['source']} ({d['source']})", d["source"]) for d in articles]
+        )
 
     def source_rows(self) -> list[list[Any]]:
         return [[d["title"], d["source"], d["published"] or "", d["chunks"]] for d in self.articles()]
@@ -169,18 +179,18 @@ SCROLL_TO_PASSAGE = (
 def build_app(service: ChatService) -> gr.Blocks:
     """The Gradio page over one shared service; each browser tab keeps its own conversation."""
 
-    def respond(message: str, history: list, k: float, mode: str, source: str):
+    def respond(message: str, history: list, k: float, mode: str, source: str, since: str, until: str):
         history = list(history or [])
         if not message or not message.strip():
             return history, "", gr.update(), []
-        reply = service.answer(message, user_questions(history), int(k), mode, source)
+        reply = service.answer(message, user_questions(history), int(k), mode, source, since, until)
         history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
         located = [(s.passage.doc_id, s.passage.start, s.passage.end) for s in reply.shown]
         choices = [(f"{i}. {s.passage.title or s.passage.source}", i - 1) for i, s in enumerate(reply.shown, 1)]
         return history, "", gr.update(choices=choices, value=None), located
 
-    def respond_example(history: list, k: float, mode: str, source: str, evt: gr.SelectData):
-        return respond(_text_of(evt.value), history, k, mode, source)
+    def respond_example(history: list, k: float, mode: str, source: str, since: str, until: str, evt: gr.SelectData):
+        return respond(_text_of(evt.value), history, k, mode, source, since, until)
 
     def open_passage(choice: int | None, located: list) -> str:
         if choice is None or not located or choice >= len(located):
@@ -200,14 +210,21 @@ def build_app(service: ChatService) -> gr.Blocks:
         status = service.add_files(files)
         return status, service.source_rows(), gr.update(choices=service.source_choices()), None
 
-    def chat_api(message: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "") -> str:
+    def chat_api(
+        message: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""
+    ) -> str:
         """Ask a question; returns the reply as the chat shows it (Markdown, article text escaped)."""
-        return service.answer(message, (), k, mode, source).markdown
+        return service.answer(message, (), k, mode, source, since, until).markdown
 
-    def ask_api(question: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "") -> dict:
+    def ask_api(
+        question: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""
+    ) -> dict:
         """Ask a question; returns the same JSON as `rag ask --json` (passage text raw, not escaped)."""
         try:
-            return service.index.search(question, k=k, mode=mode, source=source or None).to_dict()
+            answer = service.index.search(
+                question, k=k, mode=mode, source=source or None, since=since or None, until=until or None
+            )
+            return answer.to_dict()
         except RagError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -239,7 +256,10 @@ def build_app(service: ChatService) -> gr.Blocks:
                 with gr.Row():
                     k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label="Passages")
                     mode = gr.Radio(list(MODES), value="hybrid", label="Search")
-                    source = gr.Dropdown(service.source_choices(), value=ALL_SOURCES, label="Only in article")
+                    source = gr.Dropdown(service.source_choices(), value=ALL_SOURCES, label="Only in article or site")
+                with gr.Row():
+                    since = gr.Textbox(label="Published from", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1)
+                    until = gr.Textbox(label="Published until", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1)
                 with gr.Accordion("Read a passage in its article", open=True):
                     passage_pick = gr.Dropdown([], value=None, label="Passage from the last answer")
                     context = gr.HTML(elem_id="verbatim-context")
@@ -255,20 +275,23 @@ def build_app(service: ChatService) -> gr.Blocks:
                     column_widths=["46%", "30%", "14%", "10%"],
                     elem_id="verbatim-sources",
                 )
-                gr.Markdown("Click an article to read it. Add articles (.txt, .md):")
+                gr.Markdown("Click an article to read it. Add articles (text, Markdown, saved web pages, PDF, JSONL):")
                 files = gr.File(
-                    file_count="multiple", file_types=[".txt", ".md"], label="Add articles", elem_id="verbatim-upload"
+                    file_count="multiple",
+                    file_types=sorted(SUPPORTED_SUFFIXES),
+                    label="Add articles",
+                    elem_id="verbatim-upload",
                 )
                 upload_status = gr.Markdown(elem_id="verbatim-upload-status")
 
-        ask = [message, chatbot, k, mode, source]
+        ask = [message, chatbot, k, mode, source, since, until]
         answered = [chatbot, message, passage_pick, located]
         message.submit(respond, ask, answered, api_visibility="private", show_progress="minimal").then(
             None, js=SHOW_ANSWER_START
         )
-        chatbot.example_select(respond_example, [chatbot, k, mode, source], answered, api_visibility="private").then(
-            None, js=SHOW_ANSWER_START
-        )
+        chatbot.example_select(
+            respond_example, [chatbot, k, mode, source, since, until], answered, api_visibility="private"
+        ).then(None, js=SHOW_ANSWER_START)
         passage_pick.input(open_passage, [passage_pick, located], context, api_visibility="private").then(
             None, js=SCROLL_TO_PASSAGE
         )

@@ -18,7 +18,7 @@ from rag.records import Document
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _ALIASES = {"euc-kr": "cp949", "ks_c_5601-1987": "cp949", "iso-8859-1": "cp1252", "latin-1": "cp1252"}
-MIN_ARTICLE_CHARS = 40
+MIN_ARTICLE_CHARS = 200  # or two paragraphs: a nav bar or a lone ad line is neither
 
 
 def declared_charset(data: bytes) -> str | None:
@@ -41,7 +41,7 @@ def parse_html(html: str, source: str, content_hash: str) -> Document:
         date_extraction_params={"extensive_search": False, "original_date": True},
     )
     text = (extracted.text or "").strip() if extracted is not None else ""
-    if len(text) < MIN_ARTICLE_CHARS:
+    if len(text) < MIN_ARTICLE_CHARS and text.count("\n") < 1:
         raise IngestError(f"{source}: no article text found in the page (truncated, or not an article)")
     url = extracted.url if extracted.url and extracted.url.startswith(("http://", "https://")) else None
     title = (extracted.title or "").strip() or text.split("\n", 1)[0][:200]

@@ -92,10 +92,20 @@ def attribution(passage: Passage, article_chars: int) -> str:
     parts = [f"<strong>{literal(passage.title or passage.source)}</strong>", f"<code>{literal(passage.source)}</code>"]
     if passage.url:
         parts.append(url_html(passage.url, literal(passage.url)))
+    if passage.author:
+        parts.append("by " + literal(passage.author))
     if passage.published:
         parts.append(literal(passage.published))
+    if passage.page:
+        parts.append(f"page {passage.page}")
     parts.append(location(passage, article_chars))
-    return "— " + " · ".join(parts)
+    line = "— " + " · ".join(parts)
+    if passage.copies:
+        named = ", ".join(
+            f"<code>{literal(c.source)}</code>" + ("" if c.exact else " (near-duplicate)") for c in passage.copies
+        )
+        line += f"<br>Same story also in: {named}"
+    return line
 
 
 def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None) -> str:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from rag.records import Answer, Document, Passage
+from rag.records import Answer, Copy, Document, Passage
 from rag.render import ShownPassage, answer_markdown, article_html, literal, location, quoted
 
 HOSTILE = [
@@ -100,6 +100,26 @@ def test_whole_reply_keeps_attribution_and_shows_title_url_and_source_literally(
     shown = visible(seen)
     for piece in ("The <script>x()</script> passage.", "A *title* <b>", "news/<a>.txt", "strong match", "of 400"):
         assert piece in shown
+
+
+def test_attribution_names_author_page_and_copies():
+    p = Passage(
+        text="Text.",
+        score=0.5,
+        doc_id=1,
+        title="Report",
+        source="report.pdf",
+        url=None,
+        start=0,
+        end=5,
+        published="2024-11-30",
+        author="Gangneung City",
+        page=2,
+        copies=(Copy("mirror/report.pdf", "Report", None, True), Copy("wire.txt", "Other head", None, False)),
+    )
+    shown = visible(render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)])))
+    assert "by Gangneung City · 2024-11-30 · page 2 · characters 0–5 of 100" in shown
+    assert "Same story also in: mirror/report.pdf, wire.txt (near-duplicate)" in shown
 
 
 def test_a_javascript_url_is_text_not_a_link():
