@@ -34,6 +34,14 @@ _URL = re.compile(r"https?://[^\s<>\"')\]]+")
 _URL_LINE = re.compile(
     r"^\s*(?:source(?:\s+article)?(?:\s+from)?|original(?:ly)?(?:\s+published)?(?:\s+at)?|url|link)\b", re.IGNORECASE
 )
+# Boilerplate that ends a story (a related list, a comment box, a byline tag or timestamp of the next
+# item), as opposed to furniture that sits inside one ("Advertisement", "Share"): only the former splits.
+_STORY_END = re.compile(
+    r"^(?:related\ (?:articles|stories|posts)|comments?|post\ a\ comment|leave\ a\ (?:reply|comment)|"
+    r"no\ comments.*|read\ more|more\ (?:stories|news).*|\d+\ (?:seconds?|minutes?|hours?|days?|weeks?)\ ago|"
+    r"(?:posted|updated|published)\b.*|-\ .{1,60}|copyright\ .*|©.*|all\ rights\ reserved.*)$",
+    re.IGNORECASE,
+)
 _DATE_LINE = re.compile(r"^\s*(?:posted|published|updated|date|dated)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?。…][\"'”’)\]]*$")
 HEADLINE_MAX_CHARS = 150
@@ -71,20 +79,24 @@ def parse_articles(text: str, source: str, content_hash: str = "") -> list[Docum
 
 def article_starts(lines: list[Line], site_names: set[str] = frozenset()) -> list[int]:
     """Indexes (into `lines`) of the first line of each article. A line opens a new article when it reads
-    like a headline, follows page boilerplate, is followed by body text, and the article before it already
-    has body text of its own (so a headline followed by its dateline does not split)."""
+    like a headline, follows boilerplate that ends a story (a related list, a comment box, the next item's
+    byline or timestamp; not an "Advertisement" inside the story), is followed by body text, and the article
+    before it already has body text of its own (so a headline followed by its dateline does not split)."""
     filled = [i for i, ln in enumerate(lines) if ln.text]
     kinds = {i: is_boilerplate(lines[i].text, site_names) for i in filled}
     content = [i for i in filled if not kinds[i]]
     if not content:
         return []
     starts = [content[0]]
-    has_body = False
+    has_body = story_ended = False
     for pos, i in enumerate(filled):
-        if kinds[i] or i == content[0]:
-            continue
         text = lines[i].text
-        after_boilerplate = kinds[filled[pos - 1]]
+        if kinds[i]:
+            story_ended = story_ended or bool(_STORY_END.match(text)) or text.lower() in site_names
+            continue
+        if i == content[0]:
+            continue
+        after_boilerplate = kinds[filled[pos - 1]] and story_ended
         nxt = filled[pos + 1] if pos + 1 < len(filled) else None
         body_follows = nxt is not None and not kinds[nxt] and not is_headline(lines[nxt].text)
         if has_body and after_boilerplate and body_follows and _opens_like_headline(text):
@@ -92,6 +104,7 @@ def article_starts(lines: list[Line], site_names: set[str] = frozenset()) -> lis
             has_body = False
         elif not is_headline(text):
             has_body = True
+        story_ended = False
     return starts
 
 

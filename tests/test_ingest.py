@@ -5,7 +5,7 @@ import pytest
 from rag.dates import parse_date
 from rag.errors import IngestError
 from rag.ingest import decode, read_documents
-from rag.plaintext import is_boilerplate, parse_document
+from rag.plaintext import is_boilerplate, parse_articles, parse_document
 from tests.conftest import CORPUS
 
 BOILERPLATE = [
@@ -85,3 +85,53 @@ def test_dates_parsed_only_when_unambiguous():
     assert parse_date("2023-11-02T10:00") == "2023-11-02"
     assert parse_date("3 hours ago") is None
     assert parse_date("February 30, 2024") is None
+
+
+SPLIT_PAGE = """Harbour city opens floating solar farm
+Posted March 4, 2025
+The port authority switched on a floating solar farm on Tuesday. It is the largest in the country.
+Advertisement
+Why float the panels
+Engineers chose a floating design because the water keeps the panels cool.
+Share
+Comments
+Related Articles
+Coastal Daily
+3 hours ago
+- Coastal Daily
+Gunsan starts offshore wind auction
+The city of Gunsan opened bids for a 1.2-gigawatt offshore wind farm on Monday, officials said.
+"""
+
+
+def test_a_file_of_several_stories_becomes_one_document_each():
+    docs = read_documents(CORPUS / "002_4545c625dd368776.txt", "002.txt").documents
+    assert [d.title for d in docs] == [
+        "Kim Kyoung-soo enters race championing Roh's Sejong-centered vision",
+        "PM nominee stresses stronger Seoul-Tokyo ties in meeting with Japanese PM adviser",
+        "Lee calls on S. Korea, Japan to join hands for future ahead of 60th anniv. of ties",
+        "Lee heads to G7 Summit to manifest Seoul's stability, integrity",
+    ]
+    assert [d.source for d in docs] == ["002.txt", "002.txt#2", "002.txt#3", "002.txt#4"]
+    whole = (CORPUS / "002_4545c625dd368776.txt").read_text()
+    assert "".join(d.text for d in docs) == whole, "the articles are consecutive exact slices of the file"
+    assert all(d.published is None for d in docs), "'3 hours ago' and dates inside stories are not dates"
+
+
+def test_a_subhead_after_an_ad_stays_in_its_story_and_a_related_story_splits():
+    docs = parse_articles(SPLIT_PAGE, "page.txt")
+    assert [(d.source, d.title) for d in docs] == [
+        ("page.txt", "Harbour city opens floating solar farm"),
+        ("page.txt#2", "Gunsan starts offshore wind auction"),
+    ]
+    assert docs[0].published == "2025-03-04" and docs[1].published is None
+    assert "Why float the panels" in docs[0].text
+
+
+def test_hard_wrapped_lines_do_not_split_a_story():
+    text = (
+        "Ferry returns to Ulleungdo\nPosted June 2, 2025\nThe ferry to Ulleungdo resumed on Monday,\n"
+        "after a week of storms, the operator said.\nShare\nTickets sold out within an hour,\n"
+        "and extra sailings were added for Tuesday.\n"
+    )
+    assert len(parse_articles(text, "wrapped.txt")) == 1
