@@ -12,15 +12,14 @@ wrongly answered rates) are written out.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import tempfile
 from pathlib import Path
 
 from rag import Index
+from rag.evaluate import squad_documents
 from rag.lexical import query_keys
-from rag.records import Document
 from rag.search import FOUND_DEPTH, passage_coverage
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
@@ -30,20 +29,7 @@ CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "calibration.json
 def squad_halves(path: Path, per_side: int, seed: int = 13):
     data = json.loads(path.read_text())["data"]
     indexed, held_out = data[0::2], data[1::2]
-    docs = []
-    for art in indexed:
-        title = art["title"].replace("_", " ")
-        for i, para in enumerate(art["paragraphs"]):
-            text = para["context"]
-            docs.append(
-                Document(
-                    source=f"{art['title']}#{i}",
-                    text=text,
-                    title=title,
-                    segments=((0, len(text)),),
-                    content_hash=hashlib.sha256(text.encode()).hexdigest(),
-                )
-            )
+    docs = squad_documents(indexed)
     rng = random.Random(seed)
 
     def questions(arts):

@@ -7,6 +7,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from rag.api import Index, default_corpus_dir, default_index, default_index_dir
 from rag.errors import RagError
@@ -55,6 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     _common(p)
 
+    p = sub.add_parser(
+        "eval",
+        help="measure retrieval on a SQuAD-format file or a BEIR folder",
+        description="Index the benchmark's corpus (cached by content), run every query per search mode, print "
+        "Recall@1/5/20, MRR@10, nDCG@10, latency, and how often `found` is wrong.",
+    )
+    p.add_argument("benchmark", help="SQuAD-format .json file (SQuAD, KorQuAD) or BEIR folder (corpus.jsonl ...)")
+    p.add_argument("--limit", type=int, help="only the first N queries (the corpus stays whole)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated search modes (default {','.join(MODES)})")
+    p.add_argument(
+        "--unanswerable",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="queries asked again without their document, to measure wrong answers (default 1000; 0: skip)",
+    )
+    p.add_argument(
+        "--cache", help="where benchmark indexes are kept (default ~/.cache/verbatim/eval or $RAG_EVAL_CACHE)"
+    )
+    p.add_argument("--model", help="sentence-transformers model name or path (default: the packaged one)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("info", help="show what the index holds")
     p.add_argument("--json", action="store_true", help="print as JSON")
     _common(p)
@@ -73,7 +97,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"index": cmd_index, "ask": cmd_ask, "info": cmd_info}[args.command](args)
+        return {"index": cmd_index, "ask": cmd_ask, "eval": cmd_eval, "info": cmd_info}[args.command](args)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -145,6 +169,22 @@ def format_answer(answer: Answer, width: int = 100) -> str:
             lines.extend(textwrap.wrap(para, width, initial_indent="    > ", subsequent_indent="    > ") or ["    >"])
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.evaluate import evaluate, format_table, load_benchmark
+
+    bench = load_benchmark(Path(args.benchmark)).limited(args.limit)
+    result = evaluate(
+        bench,
+        model=args.model,
+        modes=[m.strip() for m in args.modes.split(",") if m.strip()],
+        cache=Path(args.cache) if args.cache else None,
+        unanswerable=args.unanswerable,
+        progress=not args.quiet,
+    )
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -188,6 +188,15 @@ def words_query(text: str) -> str | None:
     return " OR ".join(quote(w) for w in words) or None
 
 
+def words_and_pairs_query(text: str) -> str | None:
+    """The content words, plus each pair of neighbouring content words as a phrase: a passage that repeats
+    the question's wording ("super bowl", "mutual defense") ranks above one that merely shares its words
+    (the ordered pairs of the sequential dependence model). Measured on SQuAD in bench/RESULTS.md."""
+    words = content_words(text)
+    terms = [quote(w) for w in words] + [quote(f"{a} {b}") for a, b in zip(words, words[1:])]
+    return " OR ".join(terms) or None
+
+
 def bigram_query(text: str) -> str | None:
     """OR of the pieces of `bigram_text(question)`, for the bigram table."""
     pieces = dict.fromkeys(content_words(bigram_text(text)))

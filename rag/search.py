@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from importlib import resources
@@ -21,8 +22,8 @@ import numpy as np
 
 from rag.embed import Embedder
 from rag.errors import InvalidQueryError
-from rag.fusion import reciprocal_rank_fusion
-from rag.lexical import bigram_query, coverage, has_wide_script, query_keys, words_query
+from rag.fusion import convex_fusion
+from rag.lexical import bigram_query, coverage, has_wide_script, query_keys, words_and_pairs_query, words_query
 from rag.records import Answer, Copy, Passage, page_at
 from rag.store import Generation
 
@@ -32,6 +33,10 @@ MAX_QUERY_CHARS = 2000
 MAX_K = 100
 MAX_MERGED_CHARS = 3000
 FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
+# Fusion: a convex combination of min-max normalised scores, the lexical arms sharing LEXICAL_WEIGHT.
+# Chosen on SQuAD dev over RRF (k 5-60, weighted) and other weights; see bench/RESULTS.md.
+LEXICAL_WEIGHT = 0.6
+TITLE_WEIGHT = 1.0  # BM25 weight of the title column against 1.0 for the passage text
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ class Searcher:
         self.gen = generation
         self.embedder = embedder
         self.thresholds = load_thresholds(embedder.name)
+        db = generation.db
+        # Most documents have no copies; knowing which do saves a query per passage.
+        self._holders = {r[0] for r in db.execute("SELECT DISTINCT dup_of FROM documents WHERE dup_of IS NOT NULL")}
+        self._shared_clusters = {
+            r[0] for r in db.execute("SELECT cluster FROM documents GROUP BY cluster HAVING count(*) > 1")
+        }
 
     def search(
         self,
@@ -119,10 +130,12 @@ class Searcher:
         source: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        exclude: Sequence[str] = (),
     ) -> Answer:
         """Best passages for `question`. `source` keeps documents whose file or source matches it exactly or
         as a glob, or whose site (name or web host) it names; `since`/`until` (YYYY, YYYY-MM or YYYY-MM-DD,
-        inclusive) keep documents published in that range, which leaves out documents with no known date."""
+        inclusive) keep documents published in that range, which leaves out documents with no known date.
+        `exclude` leaves out documents by source: evaluation asks questions whose answer is absent that way."""
         question = validate_query(question)
         if mode not in MODES:
             raise InvalidQueryError(f"unknown search mode '{mode}': choose one of {', '.join(MODES)}")
@@ -130,16 +143,24 @@ class Searcher:
             raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {k}")
         filters = Filters(source or None, date_bound(since, "since"), date_bound(until, "until"))
         allowed = self._allowed_chunks(filters) if filters.active() else None
-        depth = max(50, k * 10)
+        excluded = self._chunks_of(exclude) if exclude else []
+        if allowed is not None and excluded:
+            allowed = sorted(set(allowed) - set(excluded))
+            excluded = []
+        depth = max(100, k * 10)  # the depth the fusion weights were fitted at
         q_vec = self.embedder.encode_query(question)
         wide = has_wide_script(question)
         dense_trusted = self.thresholds.dense_wide_script or not wide
-        rankings = []
-        if mode == "semantic" or (mode == "hybrid" and dense_trusted):
-            rankings.append([cid for cid, _ in self.dense(q_vec, depth, allowed)])
+        arms: list[list[tuple[int, float]]] = []
+        weights: list[float] = []
         if mode in ("hybrid", "keyword"):
-            rankings.append([cid for cid, _ in self.lexical(question, depth, allowed)])
-        passages = self._passages(reciprocal_rank_fusion(rankings), k, q_vec)
+            lexical = self.lexical(question, depth, allowed, excluded)
+            arms += lexical
+            weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
+        if mode == "semantic" or (mode == "hybrid" and dense_trusted):
+            arms.append(self.dense(q_vec, depth, allowed, excluded))
+            weights.append(1.0 - LEXICAL_WEIGHT)
+        passages = self._passages(convex_fusion(arms, weights), k, q_vec)
         found = any(self.relevance(question, p) >= 1.0 for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages)
 
@@ -154,33 +175,65 @@ class Searcher:
             strength = max(strength, passage.similarity / self.thresholds.similarity)
         return strength
 
-    def dense(self, q_vec: np.ndarray, n: int, allowed: list[int] | None = None) -> list[tuple[int, float]]:
+    def dense(
+        self, q_vec: np.ndarray, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
+    ) -> list[tuple[int, float]]:
         if self.gen.faiss.ntotal == 0 or (allowed is not None and not allowed):
             return []
         params = None
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.array(allowed, dtype=np.int64)))
+        elif excluded:
+            batch = faiss.IDSelectorBatch(np.array(excluded, dtype=np.int64))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorNot(batch))
+            params.batch = batch  # keep the inner selector alive as long as the outer one
         scores, ids = self.gen.faiss.search(q_vec, min(n, self.gen.faiss.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
-    def lexical(self, question: str, n: int, allowed: list[int] | None = None) -> list[tuple[int, float]]:
+    def lexical(
+        self, question: str, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
+    ) -> list[list[tuple[int, float]]]:
+        """The BM25 rankings for `question`: for Hangul/CJK the character-bigram table; otherwise the stemmed
+        table queried with words and neighbouring-word phrases, and the unstemmed table with words (stemming
+        finds "elected" for "election", the unstemmed arm keeps "Apple" apart from "apples")."""
         if has_wide_script(question):
-            table, match = "chunks_bigram", bigram_query(question)
+            plans = [("chunks_bigram", bigram_query(question))]
         else:
-            table, match = "chunks_words", words_query(question)
+            plans = [("chunks_words", words_and_pairs_query(question)), ("chunks_bigram", words_query(question))]
+        return [self._bm25(table, match, question, n, allowed, excluded) for table, match in plans]
+
+    def _bm25(
+        self,
+        table: str,
+        match: str | None,
+        question: str,
+        n: int,
+        allowed: list[int] | None,
+        excluded: Sequence[int],
+    ) -> list[tuple[int, float]]:
         if not match or (allowed is not None and not allowed):
             return []
-        sql = f"SELECT rowid, bm25({table}, 1.0, 0.3) AS s FROM {table} WHERE {table} MATCH ?"
+        sql = f"SELECT rowid, bm25({table}, 1.0, {TITLE_WEIGHT}) AS s FROM {table} WHERE {table} MATCH ?"
         args: list = [match]
         if allowed is not None:
             sql += f" AND rowid IN ({','.join('?' * len(allowed))})"
             args += allowed
+        elif excluded:
+            sql += f" AND rowid NOT IN ({','.join('?' * len(excluded))})"
+            args += list(excluded)
         sql += " ORDER BY s LIMIT ?"
         try:
             rows = self.gen.db.execute(sql, [*args, n]).fetchall()
         except sqlite3.OperationalError as exc:
             raise InvalidQueryError(f"cannot search for {question!r}: {exc}") from exc
         return [(int(r), -float(s)) for r, s in rows]
+
+    def _chunks_of(self, sources: Sequence[str]) -> list[int]:
+        marks = ",".join("?" * len(sources))
+        rows = self.gen.db.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source IN ({marks})", list(sources)
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def _allowed_chunks(self, filters: Filters) -> list[int]:
         """Chunks of the documents the filters keep; an exact copy that matches keeps the text it shares."""
@@ -266,6 +319,8 @@ class Searcher:
 
     def copies(self, doc_id: int, cluster: int | None) -> tuple[Copy, ...]:
         """Other documents holding the same story: exact copies first, then near-duplicates."""
+        if doc_id not in self._holders and cluster not in self._shared_clusters:
+            return ()
         rows = self.gen.db.execute(
             "SELECT source, title, url, dup_of = ? FROM documents WHERE id != ? AND (dup_of = ? OR cluster = ?) "
             "ORDER BY dup_of = ? DESC, source",

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_text_hash ON documents(text_hash);
 CREATE INDEX IF NOT EXISTS documents_cluster ON documents(cluster);
+CREATE INDEX IF NOT EXISTS documents_dup_of ON documents(dup_of);
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
