@@ -139,7 +139,8 @@ class ChatService:
             lines.append(f"Indexed in {report.seconds:.1f} s: {report.embedded} passages embedded.")
         for name in result.already_there:
             lines.append(f"- {literal(name)}: already in the collection, not added again")
-        for name, why in result.rejected + [s for s in skipped if s[0] in result.saved]:
+        saved = set(result.saved)  # a record of a saved export is named "file.jsonl#N"
+        for name, why in result.rejected + [s for s in skipped if s[0].split("#")[0] in saved]:
             lines.append(f"- **Rejected** {literal(name)}: {literal(why)}")
         return "\n".join(lines) or "No files."
 

@@ -124,3 +124,16 @@ def test_a_different_file_with_a_taken_name_gets_a_new_name(tmp_path: Path):
     assert "solar &#40;2&#41;&#46;md" in status
     assert (corpus / "solar.md").read_text() == ARTICLE
     assert "Gunsan" in (corpus / "solar (2).md").read_text()
+
+
+def test_an_uploaded_export_names_its_bad_records(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    (incoming / "feed.jsonl").write_text(
+        '{"title": "Gangneung coffee festival moves", "text": "The festival will move to Anmok beach next year."}\n'
+        "not json\n"
+    )
+    status = ChatService(Index(tmp_path / "index"), corpus).add_files([incoming / "feed.jsonl"])
+    assert "Added 1 article" in status
+    assert "- **Rejected** feed&#46;jsonl&#35;2: not JSON" in status
