@@ -21,7 +21,6 @@ from baselines import SETS  # noqa: E402
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
 from rag.fusion import convex_fusion, reciprocal_rank_fusion  # noqa: E402
 from rag.lexical import bigram_query, has_wide_script, words_and_pairs_query, words_query  # noqa: E402
-from rag.search import TITLE_WEIGHT  # noqa: E402
 
 DEPTH = 100
 Ranking = list[tuple[int, float]]
@@ -44,17 +43,7 @@ def arms(bench: Benchmark) -> tuple[dict[str, list[Ranking]], dict[int, str]]:
         "char bigrams": ("chunks_bigram", bigram_query),
     }
     for name, (table, make) in plans.items():
-        out[name] = []
-        for text in texts:
-            match = make(text)
-            rows = []
-            if match:
-                rows = searcher.gen.db.execute(
-                    f"SELECT rowid, bm25({table}, 1.0, {TITLE_WEIGHT}) AS s FROM {table} WHERE {table} MATCH ? "
-                    "ORDER BY s LIMIT ?",
-                    (match, DEPTH),
-                ).fetchall()
-            out[name].append([(int(r), -float(s)) for r, s in rows])
+        out[name] = [searcher.bm25(table, make(text), text, DEPTH) for text in texts]
     return out, chunk_doc
 
 

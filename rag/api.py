@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +14,7 @@ from rag.exports import RecordFields
 from rag.indexer import ScanResult, from_documents, scan, update_index
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
-from rag.store import FORMAT_VERSION, Generation, check_model, read_manifest
+from rag.store import FORMAT_VERSION, Generation, check_model, read_manifest, stored_document
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -119,26 +118,10 @@ class Index:
 
     def document(self, doc_id: int) -> Document:
         """The stored article a passage came from (`Passage.doc_id`), whole, for reading a passage in context."""
-        row = self.searcher.gen.db.execute(
-            "SELECT source, text, title, url, published, content_hash, author, site, segments, pages "
-            "FROM documents WHERE id = ?",
-            (doc_id,),
-        ).fetchone()
-        if row is None:
+        document = stored_document(self.searcher.gen.db, doc_id)
+        if document is None:
             raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
-        source, text, title, url, published, content_hash, author, site, segments, pages = row
-        return Document(
-            source=source,
-            text=text,
-            title=title,
-            url=url,
-            published=published,
-            segments=tuple(tuple(s) for s in json.loads(segments)),
-            content_hash=content_hash,
-            author=author,
-            site=site,
-            pages=tuple(json.loads(pages)),
-        )
+        return document
 
     def info(self) -> dict[str, Any]:
         gen = self.searcher.gen

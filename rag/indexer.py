@@ -27,7 +27,7 @@ from rag.exports import RecordFields
 from rag.ingest import iter_files, read_documents
 from rag.lexical import bigram_text
 from rag.records import Chunk, Document, IndexReport
-from rag.store import Generation, GenerationWriter, check_model
+from rag.store import Generation, GenerationWriter, check_model, stored_document
 
 MEMORY_ROOT = "<memory>"
 
@@ -187,7 +187,7 @@ def _apply(
             (root, doc.source, files[(root, doc.source)], now, *_doc_values(doc)),
         )
     need = _settle_duplicates(conn)
-    docs = {doc_id: _stored_document(conn, doc_id) for doc_id in need}
+    docs = {doc_id: stored_document(conn, doc_id) for doc_id in need}
     planned = {doc_id: _plan_chunks(doc, embedder, plan) for doc_id, doc in docs.items()}
     cached = _cached_vectors(conn, {p.digest for chunks in planned.values() for p in chunks})
     cached.update({d: v for d, v in salvage.items() if d not in cached})
@@ -229,19 +229,6 @@ def _doc_values(doc: Document) -> tuple:
         json.dumps(doc.pages),
         text_fingerprint(doc.text),
         minhash(doc.text),
-    )
-
-
-def _stored_document(conn: sqlite3.Connection, doc_id: int) -> Document:
-    source, text, title, segments, pages = conn.execute(
-        "SELECT source, text, title, segments, pages FROM documents WHERE id = ?", (doc_id,)
-    ).fetchone()
-    return Document(
-        source=source,
-        text=text,
-        title=title,
-        segments=tuple(tuple(s) for s in json.loads(segments)),
-        pages=tuple(json.loads(pages)),
     )
 
 

@@ -8,12 +8,13 @@ the question's key terms with thresholds fitted on benchmark data (see `rag/cali
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from importlib import resources
 from typing import Literal
 
@@ -91,11 +92,9 @@ def date_bound(value: str | None, which: Literal["since", "until"]) -> str | Non
         if day is not None:
             return date(year, int(month), int(day)).isoformat()
         if month is not None:
-            first = date(year, int(month), 1)
-            if which == "since":
-                return first.isoformat()
-            return (date(year + int(month) // 12, int(month) % 12 + 1, 1) - timedelta(days=1)).isoformat()
-    except ValueError as exc:
+            last = calendar.monthrange(year, int(month))[1]
+            return date(year, int(month), 1 if which == "since" else last).isoformat()
+    except (ValueError, calendar.IllegalMonthError) as exc:
         raise InvalidQueryError(f"--{which} '{value}': {exc}") from exc
     return date(year, 1, 1).isoformat() if which == "since" else date(year, 12, 31).isoformat()
 
@@ -200,17 +199,18 @@ class Searcher:
             plans = [("chunks_bigram", bigram_query(question))]
         else:
             plans = [("chunks_words", words_and_pairs_query(question)), ("chunks_bigram", words_query(question))]
-        return [self._bm25(table, match, question, n, allowed, excluded) for table, match in plans]
+        return [self.bm25(table, match, question, n, allowed, excluded) for table, match in plans]
 
-    def _bm25(
+    def bm25(
         self,
         table: str,
         match: str | None,
         question: str,
         n: int,
-        allowed: list[int] | None,
-        excluded: Sequence[int],
+        allowed: list[int] | None = None,
+        excluded: Sequence[int] = (),
     ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) for an FTS5 `match` expression over `table`."""
         if not match or (allowed is not None and not allowed):
             return []
         sql = f"SELECT rowid, bm25({table}, 1.0, {TITLE_WEIGHT}) AS s FROM {table} WHERE {table} MATCH ?"

@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, ModelMismatchError
+from rag.records import Document
 
 FORMAT_VERSION = 2  # 2: per-article documents, author/site/pages, duplicates
 SQLITE_NAME = "rag.sqlite"
@@ -78,6 +79,30 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def stored_document(conn: sqlite3.Connection, doc_id: int) -> Document | None:
+    """A document as the index stores it (segments and pages decoded), or None when there is no such id."""
+    row = conn.execute(
+        "SELECT source, text, title, url, published, content_hash, author, site, segments, pages "
+        "FROM documents WHERE id = ?",
+        (doc_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    source, text, title, url, published, content_hash, author, site, segments, pages = row
+    return Document(
+        source=source,
+        text=text,
+        title=title,
+        url=url,
+        published=published,
+        segments=tuple(tuple(s) for s in json.loads(segments)),
+        content_hash=content_hash,
+        author=author,
+        site=site,
+        pages=tuple(json.loads(pages)),
+    )
 
 
 def current_generation(index_dir: Path) -> Path | None:

@@ -111,3 +111,14 @@ def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy
     answer = rag.query("Who was Kim Kyoung-soo's political mentor?", k=3)
     assert answer.found and any("Roh Moo-hyun" in p.text for p in answer.passages)
     assert (tmp_path / "default-index" / "CURRENT").exists()
+
+
+def test_date_bounds_are_inclusive_whole_periods():
+    from rag.search import date_bound
+
+    assert date_bound("2024-02", "until") == "2024-02-29" and date_bound("2025-02", "until") == "2025-02-28"
+    assert date_bound("2025-12", "until") == "2025-12-31" and date_bound("2025-03", "since") == "2025-03-01"
+    assert (date_bound("2025", "since"), date_bound("2025", "until")) == ("2025-01-01", "2025-12-31")
+    for bad in ("2025-13", "2025-02-30", "March"):
+        with pytest.raises(InvalidQueryError):
+            date_bound(bad, "until")
