@@ -29,10 +29,11 @@ Ranking = list[tuple[int, float]]
 def arms(bench: Benchmark) -> tuple[dict[str, list[Ranking]], dict[int, str]]:
     index = benchmark_index(bench, None, default_cache(), progress=True)
     searcher = index.searcher
-    chunk_doc = dict(searcher.gen.db.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id"))
+    with searcher.store.read() as reader:
+        chunk_doc = reader.chunk_sources()
     texts = [q for _, q in bench.queries]
     vectors = index.embedder.encode(texts)  # queries fit the window; batched, unlike one by one in search
-    scores, ids = searcher.gen.faiss.search(vectors, DEPTH)
+    scores, ids = searcher.dense_index().index.search(vectors, DEPTH)
     out: dict[str, list[Ranking]] = {
         "dense": [[(int(i), float(s)) for i, s in zip(ids[r], scores[r]) if i >= 0] for r in range(len(texts))]
     }

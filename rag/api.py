@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.embed import get_embedder, resolve_model
-from rag.errors import DocumentNotFoundError, IndexNotFoundError
+from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
 from rag.exports import RecordFields
 from rag.indexer import ScanResult, from_documents, scan, update_index
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
-from rag.store import FORMAT_VERSION, Generation, check_model, read_manifest, stored_document
+from rag.store import DB_NAME, DocumentSummary, Store, check_model, is_legacy, read_manifest
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -43,24 +43,21 @@ class Index:
     def __init__(self, path: str | os.PathLike[str] | None = None, model: str | None = None) -> None:
         self.path = Path(path) if path is not None else default_index_dir()
         try:
-            built_with = read_manifest(self.path)["model"]
-        except IndexNotFoundError:
+            built_with = read_manifest(self.path).model
+        except (IndexNotFoundError, IndexFormatError):
             built_with = None
         if built_with is not None and model is not None:
-            check_model({"model": built_with}, resolve_model(model)[0], self.path)
+            check_model(built_with, resolve_model(model)[0], self.path)
         self.embedder = get_embedder(model or built_with)
         self._searcher: Searcher | None = None
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
-        return (self.path / "CURRENT").exists()
+        return (self.path / DB_NAME).exists() or is_legacy(self.path)
 
     def outdated(self) -> bool:
-        """True when the index was written by an older version and must be rebuilt (`add` does that)."""
-        try:
-            return read_manifest(self.path).get("format_version") != FORMAT_VERSION
-        except IndexNotFoundError:
-            return False
+        """True when the index was written by an older version and must be upgraded (`add` does that)."""
+        return is_legacy(self.path)
 
     def add(
         self,
@@ -71,7 +68,14 @@ class Index:
     ) -> IndexReport:
         """Index new and changed files under `paths`, drop files deleted from them; returns what it did.
         `fields` names the keys of JSON/JSONL records (see `rag.exports.RecordFields`)."""
-        return self._update(scan([Path(p) for p in paths], on_skip, fields), progress)
+        known = self._file_stats()
+        return self._update(scan([Path(p) for p in paths], on_skip, fields, known), progress)
+
+    def _file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
+        if not (self.path / DB_NAME).exists():
+            return {}
+        with self.searcher.store.read() as reader:
+            return reader.file_stats()
 
     def add_documents(self, documents: Iterable[Document], progress: bool = False) -> IndexReport:
         """Index documents made in memory. A document whose `source` is already indexed is replaced when its
@@ -84,18 +88,18 @@ class Index:
         return report
 
     def reload(self) -> None:
-        """Pick up a generation written since this object opened the index (by us or another process).
-
-        The old searcher is dropped, not closed: a search running in another thread finishes on the snapshot
-        it started with, and its connection closes when the last user lets go of it."""
+        """Pick up commits made since this object opened the index (by us or another process): the dense
+        index follows them incrementally; searches running meanwhile each read one committed state."""
         with self._lock:
-            self._searcher = None
+            searcher = self._searcher
+        if searcher is not None:
+            searcher.refresh()
 
     @property
     def searcher(self) -> Searcher:
         with self._lock:
             if self._searcher is None:
-                self._searcher = Searcher(Generation(self.path), self.embedder)
+                self._searcher = Searcher(Store(self.path), self.embedder)
             return self._searcher
 
     def search(
@@ -112,26 +116,46 @@ class Index:
 
     def roots(self) -> set[str]:
         """The folders (and parents of single files) this index was built from."""
-        if not self.exists():
+        if not (self.path / DB_NAME).exists():
             return set()
-        return {r[0] for r in self.searcher.gen.db.execute("SELECT DISTINCT root FROM documents")}
+        with self.searcher.store.read() as reader:
+            return reader.roots()
 
     def document(self, doc_id: int) -> Document:
         """The stored article a passage came from (`Passage.doc_id`), whole, for reading a passage in context."""
-        document = stored_document(self.searcher.gen.db, doc_id)
+        with self.searcher.store.read() as reader:
+            document = reader.document(doc_id)
         if document is None:
             raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
         return document
 
-    def info(self) -> dict[str, Any]:
-        gen = self.searcher.gen
-        docs = gen.db.execute(
-            "SELECT d.id, d.title, d.source, d.url, d.published, d.author, d.site, "
-            "(SELECT source FROM documents p WHERE p.id = d.dup_of), count(c.id) FROM documents d "
-            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.file, d.id"
-        ).fetchall()
-        names = ("doc_id", "title", "source", "url", "published", "author", "site", "copy_of", "chunks")
-        return {**gen.manifest, "path": str(self.path), "documents": [dict(zip(names, r)) for r in docs]}
+    def document_length(self, doc_id: int) -> int:
+        with self.searcher.store.read() as reader:
+            return reader.document_length(doc_id)
+
+    def documents(self, offset: int = 0, limit: int = 50, search: str = "") -> tuple[list[DocumentSummary], int]:
+        """One page of the table of contents (file order) and how many documents match `search` in all."""
+        with self.searcher.store.read() as reader:
+            return reader.documents_page(offset, limit, search), reader.count_documents(search)
+
+    def sites(self) -> list[str]:
+        """The publications and web hosts the index holds articles of (the most common first 200)."""
+        with self.searcher.store.read() as reader:
+            return reader.sites()
+
+    def info(self, limit: int | None = None) -> dict[str, Any]:
+        """The manifest, and the documents (all of them, or the first `limit`)."""
+        self.reload()
+        store = self.searcher.store
+        with store.read() as reader:
+            total = reader.count_documents()
+            docs = reader.documents_page(0, total if limit is None else limit)
+        return {
+            **store.manifest.to_dict(),
+            "path": str(self.path),
+            "document_count": total,
+            "documents": [d.to_dict() for d in docs],
+        }
 
 
 _DEFAULT: Index | None = None

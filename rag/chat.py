@@ -24,6 +24,7 @@ from rag.ingest import SUPPORTED_SUFFIXES
 from rag.records import Answer
 from rag.render import ShownPassage, answer_markdown, article_html, error_markdown, literal
 from rag.search import MODES, Mode
+from rag.store import DocumentSummary
 from rag.uploads import save_uploads
 
 DEFAULT_K = 5
@@ -37,6 +38,8 @@ SEED_EXAMPLES = {
 }
 MAX_EXAMPLES = 4
 ALL_SOURCES = ""
+SOURCES_PAGE = 50  # rows of the Sources table at a time: the page never carries the whole collection
+ARTICLE_CHOICES = 100  # articles offered in the filter list; any other can be typed (file, glob or site)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class ChatService:
             return Reply(error_markdown(str(exc)), None, query)
         searcher = self.index.searcher
         marks = best_sentences(answer.query, answer.passages, self.index.embedder)
-        lengths = {p.doc_id: self._article_chars(p.doc_id) for p in answer.passages}
+        lengths = {p.doc_id: self.index.document_length(p.doc_id) for p in answer.passages}
         shown = tuple(
             ShownPassage(p, mark, searcher.relevance(answer.query, p), lengths[p.doc_id])
             for p, mark in zip(answer.passages, marks)
@@ -86,32 +89,40 @@ class ChatService:
         context = query if query != message.strip() else None
         return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown)
 
-    def _article_chars(self, doc_id: int) -> int:
-        row = self.index.searcher.gen.db.execute("SELECT length(text) FROM documents WHERE id = ?", (doc_id,))
-        return int(row.fetchone()[0])
-
-    def articles(self) -> list[dict[str, Any]]:
-        return self.index.info()["documents"] if self.index.exists() else []
+    def articles(self, search: str = "", page: int = 1, limit: int = SOURCES_PAGE) -> tuple[list[DocumentSummary], int]:
+        """One page of the collection's articles matching `search`, and how many match in all."""
+        if not self.index.exists():
+            return [], 0
+        return self.index.documents((max(1, page) - 1) * limit, limit, search)
 
     def source_choices(self) -> list[tuple[str, str]]:
-        """All articles, then each site (a publication name or web host), then each article."""
-        articles = self.articles()
-        sites = sorted({d["site"] for d in articles if d["site"]})
+        """All articles, then each site (a publication name or web host), then the first articles."""
+        if not self.index.exists():
+            return [("All articles", ALL_SOURCES)]
+        articles, _ = self.articles(limit=ARTICLE_CHOICES)
         return (
             [("All articles", ALL_SOURCES)]
-            + [(f"Site: {site}", site) for site in sites]
-            + [(f"{d['title'] or d['source']} ({d['source']})", d["source"]) for d in articles]
+            + [(f"Site: {site}", site) for site in self.index.sites()]
+            + [(f"{d.title or d.source} ({d.source})", d.source) for d in articles]
         )
 
-    def source_rows(self) -> list[list[Any]]:
-        return [[d["title"], d["source"], d["published"] or "", d["chunks"]] for d in self.articles()]
+    def source_rows(self, search: str = "", page: int = 1) -> list[list[Any]]:
+        return [[d.title, d.source, d.published or "", d.chunks] for d in self.articles(search, page)[0]]
+
+    def sources_caption(self, search: str = "", page: int = 1) -> str:
+        _, total = self.articles(search, page, limit=1)
+        first = (max(1, page) - 1) * SOURCES_PAGE
+        shown = max(0, min(SOURCES_PAGE, total - first))
+        return f"{first + 1 if shown else 0}–{first + shown} of {total:,} articles" + (
+            f" matching “{literal(search)}”" if search.strip() else ""
+        )
 
     def examples(self) -> list[str]:
         """Seed questions whose article is indexed, then other articles' headlines, up to MAX_EXAMPLES."""
-        articles = self.articles()
-        sources = {d["source"] for d in articles}
+        articles, _ = self.articles(limit=ARTICLE_CHOICES)
+        sources = {d.source for d in articles}
         chosen = [q for q, source in SEED_EXAMPLES.items() if source in sources]
-        chosen += [d["title"] for d in articles if d["title"] and d["source"] not in SEED_EXAMPLES.values()]
+        chosen += [d.title for d in articles if d.title and d.source not in SEED_EXAMPLES.values()]
         return chosen[:MAX_EXAMPLES]
 
     def article(self, doc_id: int, start: int | None = None, end: int | None = None) -> str:
@@ -199,17 +210,21 @@ def build_app(service: ChatService) -> gr.Blocks:
         doc_id, start, end = located[choice]
         return service.article(doc_id, start, end)
 
-    def open_source(evt: gr.SelectData) -> str:
-        articles = service.articles()
+    def open_source(search: str, page: float, evt: gr.SelectData) -> str:
+        articles, _ = service.articles(search, int(page or 1))
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return service.article(articles[row]["doc_id"]) if 0 <= row < len(articles) else ""
+        return service.article(articles[row].doc_id) if 0 <= row < len(articles) else ""
+
+    def browse(search: str, page: float):
+        page = max(1, int(page or 1))
+        return service.source_rows(search, page), service.sources_caption(search, page)
 
     def upload(files: list | None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's injection idiom
         if not files:
             return gr.update(), gr.update(), gr.update(), None
         progress(0, desc="Reading the files")
         status = service.add_files(files)
-        return status, service.source_rows(), gr.update(choices=service.source_choices()), None
+        return status, service.source_rows(), gr.update(choices=service.source_choices()), None, 1, ""
 
     def chat_api(
         message: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""
@@ -257,7 +272,13 @@ def build_app(service: ChatService) -> gr.Blocks:
                 with gr.Row():
                     k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label="Passages")
                     mode = gr.Radio(list(MODES), value="hybrid", label="Search")
-                    source = gr.Dropdown(service.source_choices(), value=ALL_SOURCES, label="Only in article or site")
+                    source = gr.Dropdown(
+                        service.source_choices(),
+                        value=ALL_SOURCES,
+                        label="Only in article or site",
+                        allow_custom_value=True,
+                        info="pick one, or type a file name, a glob such as 2025/*.html, or a site",
+                    )
                 with gr.Row():
                     since = gr.Textbox(label="Published from", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1)
                     until = gr.Textbox(label="Published until", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1)
@@ -266,6 +287,12 @@ def build_app(service: ChatService) -> gr.Blocks:
                     context = gr.HTML(elem_id="verbatim-context")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
+                with gr.Row():
+                    source_search = gr.Textbox(
+                        placeholder="Find an article by title or file", show_label=False, scale=3, max_lines=1
+                    )
+                    source_page = gr.Number(value=1, minimum=1, precision=0, label="Page", scale=1)
+                sources_caption = gr.Markdown(service.sources_caption(), elem_id="verbatim-sources-caption")
                 sources = gr.Dataframe(
                     value=service.source_rows(),
                     headers=["Title", "Source", "Date", "Passages"],
@@ -296,9 +323,15 @@ def build_app(service: ChatService) -> gr.Blocks:
         passage_pick.input(open_passage, [passage_pick, located], context, api_visibility="private").then(
             None, js=SCROLL_TO_PASSAGE
         )
-        sources.select(open_source, None, context, api_visibility="private")
+        sources.select(open_source, [source_search, source_page], context, api_visibility="private")
+        for changed in (source_search.submit, source_page.submit, source_page.change):
+            changed(browse, [source_search, source_page], [sources, sources_caption], api_visibility="private")
         files.upload(
-            upload, files, [upload_status, sources, source, files], api_visibility="private", concurrency_limit=1
+            upload,
+            files,
+            [upload_status, sources, source, files, source_page, source_search],
+            api_visibility="private",
+            concurrency_limit=1,
         )
         gr.api(chat_api, api_name="chat")
         gr.api(ask_api, api_name="ask")

@@ -37,12 +37,20 @@ def text_fingerprint(text: str) -> str:
 
 
 def minhash(text: str) -> bytes:
-    """A MinHash signature of the text's word shingles, as bytes for the index (empty for very short texts)."""
-    words = _WORD.findall(text.lower())
-    shingles = {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(max(0, len(words) - SHINGLE_WORDS + 1))}
-    if len(shingles) < MIN_SHINGLES:
+    """A MinHash signature of the text's word shingles, as bytes for the index (empty for very short texts).
+    A shingle's hash is a polynomial of its words' CRC-32s, computed for all shingles at once."""
+    words = np.fromiter(
+        (zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in _WORD.findall(text.lower())), dtype=np.uint64
+    )
+    n = len(words) - SHINGLE_WORDS + 1
+    if n < MIN_SHINGLES:
         return b""
-    hashes = np.fromiter((zlib.crc32(s.encode()) for s in shingles), dtype=np.uint64, count=len(shingles))
+    mixed = np.zeros(n, dtype=np.uint64)
+    for offset in range(SHINGLE_WORDS):
+        mixed = mixed * np.uint64(0x100000001B3) + words[offset : offset + n]
+    hashes = np.unique((mixed ^ (mixed >> np.uint64(29))) & _MASK)
+    if len(hashes) < MIN_SHINGLES:
+        return b""
     signature = ((hashes[:, None] * _A[None, :] + _B[None, :]) & _MASK).min(axis=0)
     return signature.astype(np.uint32).tobytes()
 
@@ -52,6 +60,19 @@ def similarity(a: bytes, b: bytes) -> float:
     if not a or not b:
         return 0.0
     return float(np.mean(np.frombuffer(a, dtype=np.uint32) == np.frombuffer(b, dtype=np.uint32)))
+
+
+def lsh_keys(signature: bytes) -> list[int]:
+    """The LSH bucket of each band of a signature, as signed 64-bit keys the index stores per document, so a new
+    document meets its candidate near-duplicates with one lookup instead of a pass over every document."""
+    if not signature:
+        return []
+    width = PERMUTATIONS // BANDS * 4
+    keys = []
+    for band in range(BANDS):
+        digest = hashlib.blake2b(bytes([band]) + signature[band * width : (band + 1) * width], digest_size=8)
+        keys.append(int.from_bytes(digest.digest(), "little", signed=True))
+    return keys
 
 
 def clusters(signatures: Iterable[tuple[int, bytes]]) -> dict[int, int]:

@@ -9,13 +9,37 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from rag.errors import ModelLoadError, RagError
+from rag.hashing import HASHING_MODEL, HashingEmbedder
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TITLE_TOKENS = 24
+
+
+class Encoder(Protocol):
+    """What indexing and search need of a model: the real one (`Embedder`) or the stand-in (`HashingEmbedder`)."""
+
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count(self, texts: Sequence[str]) -> list[int]: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+    def passage_input(self, title: str, text: str) -> str: ...
+
+    def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray: ...
+
+    def encode_query(self, text: str) -> np.ndarray: ...
 
 
 def default_model_path() -> Path:
@@ -30,6 +54,8 @@ def resolve_model(name: str | None) -> tuple[str, str]:
     """(name recorded in the index, what SentenceTransformer loads)."""
     if not name or name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
         return DEFAULT_MODEL, str(default_model_path())
+    if name == HASHING_MODEL:
+        return HASHING_MODEL, HASHING_MODEL
     path = Path(name).expanduser()
     if path.exists():
         return str(path.resolve()), str(path.resolve())
@@ -100,9 +126,11 @@ class Embedder:
             short_title = self.tokenizer.decode(title_ids) if len(title_ids) == TITLE_TOKENS else title
         return f"{short_title}\n{text}" if short_title else text
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length float32 vectors; sentence-transformers batches them sorted by length."""
-        too_long = [i for i, n in enumerate(self.count(texts)) if n > self.max_tokens]
+    def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors; sentence-transformers batches them sorted by length. `checked`: the
+        caller (the indexer, whose chunker counted every token) vouches that each text fits the window, so the
+        texts are not tokenised a second time just to be measured."""
+        too_long = [] if checked else [i for i, n in enumerate(self.count(texts)) if n > self.max_tokens]
         if too_long:
             raise RagError(f"{len(too_long)} passage(s) exceed the model's {self.max_tokens}-token limit")
         if not texts:
@@ -133,14 +161,14 @@ class Embedder:
         return np.ascontiguousarray(vector, dtype=np.float32)
 
 
-_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS: dict[str, Encoder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def get_embedder(model: str | None = None) -> Embedder:
-    """One Embedder per model per process: loading costs seconds and hundreds of MB."""
+def get_embedder(model: str | None = None) -> Encoder:
+    """One encoder per model per process: loading costs seconds and hundreds of MB."""
     key = resolve_model(model)[0]
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = Embedder(model)
+            _EMBEDDERS[key] = HashingEmbedder() if key == HASHING_MODEL else Embedder(model)
         return _EMBEDDERS[key]

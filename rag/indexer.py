@@ -9,45 +9,67 @@ and only files that are gone from a scanned folder are removed.
 from __future__ import annotations
 
 import hashlib
-import json
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from rag.chunk import ChunkPlan, chunk_document
-from rag.dedup import clusters, minhash, text_fingerprint
-from rag.embed import TITLE_TOKENS, Embedder
-from rag.errors import IndexFormatError, IndexNotFoundError, IngestError
+from rag.dedup import NEAR_DUPLICATE, clusters, lsh_keys, minhash, similarity, text_fingerprint
+from rag.embed import TITLE_TOKENS, Encoder
+from rag.errors import IngestError
 from rag.exports import RecordFields
 from rag.ingest import iter_files, read_documents
-from rag.lexical import bigram_text
 from rag.records import Chunk, Document, IndexReport
-from rag.store import Generation, GenerationWriter, check_model, stored_document
+from rag.store import (
+    DB_NAME,
+    NewChunk,
+    Reader,
+    Store,
+    Writer,
+    check_model,
+    crash_point,
+    is_legacy,
+    legacy_vectors,
+    open_writer,
+)
 
 MEMORY_ROOT = "<memory>"
+DOC_BATCH = 64  # documents chunked and embedded together: enough for full model batches, little memory
+STAT_SETTLE_SECONDS = 2.0  # a file modified this recently is read again next run (same-tick edits)
 
 
 @dataclass
 class ScanResult:
-    """Documents read from disk, keyed by (root, source), the file each came from, and what failed."""
+    """Documents read from disk, keyed by (root, source), the file each came from, and what failed.
+
+    Files whose size and modification time match what the index recorded are not read at all: they are
+    listed in `unchanged_files`, and their documents stay as they are."""
 
     documents: dict[tuple[str, str], Document] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     scanned_roots: set[str] = field(default_factory=set)
     unreadable: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    unchanged_files: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
+    stats: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (root, file) -> size, mtime
 
 
 def scan(
-    paths: Sequence[Path], on_skip: Callable[[str, str], None] | None = None, fields: RecordFields | None = None
+    paths: Sequence[Path],
+    on_skip: Callable[[str, str], None] | None = None,
+    fields: RecordFields | None = None,
+    known: dict[tuple[str, str], tuple[int, int]] | None = None,
 ) -> ScanResult:
-    """Read every supported file under `paths`; each unreadable file or record is reported through `on_skip`."""
+    """Read every supported file under `paths` that is not in `known` with the same size and mtime; each
+    unreadable file or record is reported through `on_skip`."""
     result = ScanResult()
+    known = known or {}
+    settled = time.time() - STAT_SETTLE_SECONDS
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -59,12 +81,23 @@ def scan(
             result.scanned_roots.add(str(root))
         for file in iter_files(path):
             source = file.relative_to(root).as_posix()
+            key = (str(root), source)
+            try:
+                info = file.stat()
+            except OSError:
+                info = None
+            stat = (info.st_size, info.st_mtime_ns) if info else None
+            if stat is not None and known.get(key) == stat:
+                result.unchanged_files.add(key)
+                continue
             try:
                 ingested = read_documents(file, source, fields)
             except IngestError as exc:
-                result.unreadable.add((str(root), source))
+                result.unreadable.add(key)
                 _skip(result, source, str(exc).removeprefix(f"{source}: "), on_skip)
                 continue
+            if stat is not None and stat[1] < settled * 1e9:  # a file still being written is read again next time
+                result.stats[key] = stat
             for doc in ingested.documents:
                 result.documents[(str(root), doc.source)] = doc
                 result.files[(str(root), doc.source)] = source
@@ -90,27 +123,26 @@ class Changes:
         return not (self.new or self.changed or self.removed)
 
 
-def diff(conn: sqlite3.Connection | None, found: ScanResult) -> Changes:
+def diff(reader: Reader | None, found: ScanResult) -> Changes:
     changes = Changes()
-    known: dict[tuple[str, str], tuple[int, str]] = {}
-    files: dict[tuple[str, str], str] = {}
-    if conn is not None:
-        for doc_id, root, source, file, digest in conn.execute(
-            "SELECT id, root, source, file, content_hash FROM documents"
-        ):
-            known[(root, source)] = (doc_id, digest)
-            files[(root, source)] = file
+    known = reader.known_documents() if reader is not None else []
+    by_key = {(d.root, d.source): d for d in known}
     for key, doc in found.documents.items():
-        if key not in known:
+        old = by_key.get(key)
+        if old is None:
             changes.new.append((key[0], doc))
-        elif known[key][1] != doc.content_hash:
-            changes.changed.append((known[key][0], key[0], doc))
+        elif old.content_hash != doc.content_hash:
+            changes.changed.append((old.id, key[0], doc))
         else:
             changes.unchanged += 1
-    for key, (doc_id, _) in known.items():
-        kept = (key[0], files[key]) in found.unreadable  # a file that failed to read keeps its last version
-        if key[0] in found.scanned_roots and key not in found.documents and not kept:
-            changes.removed.append(doc_id)
+    for d in known:
+        key, file = (d.root, d.source), (d.root, d.file)
+        if file in found.unchanged_files:
+            changes.unchanged += 1
+            continue
+        kept = file in found.unreadable  # a file that failed to read keeps its last version
+        if d.root in found.scanned_roots and key not in found.documents and not kept:
+            changes.removed.append(d.id)
     return changes
 
 
@@ -126,139 +158,183 @@ def from_documents(documents: Iterable[Document], root: str = MEMORY_ROOT) -> Sc
 def update_index(
     index_dir: Path,
     found: ScanResult,
-    embedder: Embedder,
+    embedder: Encoder,
     plan: ChunkPlan | None = None,
     progress: bool = True,
 ) -> IndexReport:
     started = time.perf_counter()
     report = IndexReport(skipped=found.skipped)
-    try:
-        live = Generation(index_dir)
-    except (IndexNotFoundError, IndexFormatError):
-        live = None  # nothing to compare with: everything is read and indexed
-    if live is not None:
-        check_model(live.manifest, embedder.name, index_dir)
-        preview = diff(live.db, found)
-        report.chunks = live.manifest["chunks"]
-        live.close()
-        if preview.empty():
+    salvage: dict[bytes, bytes] = {}
+    dimension = None
+    if is_legacy(index_dir):
+        salvage = legacy_vectors(index_dir)  # an older format: rebuilt, its vectors reused
+    elif (index_dir / DB_NAME).exists():
+        store = Store(index_dir)
+        check_model(store.manifest.model, embedder.name, index_dir)
+        dimension = store.manifest.dimension
+        with store.read() as reader:
+            preview = diff(reader, found)
+            stale = _file_changes(reader, found)
+        report.chunks = store.manifest.chunks
+        if preview.empty() and not stale:
             report.unchanged = preview.unchanged
             report.seconds = time.perf_counter() - started
             return report
     plan = plan or ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)
-    writer = GenerationWriter(index_dir, embedder.name, embedder.dimension)
-    with writer.open() as conn:
-        changes = diff(conn, found)
-        _apply(conn, changes, found.files, embedder, plan, progress, report)
-        report.chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    with open_writer(index_dir, embedder.name, dimension or embedder.dimension) as writer:
+        changes = diff(writer, found)
+        _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress), report)
+        writer.record_files((root, file, size, mtime) for (root, file), (size, mtime) in found.stats.items())
+        writer.forget_files(_file_changes(writer, found))
+        report.chunks = writer.counts()[1]
     report.added, report.updated = len(changes.new), len(changes.changed)
     report.removed, report.unchanged = len(changes.removed), changes.unchanged
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _file_changes(reader: Reader, found: ScanResult) -> list[tuple[str, str]]:
+    """Recorded file stats to forget: files gone from a scanned folder, or unreadable now."""
+    return [
+        key
+        for key in reader.file_stats()
+        if key in found.unreadable
+        or (key[0] in found.scanned_roots and key not in found.unchanged_files and key not in found.stats)
+    ]
+
+
+@dataclass
+class _Embedding:
+    """What turning documents into stored chunks needs: the model, the chunk plan and vectors to reuse."""
+
+    embedder: Encoder
+    plan: ChunkPlan
+    legacy: dict[bytes, bytes]  # vectors of a format-2 index being upgraded, by cache key
+    progress: bool
+    salvage: dict[bytes, int] = field(default_factory=dict)  # cache key -> row of a chunk deleted in this run
+
+
 def _apply(
-    conn: sqlite3.Connection,
+    writer: Writer,
     changes: Changes,
     files: dict[tuple[str, str], str],
-    embedder: Embedder,
-    plan: ChunkPlan,
-    progress: bool,
+    embedding: _Embedding,
     report: IndexReport,
 ) -> None:
-    """Write document rows, settle duplicates, then chunk and embed exactly the documents that hold chunks
-    now and did not before. Vectors of deleted chunks are kept in memory for reuse, so moving a file or
-    promoting a copy never re-embeds."""
-    salvage = _vectors_of(conn, changes.removed + [doc_id for doc_id, _, _ in changes.changed])
+    """Delete, update and insert document rows, settle duplicates for the documents involved, then chunk
+    and embed exactly the documents that hold chunks now and did not before. Vectors of deleted chunks stay
+    in the vector file, so moving a file or promoting a copy never re-embeds."""
+    hashes: set[str] = set()
+    dirty_clusters: set[int] = set()
     for doc_id in changes.removed + [doc_id for doc_id, _, _ in changes.changed]:
-        _delete_chunks(conn, doc_id)
-    conn.executemany("DELETE FROM documents WHERE id = ?", [(d,) for d in changes.removed])
-    now = time.time()
+        text_hash, signature, cluster = writer.document_keys(doc_id)
+        hashes.add(text_hash)
+        dirty_clusters.add(cluster)
+        writer.remove_lsh(doc_id, lsh_keys(signature))
+        embedding.salvage.update(writer.chunk_digests(doc_id))
+        writer.delete_chunks(doc_id)
+    for doc_id in changes.removed:
+        writer.delete_document(doc_id)
+    added = []
     for doc_id, root, doc in changes.changed:
-        conn.execute(
-            f"UPDATE documents SET {', '.join(f'{c} = ?' for c in _DOC_COLUMNS)}, file = ?, indexed_at = ? "
-            "WHERE id = ?",
-            (*_doc_values(doc), files[(root, doc.source)], now, doc_id),
-        )
+        keys = text_fingerprint(doc.text), minhash(doc.text)
+        writer.update_document(doc_id, files[(root, doc.source)], doc, *keys)
+        added.append((doc_id, *keys))
     for root, doc in changes.new:
-        conn.execute(
-            f"INSERT INTO documents (root, source, file, indexed_at, {', '.join(_DOC_COLUMNS)}) "
-            f"VALUES (?, ?, ?, ?, {', '.join('?' * len(_DOC_COLUMNS))})",
-            (root, doc.source, files[(root, doc.source)], now, *_doc_values(doc)),
-        )
-    need = _settle_duplicates(conn)
-    docs = {doc_id: stored_document(conn, doc_id) for doc_id in need}
-    planned = {doc_id: _plan_chunks(doc, embedder, plan) for doc_id, doc in docs.items()}
-    cached = _cached_vectors(conn, {p.digest for chunks in planned.values() for p in chunks})
-    cached.update({d: v for d, v in salvage.items() if d not in cached})
-    todo = sorted(
-        {p.digest: p.model_input for chunks in planned.values() for p in chunks if p.digest not in cached}.items()
-    )
-    report.embedded = len(todo)
-    cached.update(_embed(todo, embedder, progress))
-    for doc_id, chunks in planned.items():
-        for ord_, p in enumerate(chunks):
-            _insert_chunk(conn, doc_id, ord_, p, docs[doc_id].title, cached[p.digest])
+        keys = text_fingerprint(doc.text), minhash(doc.text)
+        added.append((writer.insert_document(root, files[(root, doc.source)], doc, *keys), *keys))
+    for doc_id, text_hash, signature in added:
+        writer.add_lsh(doc_id, lsh_keys(signature))
+        hashes.add(text_hash)
+    crash_point("documents-written")
+    need = _settle_copies(writer, hashes, embedding)
+    _settle_clusters(writer, dirty_clusters, sorted(doc_id for doc_id, _, _ in added))
+    report.embedded = _chunk_and_embed(writer, need, embedding)
 
 
-_DOC_COLUMNS = (
-    "content_hash",
-    "title",
-    "url",
-    "published",
-    "author",
-    "site",
-    "text",
-    "segments",
-    "pages",
-    "text_hash",
-    "minhash",
-)
-
-
-def _doc_values(doc: Document) -> tuple:
-    return (
-        doc.content_hash,
-        doc.title,
-        doc.url,
-        doc.published,
-        doc.author,
-        doc.site,
-        doc.text,
-        json.dumps(doc.segments),
-        json.dumps(doc.pages),
-        text_fingerprint(doc.text),
-        minhash(doc.text),
-    )
-
-
-def _settle_duplicates(conn: sqlite3.Connection) -> list[int]:
-    """Mark exact copies (one holder of chunks per text, preferring one that has them already) and
-    near-duplicate clusters; drop chunks from documents that became copies. Returns the documents that
-    must be chunked: holders without chunks."""
-    rows = conn.execute(
-        "SELECT d.id, d.text_hash, EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id) FROM documents d ORDER BY d.id"
-    ).fetchall()
-    holder: dict[str, int] = {}
-    for doc_id, text_hash, _ in sorted(rows, key=lambda r: (not r[2], r[0])):
-        holder.setdefault(text_hash, doc_id)
+def _settle_copies(writer: Writer, hashes: set[str], embedding: _Embedding) -> list[int]:
+    """For each text among `hashes`, one holder of the chunks (preferring one that has them already) and the
+    others marked as its copies. Returns the holders that must be chunked."""
     need = []
-    for doc_id, text_hash, has_chunks in rows:
-        dup_of = None if holder[text_hash] == doc_id else holder[text_hash]
-        conn.execute("UPDATE documents SET dup_of = ? WHERE id = ?", (dup_of, doc_id))
-        if dup_of is not None and has_chunks:
-            _delete_chunks(conn, doc_id)
-        elif dup_of is None and not has_chunks:
-            need.append(doc_id)
-    labels = clusters(conn.execute("SELECT id, minhash FROM documents").fetchall())
-    conn.executemany("UPDATE documents SET cluster = ? WHERE id = ?", [(c, d) for d, c in labels.items()])
-    return need
+    for text_hash in sorted(hashes):
+        members = writer.documents_with_text_hash(text_hash)
+        if not members:
+            continue
+        holder = next((doc_id for doc_id, _, has in members if has), members[0][0])
+        for doc_id, _, has_chunks in members:
+            writer.set_dup_of(doc_id, None if doc_id == holder else holder)
+            if doc_id == holder and not has_chunks:
+                need.append(doc_id)
+            elif doc_id != holder and has_chunks:
+                embedding.salvage.update(writer.chunk_digests(doc_id))
+                writer.delete_chunks(doc_id)
+    return sorted(need)
 
 
-def _vectors_of(conn: sqlite3.Connection, doc_ids: list[int]) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    for doc_id in doc_ids:
-        found.update(conn.execute("SELECT input_hash, vector FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall())
+def _settle_clusters(writer: Writer, dirty: set[int], added: list[int]) -> None:
+    """Near-duplicate clusters after a change: clusters that lost or changed a member are recomputed among
+    their remaining members; each new or changed document then joins every cluster it has a confirmed
+    near-duplicate in (found through the stored LSH buckets), merging them."""
+    for cluster in sorted(dirty):
+        members = writer.cluster_members(cluster)
+        labels: dict[int, list[int]] = {}
+        for doc_id, label in clusters(members).items():
+            labels.setdefault(label, []).append(doc_id)
+        for label, ids in labels.items():
+            writer.set_cluster(ids, label)
+    for doc_id in added:
+        _, signature, cluster = writer.document_keys(doc_id)
+        linked = {
+            other_cluster
+            for _, other, other_cluster in writer.lsh_neighbours(lsh_keys(signature), doc_id)
+            if similarity(signature, other) >= NEAR_DUPLICATE
+        }
+        if linked:
+            writer.merge_clusters(linked | {cluster}, min(linked | {cluster}))
+
+
+def _chunk_and_embed(writer: Writer, need: list[int], embedding: _Embedding) -> int:
+    """Chunk, embed (only model inputs never seen) and store the documents in `need`, a batch at a time, so
+    memory stays flat however large the run. Returns how many passages the model embedded."""
+    embedded = 0
+    bar = tqdm(
+        total=len(need), desc="indexing", unit="doc", disable=not embedding.progress or not need, file=sys.stderr
+    )
+    for i in range(0, len(need), DOC_BATCH):
+        docs = {doc_id: writer.document(doc_id) for doc_id in need[i : i + DOC_BATCH]}
+        planned = {doc_id: _plan_chunks(doc, embedding.embedder, embedding.plan) for doc_id, doc in docs.items()}
+        vectors = _vectors_for([p for chunks in planned.values() for p in chunks], writer, embedding)
+        embedded += vectors.pop(b"", 0)
+        for doc_id, chunks in planned.items():
+            rows = np.stack([vectors[p.digest] for p in chunks]) if chunks else np.zeros((0, 1), np.float32)
+            writer.add_chunks(doc_id, docs[doc_id].title, [NewChunk(p.chunk, p.digest) for p in chunks], rows)
+        crash_point("chunks-written")
+        bar.update(len(docs))
+    bar.close()
+    return embedded
+
+
+def _vectors_for(planned: list[_PlannedChunk], writer: Writer, embedding: _Embedding) -> dict:
+    """A vector per cache key: from the index (live or deleted in this run), an upgraded index, or the model.
+    The count of passages the model embedded rides along under the empty key."""
+    digests = {p.digest for p in planned}
+    rows = {**{d: r for d, r in embedding.salvage.items() if d in digests}, **writer.vector_ids(digests)}
+    found: dict = {}
+    if rows:
+        stored = writer.read_vectors(list(rows.values()))
+        found.update(zip(rows.keys(), stored))
+    found.update(
+        {
+            d: np.frombuffer(embedding.legacy[d], dtype=np.float32)
+            for d in digests - found.keys()
+            if d in embedding.legacy
+        }
+    )
+    todo = sorted({p.digest: p.model_input for p in planned if p.digest not in found}.items())
+    if todo:
+        encoded = embedding.embedder.encode([text for _, text in todo], checked=True)
+        found.update(zip((d for d, _ in todo), encoded))
+    found[b""] = len(todo)
     return found
 
 
@@ -266,60 +342,14 @@ def _vectors_of(conn: sqlite3.Connection, doc_ids: list[int]) -> dict[str, bytes
 class _PlannedChunk:
     chunk: Chunk
     model_input: str
-    digest: str
+    digest: bytes
 
 
-def _plan_chunks(doc: Document, embedder: Embedder, plan: ChunkPlan) -> list[_PlannedChunk]:
+def _plan_chunks(doc: Document, embedder: Encoder, plan: ChunkPlan) -> list[_PlannedChunk]:
     """Chunks of `doc` with the exact model input and its cache key."""
     planned = []
     for chunk in chunk_document(doc, embedder, plan):
         model_input = embedder.passage_input(doc.title, chunk.text)
-        digest = hashlib.sha256(f"{embedder.name}\n{model_input}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{embedder.name}\n{model_input}".encode()).digest()[:16]
         planned.append(_PlannedChunk(chunk, model_input, digest))
     return planned
-
-
-def _embed(todo: list[tuple[str, str]], embedder: Embedder, progress: bool) -> dict[str, bytes]:
-    vectors: dict[str, bytes] = {}
-    bar = tqdm(total=len(todo), desc="embedding", unit="passage", disable=not progress or not todo, file=sys.stderr)
-    for i in range(0, len(todo), 256):
-        batch = todo[i : i + 256]
-        encoded = embedder.encode([text for _, text in batch])
-        vectors.update({digest: vec.tobytes() for (digest, _), vec in zip(batch, encoded)})
-        bar.update(len(batch))
-    bar.close()
-    return vectors
-
-
-def _delete_chunks(conn: sqlite3.Connection, doc_id: int) -> None:
-    ids = [(r[0],) for r in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
-    conn.executemany("DELETE FROM chunks_words WHERE rowid = ?", ids)
-    conn.executemany("DELETE FROM chunks_bigram WHERE rowid = ?", ids)
-    conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-
-
-def _insert_chunk(
-    conn: sqlite3.Connection, doc_id: int, ord_: int, planned: _PlannedChunk, title: str, vector: bytes
-) -> None:
-    chunk = planned.chunk
-    cur = conn.execute(
-        'INSERT INTO chunks (doc_id, ord, start, "end", text, n_tokens, input_hash, vector) '
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (doc_id, ord_, chunk.start, chunk.end, chunk.text, chunk.n_tokens, planned.digest, vector),
-    )
-    conn.execute("INSERT INTO chunks_words (rowid, text, title) VALUES (?, ?, ?)", (cur.lastrowid, chunk.text, title))
-    conn.execute(
-        "INSERT INTO chunks_bigram (rowid, text, title) VALUES (?, ?, ?)",
-        (cur.lastrowid, bigram_text(chunk.text), bigram_text(title)),
-    )
-
-
-def _cached_vectors(conn: sqlite3.Connection, digests: set[str]) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    wanted = list(digests)
-    for i in range(0, len(wanted), 500):
-        part = wanted[i : i + 500]
-        marks = ",".join("?" * len(part))
-        for digest, blob in conn.execute(f"SELECT input_hash, vector FROM chunks WHERE input_hash IN ({marks})", part):
-            found[digest] = blob
-    return found

@@ -12,21 +12,22 @@ import calendar
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from typing import Literal
 
-import faiss
 import numpy as np
 
-from rag.embed import Embedder
+from rag.embed import Encoder
 from rag.errors import InvalidQueryError
 from rag.fusion import convex_fusion
 from rag.lexical import bigram_query, coverage, has_wide_script, query_keys, words_and_pairs_query, words_query
 from rag.records import Answer, Copy, Passage, page_at
-from rag.store import Generation
+from rag.store import ChunkHit, DocFilter, Reader, Store
+from rag.vectors import DenseIndex, VectorFile
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 MODES: tuple[str, ...] = ("hybrid", "semantic", "keyword")
@@ -37,7 +38,6 @@ FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibratio
 # Fusion: a convex combination of min-max normalised scores, the lexical arms sharing LEXICAL_WEIGHT.
 # Chosen on SQuAD dev over RRF (k 5-60, weighted) and other weights; see bench/RESULTS.md.
 LEXICAL_WEIGHT = 0.6
-TITLE_WEIGHT = 1.0  # BM25 weight of the title column against 1.0 for the passage text
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,6 @@ def load_thresholds(model: str) -> Thresholds:
 def passage_coverage(keys: list[str], passage: Passage) -> float:
     """Key-term coverage as `found` measures it (title included); calibration must use this same rule."""
     return coverage(keys, passage.title + "\n" + passage.text)
-
-
-@dataclass(frozen=True)
-class Filters:
-    source: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    def active(self) -> bool:
-        return bool(self.source or self.since or self.until)
 
 
 _BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
@@ -107,19 +97,70 @@ def validate_query(question: str) -> str:
     return question.strip()
 
 
-class Searcher:
-    """Searches one index generation. Read-only, so one instance serves many threads."""
+@dataclass
+class _Hit:
+    """A chunk on its way to becoming a passage: its span may grow when an overlapping neighbour merges in."""
 
-    def __init__(self, generation: Generation, embedder: Embedder) -> None:
-        self.gen = generation
+    row: ChunkHit
+    score: float
+    start: int
+    end: int
+    similarity: float
+
+    def overlaps(self, other: _Hit) -> bool:
+        return self.row.doc_id == other.row.doc_id and self.start < other.end and other.start < self.end
+
+
+class Searcher:
+    """Searches one index. Read-only, so one instance serves many threads; every search reads one committed
+    state of the database. The dense index is built on first use (keyword search never needs it) and
+    follows later commits incrementally (`refresh`)."""
+
+    def __init__(self, store: Store, embedder: Encoder) -> None:
+        self.store = store
         self.embedder = embedder
         self.thresholds = load_thresholds(embedder.name)
-        db = generation.db
-        # Most documents have no copies; knowing which do saves a query per passage.
-        self._holders = {r[0] for r in db.execute("SELECT DISTINCT dup_of FROM documents WHERE dup_of IS NOT NULL")}
-        self._shared_clusters = {
-            r[0] for r in db.execute("SELECT cluster FROM documents GROUP BY cluster HAVING count(*) > 1")
-        }
+        self._dense: DenseIndex | None = None
+        self._dense_seq = 0
+        self._dense_lock = threading.Lock()
+        self._read_caches()
+
+    def _read_caches(self) -> None:
+        with self.store.read() as r:
+            # Most documents have no copies; knowing which do saves a query per passage.
+            self._holders = r.copy_holders()
+            self._shared_clusters = r.shared_clusters()
+            self.vectors = VectorFile(r.layout().vector_file, self.store.manifest.dimension)
+
+    def refresh(self) -> None:
+        """Catch up with commits made since this searcher opened (by this process or another)."""
+        self.store.manifest = self.store.read_manifest()
+        self._read_caches()
+        with self._dense_lock:
+            if self._dense is None or self._dense_seq == self.store.manifest.seq:
+                return
+            with self.store.read() as r:
+                layout, removed = r.layout(), r.tombstones_since(self._dense_seq)
+                same_files = (layout.vector_file, layout.centroid_file) == (
+                    self._dense.layout.vector_file,
+                    self._dense.layout.centroid_file,
+                )
+                if removed is None or not same_files:
+                    self._dense = None  # rebuilt on next use
+                    return
+                added = r.chunks_since(self._dense.layout.rows)
+            self._dense.remove(removed)
+            self._dense.extend(layout, added)
+            self._dense_seq = self.store.manifest.seq
+
+    def dense_index(self) -> DenseIndex:
+        with self._dense_lock:
+            if self._dense is None:
+                with self.store.read() as r:
+                    layout, live = r.layout(), r.live_chunk_ids()
+                    seq = int(r.meta()["seq"])
+                self._dense, self._dense_seq = DenseIndex(layout, live), seq
+            return self._dense
 
     def search(
         self,
@@ -140,26 +181,27 @@ class Searcher:
             raise InvalidQueryError(f"unknown search mode '{mode}': choose one of {', '.join(MODES)}")
         if not 1 <= k <= MAX_K:
             raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {k}")
-        filters = Filters(source or None, date_bound(since, "since"), date_bound(until, "until"))
-        allowed = self._allowed_chunks(filters) if filters.active() else None
-        excluded = self._chunks_of(exclude) if exclude else []
-        if allowed is not None and excluded:
-            allowed = sorted(set(allowed) - set(excluded))
-            excluded = []
+        filters = DocFilter(source or None, date_bound(since, "since"), date_bound(until, "until"))
         depth = max(100, k * 10)  # the depth the fusion weights were fitted at
-        q_vec = self.embedder.encode_query(question)
         wide = has_wide_script(question)
-        dense_trusted = self.thresholds.dense_wide_script or not wide
-        arms: list[list[tuple[int, float]]] = []
-        weights: list[float] = []
-        if mode in ("hybrid", "keyword"):
-            lexical = self.lexical(question, depth, allowed, excluded)
-            arms += lexical
-            weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
-        if mode == "semantic" or (mode == "hybrid" and dense_trusted):
-            arms.append(self.dense(q_vec, depth, allowed, excluded))
-            weights.append(1.0 - LEXICAL_WEIGHT)
-        passages = self._passages(convex_fusion(arms, weights), k, q_vec)
+        use_dense = mode == "semantic" or (mode == "hybrid" and (self.thresholds.dense_wide_script or not wide))
+        q_vec = self.embedder.encode_query(question) if use_dense else None
+        with self.store.read() as reader:
+            allowed = reader.allowed_chunks(filters) if filters.active() else None
+            excluded = reader.chunks_of_sources(exclude) if exclude else []
+            if allowed is not None and excluded:
+                allowed = sorted(set(allowed) - set(excluded))
+                excluded = []
+            arms: list[list[tuple[int, float]]] = []
+            weights: list[float] = []
+            if mode in ("hybrid", "keyword"):
+                lexical = self._lexical(reader, question, depth, allowed, excluded)
+                arms += lexical
+                weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
+            if q_vec is not None:
+                arms.append(self.dense(q_vec, depth, allowed, excluded))
+                weights.append(1.0 - LEXICAL_WEIGHT)
+            passages = self._passages(reader, convex_fusion(arms, weights), k, q_vec)
         found = any(self.relevance(question, p) >= 1.0 for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages)
 
@@ -177,20 +219,25 @@ class Searcher:
     def dense(
         self, q_vec: np.ndarray, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
     ) -> list[tuple[int, float]]:
-        if self.gen.faiss.ntotal == 0 or (allowed is not None and not allowed):
+        if allowed is not None and not allowed:
             return []
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.array(allowed, dtype=np.int64)))
-        elif excluded:
-            batch = faiss.IDSelectorBatch(np.array(excluded, dtype=np.int64))
-            params = faiss.SearchParameters(sel=faiss.IDSelectorNot(batch))
-            params.batch = batch  # keep the inner selector alive as long as the outer one
-        scores, ids = self.gen.faiss.search(q_vec, min(n, self.gen.faiss.ntotal), params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        dense = self.dense_index()
+        with self._dense_lock:
+            return dense.search(
+                q_vec,
+                n,
+                allowed=None if allowed is None else np.asarray(allowed, dtype=np.int64),
+                excluded=np.asarray(excluded, dtype=np.int64) if len(excluded) else None,
+            )
 
     def lexical(
         self, question: str, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
+    ) -> list[list[tuple[int, float]]]:
+        with self.store.read() as reader:
+            return self._lexical(reader, question, n, allowed, excluded)
+
+    def _lexical(
+        self, reader: Reader, question: str, n: int, allowed: list[int] | None, excluded: Sequence[int]
     ) -> list[list[tuple[int, float]]]:
         """The BM25 rankings for `question`: for Hangul/CJK the character-bigram table; otherwise the stemmed
         table queried with words and neighbouring-word phrases, and the unstemmed table with words (stemming
@@ -199,145 +246,91 @@ class Searcher:
             plans = [("chunks_bigram", bigram_query(question))]
         else:
             plans = [("chunks_words", words_and_pairs_query(question)), ("chunks_bigram", words_query(question))]
-        return [self.bm25(table, match, question, n, allowed, excluded) for table, match in plans]
+        return [self._bm25(reader, table, match, question, n, allowed, excluded) for table, match in plans]
 
-    def bm25(
-        self,
+    def bm25(self, table: str, match: str | None, question: str, n: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) for an FTS5 `match` expression over `table`."""
+        with self.store.read() as reader:
+            return self._bm25(reader, table, match, question, n, None, ())
+
+    @staticmethod
+    def _bm25(
+        reader: Reader,
         table: str,
         match: str | None,
         question: str,
         n: int,
-        allowed: list[int] | None = None,
-        excluded: Sequence[int] = (),
+        allowed: list[int] | None,
+        excluded: Sequence[int],
     ) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for an FTS5 `match` expression over `table`."""
         if not match or (allowed is not None and not allowed):
             return []
-        sql = f"SELECT rowid, bm25({table}, 1.0, {TITLE_WEIGHT}) AS s FROM {table} WHERE {table} MATCH ?"
-        args: list = [match]
-        if allowed is not None:
-            sql += f" AND rowid IN ({','.join('?' * len(allowed))})"
-            args += allowed
-        elif excluded:
-            sql += f" AND rowid NOT IN ({','.join('?' * len(excluded))})"
-            args += list(excluded)
-        sql += " ORDER BY s LIMIT ?"
         try:
-            rows = self.gen.db.execute(sql, [*args, n]).fetchall()
+            return reader.bm25(table, match, n, allowed, excluded)
         except sqlite3.OperationalError as exc:
             raise InvalidQueryError(f"cannot search for {question!r}: {exc}") from exc
-        return [(int(r), -float(s)) for r, s in rows]
 
-    def _chunks_of(self, sources: Sequence[str]) -> list[int]:
-        marks = ",".join("?" * len(sources))
-        rows = self.gen.db.execute(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source IN ({marks})", list(sources)
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def _allowed_chunks(self, filters: Filters) -> list[int]:
-        """Chunks of the documents the filters keep; an exact copy that matches keeps the text it shares."""
-        where, args = [], []
-        if filters.source:
-            host = filters.source.lower().removeprefix("www.")
-            where.append(
-                "(d.source = ? OR d.source GLOB ? OR d.file = ? OR d.file GLOB ? OR lower(d.site) = ? "
-                "OR lower(d.url) GLOB ? OR lower(d.url) GLOB ?)"
-            )
-            args += [filters.source] * 4 + [filters.source.lower(), f"*://{host}/*", f"*://www.{host}/*"]
-        if filters.since:
-            where.append("d.published >= ?")
-            args.append(filters.since)
-        if filters.until:
-            where.append("d.published <= ?")
-            args.append(filters.until)
-        rows = self.gen.db.execute(
-            "SELECT c.id FROM chunks c WHERE c.doc_id IN "
-            f"(SELECT coalesce(d.dup_of, d.id) FROM documents d WHERE {' AND '.join(where)})",
-            args,
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def _passages(self, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray) -> list[Passage]:
+    def _passages(
+        self, reader: Reader, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray | None
+    ) -> list[Passage]:
         """Best first. A hit that overlaps a better one from the same document is merged into it (the span
         grows to cover both, still an exact slice), so the neighbour that holds the answer is never lost.
         A hit from another copy of a story already shown (a near-duplicate) is dropped: the shown passage
         lists its copies instead."""
-        chosen: list[dict] = []
+        chosen: list[_Hit] = []
         shown_docs: dict[int, int] = {}  # cluster -> the document shown for it
         for start in range(0, len(fused), 50):
             batch = fused[start : start + 50]
-            rows = self._rows([cid for cid, _ in batch])
+            rows = reader.chunk_hits([cid for cid, _ in batch])
+            similarities = self._similarities([cid for cid, _ in batch if cid in rows], q_vec)
             for cid, score in batch:
                 row = rows.get(cid)
-                if row is None:
+                if row is None or shown_docs.setdefault(row.cluster, row.doc_id) != row.doc_id:
                     continue
-                if shown_docs.setdefault(row["cluster"], row["doc_id"]) != row["doc_id"]:
-                    continue
-                hit = {"cid": cid, "score": score, "doc_id": row["doc_id"], "start": row["start"], "end": row["end"]}
-                hit["row"] = row
-                hit["similarity"] = float(self.gen.faiss.reconstruct(cid) @ q_vec[0])
-                twin = next((p for p in chosen if _overlaps(p, hit)), None)
+                hit = _Hit(row, score, row.start, row.end, similarities.get(cid, 0.0))
+                twin = next((p for p in chosen if p.overlaps(hit)), None)
                 if twin is not None:
-                    grown = {**twin, "start": min(twin["start"], hit["start"]), "end": max(twin["end"], hit["end"])}
-                    clear = not any(_overlaps(p, grown) for p in chosen if p is not twin)
-                    if clear and grown["end"] - grown["start"] <= MAX_MERGED_CHARS:
-                        twin["start"], twin["end"] = grown["start"], grown["end"]
-                        twin["similarity"] = max(twin["similarity"], hit["similarity"])
+                    start_, end_ = min(twin.start, hit.start), max(twin.end, hit.end)
+                    grown = _Hit(twin.row, twin.score, start_, end_, twin.similarity)
+                    clear = not any(p.overlaps(grown) for p in chosen if p is not twin)
+                    if clear and end_ - start_ <= MAX_MERGED_CHARS:
+                        twin.start, twin.end = start_, end_
+                        twin.similarity = max(twin.similarity, hit.similarity)
                     continue
                 chosen.append(hit)
                 if len(chosen) == k:
-                    return self._materialise(chosen)
-        return self._materialise(chosen)
+                    return self._materialise(reader, chosen)
+        return self._materialise(reader, chosen)
 
-    def _materialise(self, hits: list[dict]) -> list[Passage]:
-        texts = {}
-        for doc_id in {h["doc_id"] for h in hits}:
-            texts[doc_id] = self.gen.db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
-        passages = []
-        for h in hits:
-            row = h["row"]
-            passages.append(
-                Passage(
-                    text=texts[h["doc_id"]][h["start"] : h["end"]],
-                    score=h["score"],
-                    doc_id=h["doc_id"],
-                    title=row["title"],
-                    source=row["source"],
-                    url=row["url"],
-                    start=h["start"],
-                    end=h["end"],
-                    published=row["published"],
-                    chunk_id=h["cid"],
-                    similarity=h["similarity"],
-                    author=row["author"],
-                    page=page_at(json.loads(row["pages"]), h["start"]),
-                    copies=self.copies(h["doc_id"], row["cluster"]),
-                )
+    def _similarities(self, ids: list[int], q_vec: np.ndarray | None) -> dict[int, float]:
+        if q_vec is None or not ids:
+            return {}
+        return dict(zip(ids, (self.vectors.read(ids) @ q_vec[0]).tolist()))
+
+    def _materialise(self, reader: Reader, hits: list[_Hit]) -> list[Passage]:
+        texts = reader.document_texts({h.row.doc_id for h in hits})
+        return [
+            Passage(
+                text=texts[h.row.doc_id][h.start : h.end],
+                score=h.score,
+                doc_id=h.row.doc_id,
+                title=h.row.title,
+                source=h.row.source,
+                url=h.row.url,
+                start=h.start,
+                end=h.end,
+                published=h.row.published,
+                chunk_id=h.row.id,
+                similarity=h.similarity,
+                author=h.row.author,
+                page=page_at(h.row.pages, h.start),
+                copies=self.copies(reader, h.row.doc_id, h.row.cluster),
             )
-        return passages
+            for h in hits
+        ]
 
-    def copies(self, doc_id: int, cluster: int | None) -> tuple[Copy, ...]:
+    def copies(self, reader: Reader, doc_id: int, cluster: int) -> tuple[Copy, ...]:
         """Other documents holding the same story: exact copies first, then near-duplicates."""
         if doc_id not in self._holders and cluster not in self._shared_clusters:
             return ()
-        rows = self.gen.db.execute(
-            "SELECT source, title, url, dup_of = ? FROM documents WHERE id != ? AND (dup_of = ? OR cluster = ?) "
-            "ORDER BY dup_of = ? DESC, source",
-            (doc_id, doc_id, doc_id, cluster, doc_id),
-        ).fetchall()
-        return tuple(Copy(source=r[0], title=r[1], url=r[2], exact=bool(r[3])) for r in rows)
-
-    def _rows(self, ids: list[int]) -> dict[int, dict]:
-        marks = ",".join("?" * len(ids))
-        rows = self.gen.db.execute(
-            f'SELECT c.id, c.doc_id, d.title, d.source, d.url, c.start, c."end", d.published, d.author, d.pages, '
-            f"coalesce(d.cluster, d.id) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
-            ids,
-        ).fetchall()
-        names = ("doc_id", "title", "source", "url", "start", "end", "published", "author", "pages", "cluster")
-        return {r[0]: dict(zip(names, r[1:])) for r in rows}
-
-
-def _overlaps(a: dict, b: dict) -> bool:
-    return a["doc_id"] == b["doc_id"] and a["start"] < b["end"] and b["start"] < a["end"]
+        return tuple(Copy(source=s, title=t, url=u, exact=e) for s, t, u, e in reader.copies(doc_id, cluster))

@@ -31,6 +31,25 @@ def load_questions(*names: str) -> list[dict]:
     return rows
 
 
+def synthetic_articles(folder: Path, articles: int, seed: int = 0, per_file: int = 100) -> None:
+    """JSONL exports of made-up articles in the seed corpus's vocabulary (word frequencies kept), for tests
+    that need size rather than meaning: about 16 passages an article."""
+    import random
+    import re
+
+    words = re.findall(r"[A-Za-z][a-z]+", " ".join(p.read_text() for p in CORPUS.glob("*.txt")))
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for start in range(0, articles, per_file):
+        lines = []
+        for n in range(start, min(start + per_file, articles)):
+            sentences = [" ".join(rng.choices(words, k=rng.randint(12, 24))).capitalize() + "." for _ in range(110)]
+            paragraphs = ["\n\n".join(" ".join(sentences[i : i + 5]) for i in range(0, 110, 5))]
+            title = " ".join(rng.choices(words, k=6)).capitalize()
+            lines.append(json.dumps({"title": f"{title} {n}", "text": paragraphs[0], "date": "2024-05-01"}))
+        (folder / f"archive-{start // per_file:04d}.jsonl").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return get_embedder()

@@ -70,7 +70,7 @@ def test_several_clients_at_once_each_get_their_own_right_answer(chat_server):
 def test_first_run_built_the_index_from_the_corpus_and_said_so(chat_server):
     log = chat_server.log.read_text()
     assert "Building the index from" in log and "8 added" in log  # 5 files, one of them holding 4 articles
-    assert (chat_server.index / "CURRENT").exists()
+    assert (chat_server.index / "rag.sqlite").exists()
 
 
 def test_auth_protects_the_app_and_share_offline_fails_in_one_line(tmp_path: Path, chat_server):

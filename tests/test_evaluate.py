@@ -90,12 +90,14 @@ def test_rag_eval_end_to_end_on_a_small_squad_file(tmp_path: Path):
     assert 0 <= result["found"]["wrongly_refused"] <= 0.25
     assert result["found"]["unanswerable_queries"] == 8
     built = sorted(p.name for p in tmp_path.iterdir())
-    generation = (tmp_path / built[0] / "CURRENT").read_text()
+    updated = json.loads((tmp_path / built[0] / "manifest.json").read_text())["updated"]
+    database = (tmp_path / built[0] / "rag.sqlite").stat().st_mtime_ns
 
     again = rag_eval(str(EVAL / "tiny_squad.json"), "--limit", "2", "--modes", "keyword", cache=tmp_path)
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == built, "same corpus, same cached index"
-    assert (tmp_path / built[0] / "CURRENT").read_text() == generation, "nothing re-indexed"
+    assert json.loads((tmp_path / built[0] / "manifest.json").read_text())["updated"] == updated, "nothing re-indexed"
+    assert (tmp_path / built[0] / "rag.sqlite").stat().st_mtime_ns == database
     assert "keyword" in again.stdout and "recall@1" in again.stdout and "hybrid" not in again.stdout
 
 

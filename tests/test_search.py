@@ -110,7 +110,7 @@ def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy
     monkeypatch.setattr(rag.api, "_DEFAULT", None)
     answer = rag.query("Who was Kim Kyoung-soo's political mentor?", k=3)
     assert answer.found and any("Roh Moo-hyun" in p.text for p in answer.passages)
-    assert (tmp_path / "default-index" / "CURRENT").exists()
+    assert (tmp_path / "default-index" / "rag.sqlite").exists()
 
 
 def test_date_bounds_are_inclusive_whole_periods():

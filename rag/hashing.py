@@ -1,0 +1,86 @@
+"""A fast, deterministic stand-in for a sentence-transformers model: `--model hashing`.
+
+Tests that check the store, the chat or the command line, not retrieval quality, and benchmarks that measure
+what the index costs rather than what the model costs, need an encoder that loads instantly and gives the same
+vectors on every machine. This one hashes each word (and each pair of neighbouring words) to a signed slot of
+a 384-dimensional vector, the "hashing trick" of Weinberger et al. 2009: texts that share words get similar
+vectors, which is enough for every code path of hybrid search to run on real text. It understands nothing;
+never use it for answers people rely on.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.errors import RagError
+
+HASHING_MODEL = "hashing"
+DIMENSION = 384
+MAX_TOKENS = 254
+TITLE_TOKENS = 24
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class HashingEmbedder:
+    """The Embedder interface (see `rag.embed.Embedder`) without a model: tokens are regex words and marks."""
+
+    name = HASHING_MODEL
+    dimension = DIMENSION
+    max_tokens = MAX_TOKENS
+
+    def __init__(self) -> None:
+        self._cache: dict[str, int] = {}
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(_TOKEN.findall(t)) for t in texts]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _TOKEN.finditer(text)]
+
+    def passage_input(self, title: str, text: str) -> str:
+        spans = self.offsets(title)
+        short_title = title[: spans[TITLE_TOKENS - 1][1]] if len(spans) > TITLE_TOKENS else title
+        return f"{short_title}\n{text}" if short_title else text
+
+    def _hashes(self, text: str) -> np.ndarray:
+        """A 32-bit hash per word (cached: a collection repeats its vocabulary endlessly)."""
+        out = []
+        for word in _WORD.findall(text.lower()):
+            h = self._cache.get(word)
+            if h is None:
+                h = self._cache[word] = zlib.crc32(word.encode("utf-8", "surrogatepass"))
+            out.append(h)
+        return np.asarray(out, dtype=np.uint64)
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Each word and each pair of neighbouring words adds +1 or -1 to one of the 384 slots (by its hash);
+        then every vector is scaled to unit length. One bincount for the whole batch."""
+        rows, features = [], []
+        for row, text in enumerate(texts):
+            words = self._hashes(text)
+            pairs = (words[:-1] * np.uint64(0x9E3779B1) + words[1:]) & np.uint64(0xFFFFFFFF)
+            both = np.concatenate([words, pairs])
+            features.append(both)
+            rows.append(np.full(len(both), row, dtype=np.int64))
+        h = np.concatenate(features) if features else np.zeros(0, np.uint64)
+        slots = np.concatenate(rows) * DIMENSION + (h % np.uint64(DIMENSION)).astype(np.int64)
+        signs = np.where((h >> np.uint64(16)) & np.uint64(1), 1.0, -1.0)
+        out = np.bincount(slots, weights=signs, minlength=len(texts) * DIMENSION).reshape(len(texts), DIMENSION)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out[norms[:, 0] == 0, 0] = 1.0
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray:
+        if not checked:
+            too_long = [n for n in self.count(texts) if n > self.max_tokens]
+            if too_long:
+                raise RagError(f"{len(too_long)} passage(s) exceed the model's {self.max_tokens}-token limit")
+        return self._vectors(texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._vectors([text])

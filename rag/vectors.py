@@ -1,0 +1,244 @@
+"""Passage vectors on disk, stored once, and the FAISS index that searches them in memory.
+
+A vector file is an append-only array of float16 rows: row `i` is the vector of chunk id `i`. A write appends
+its new rows and fsyncs them *before* the SQLite transaction that makes them part of the index commits, and
+the committed row count lives in that transaction, so a killed writer leaves only an unreferenced tail that
+the next writer cuts off. Rows below the committed count never change, so readers can read them while a
+writer appends. Deleted chunks leave dead rows behind; they cost disk, never correctness.
+
+Search runs over an in-memory FAISS index built from the file. Small collections use exact inner-product
+search. From `ANN_MIN_ROWS` on, an IVF index: the coarse centroids are trained once and saved, every row's
+list is stored beside it (a parallel int32 file), so opening a large index only copies rows into their lists
+and never assigns them again. Both thresholds were chosen with `bench/scale.py` (bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from rag.errors import IndexCorruptError
+
+VECTOR_DTYPE = np.float16
+ANN_MIN_ROWS = 200_000  # below this, exact search is fast enough (bench/RESULTS.md)
+ANN_RETRAIN_GROWTH = 4  # retrain the centroids once the collection has grown this many times over
+NPROBE_SHARE = 0.02  # share of the lists one query visits: recall@10 >= 0.98 in bench/scale.py
+MIN_NPROBE = 16
+TRAIN_POINTS_PER_LIST = 40
+READ_ROWS = 65_536
+EXACT_SUBSET_ROWS = 20_000  # a filter keeping fewer chunks than this is scored exactly
+
+
+def lists_for(rows: int) -> int:
+    """IVF list count for a collection: about 4 * sqrt(n), the FAISS guideline for 1e5-1e7 vectors."""
+    return int(min(65_536, max(256, 2 ** round(math.log2(4 * math.sqrt(max(rows, 1)))))))
+
+
+class VectorFile:
+    """Fixed-width float16 rows addressed by chunk id."""
+
+    def __init__(self, path: Path, dimension: int) -> None:
+        self.path = path
+        self.dimension = dimension
+        self.row_bytes = dimension * np.dtype(VECTOR_DTYPE).itemsize
+
+    def rows_on_disk(self) -> int:
+        try:
+            return self.path.stat().st_size // self.row_bytes
+        except FileNotFoundError:
+            return 0
+
+    def read(self, ids: Iterable[int]) -> np.ndarray:
+        """float32 rows for `ids`, in order; a missing row is an index fault, not a zero vector."""
+        ids = list(ids)
+        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
+        if not ids:
+            return out
+        with open(self.path, "rb") as f:
+            for n, i in enumerate(ids):
+                raw = os.pread(f.fileno(), self.row_bytes, int(i) * self.row_bytes)
+                if len(raw) != self.row_bytes:
+                    raise IndexCorruptError(f"{self.path}: no vector for chunk {i}; rebuild with `rag index`")
+                out[n] = np.frombuffer(raw, dtype=VECTOR_DTYPE)
+        return out
+
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start)
+        with open(self.path, "rb") as f:
+            f.seek(start * self.row_bytes)
+            data = np.fromfile(f, dtype=VECTOR_DTYPE, count=count * self.dimension)
+        if data.size != count * self.dimension:
+            raise IndexCorruptError(f"{self.path}: shorter than the index says; rebuild with `rag index`")
+        return data.reshape(count, self.dimension)
+
+    def append(self, committed_rows: int, vectors: np.ndarray) -> None:
+        """Write `vectors` as rows committed_rows.. (anything after the committed rows is a dead writer's tail)
+        and make them durable before the caller commits the rows that point at them."""
+        with open(self.path, "ab") as f:
+            f.truncate(committed_rows * self.row_bytes)
+            f.write(np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class ListFile:
+    """The IVF list of each row, parallel to the vector file (int32; -1 where no list was assigned)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read_all(self, rows: int) -> np.ndarray:
+        data = np.fromfile(self.path, dtype=np.int32, count=rows) if self.path.exists() else np.zeros(0, np.int32)
+        if data.size != rows:
+            raise IndexCorruptError(f"{self.path}: shorter than the index says; rebuild with `rag index`")
+        return data
+
+    def append(self, committed_rows: int, lists: np.ndarray) -> None:
+        with open(self.path, "ab") as f:
+            f.truncate(committed_rows * 4)
+            f.write(np.ascontiguousarray(lists, dtype=np.int32).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write(self, lists: np.ndarray) -> None:
+        """A whole new file (after training); the caller names it in the committing transaction."""
+        with open(self.path, "wb") as f:
+            f.write(np.ascontiguousarray(lists, dtype=np.int32).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def train_centroids(sample: np.ndarray, n_lists: int, path: Path) -> faiss.Index:
+    """k-means over a sample, saved to `path` (fsynced) as a flat inner-product quantizer."""
+    kmeans = faiss.Kmeans(sample.shape[1], n_lists, niter=12, spherical=True, seed=1234, max_points_per_centroid=256)
+    kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+    quantizer = faiss.IndexFlatIP(sample.shape[1])
+    quantizer.add(kmeans.centroids)
+    faiss.write_index(quantizer, str(path))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return quantizer
+
+
+def assign(quantizer: faiss.Index, vectors: np.ndarray) -> np.ndarray:
+    if len(vectors) == 0:
+        return np.zeros(0, dtype=np.int32)
+    _, lists = quantizer.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    return lists[:, 0].astype(np.int32)
+
+
+@dataclass(frozen=True)
+class DenseLayout:
+    """Where a snapshot's vectors are and how they are searched (the `meta` rows of the store)."""
+
+    vector_file: Path
+    rows: int
+    dimension: int
+    centroid_file: Path | None = None
+    list_file: Path | None = None
+
+
+class DenseIndex:
+    """FAISS over the live rows of a vector file: exact below ANN_MIN_ROWS, IVF (float16 codes) above."""
+
+    def __init__(self, layout: DenseLayout, live_ids: np.ndarray) -> None:
+        self.layout = layout
+        self.vectors = VectorFile(layout.vector_file, layout.dimension)
+        self.approximate = layout.centroid_file is not None
+        live_ids = np.sort(np.asarray(live_ids, dtype=np.int64))
+        if self.approximate:
+            self.index = self._ivf(layout, live_ids)
+        else:
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(layout.dimension))
+            self._add_rows(live_ids, None)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def _ivf(self, layout: DenseLayout, live_ids: np.ndarray) -> faiss.Index:
+        quantizer = faiss.read_index(str(layout.centroid_file))
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, layout.dimension, quantizer.ntotal, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        index.is_trained = True
+        index.nprobe = max(MIN_NPROBE, int(quantizer.ntotal * NPROBE_SHARE))
+        self._quantizer = quantizer  # the IVF index does not own it
+        self._lists = ListFile(layout.list_file).read_all(layout.rows)
+        self.index = index
+        self._add_rows(live_ids, self._lists)
+        return index
+
+    def _add_rows(self, live_ids: np.ndarray, lists: np.ndarray | None) -> None:
+        """Copy the live rows into the FAISS index, one read block at a time (the file is read, not mapped,
+        so the serving process holds each vector once)."""
+        for start in range(0, self.layout.rows, READ_ROWS):
+            stop = min(start + READ_ROWS, self.layout.rows)
+            lo, hi = np.searchsorted(live_ids, [start, stop])
+            ids = live_ids[lo:hi]
+            if not len(ids):
+                continue
+            block = self.vectors.read_range(start, stop)[ids - start].astype(np.float32)
+            self.add(ids, block, None if lists is None else lists[ids])
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, lists: np.ndarray | None = None) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self.approximate:
+            self.index.add_with_ids(vectors, ids)
+            return
+        if lists is None:
+            lists = assign(self._quantizer, vectors)
+        lists = np.ascontiguousarray(lists, dtype=np.int64)
+        self.index.add_core(len(ids), faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+
+    def extend(self, layout: DenseLayout, ids: np.ndarray) -> None:
+        """Add rows committed since this index was built (`ids`, all at or after its old row count)."""
+        ids = np.sort(np.asarray(ids, dtype=np.int64))
+        lists = ListFile(layout.list_file).read_all(layout.rows) if self.approximate else None
+        self.layout = layout
+        if len(ids):
+            self.add(ids, self.vectors.read(ids), None if lists is None else lists[ids])
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = np.fromiter(ids, dtype=np.int64)
+        if len(ids):
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+
+    def search(
+        self, query: np.ndarray, n: int, allowed: np.ndarray | None = None, excluded: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Best `n` (chunk id, inner product). A small `allowed` set is scored exactly from the file: an IVF
+        probe would find too few of its members."""
+        if allowed is not None and len(allowed) <= EXACT_SUBSET_ROWS:
+            return self._search_subset(query, np.unique(allowed), n)
+        if self.ntotal == 0:
+            return []
+        params = None
+        if allowed is not None or (excluded is not None and len(excluded)):
+            inner = faiss.IDSelectorBatch(np.ascontiguousarray(allowed if allowed is not None else excluded, np.int64))
+            selector = inner if allowed is not None else faiss.IDSelectorNot(inner)
+            params = (
+                faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
+                if self.approximate
+                else (faiss.SearchParameters(sel=selector))
+            )
+            params.keep = (inner, selector)  # the selectors must outlive the search
+        scores, ids = self.index.search(query, min(n, self.ntotal), params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _search_subset(self, query: np.ndarray, ids: np.ndarray, n: int) -> list[tuple[int, float]]:
+        if not len(ids):
+            return []
+        scores = self.vectors.read(ids) @ query[0]
+        top = np.argsort(-scores, kind="stable")[:n]
+        return [(int(ids[i]), float(scores[i])) for i in top]
