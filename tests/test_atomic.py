@@ -132,4 +132,6 @@ def test_a_killed_write_on_100k_chunks(tmp_path: Path, corpus_copy: Path):
     report = Index(idx).add([big, corpus_copy])
     assert (report.added, report.removed) == (1, 0)
     assert state(idx)["chunks"] == before["chunks"] + 1
-    assert "forty container ships" in Index(idx).search("How many container ships waited in Busan?", k=1).passages[0].text
+    assert (
+        "forty container ships" in Index(idx).search("How many container ships waited in Busan?", k=1).passages[0].text
+    )
