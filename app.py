@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,6 +74,13 @@ def share_unreachable() -> str | None:
     return None
 
 
+def warm_up(index: Index) -> None:
+    try:
+        index.search("warm up", k=1)
+    except RagError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     corpus_dir = args.corpus or default_corpus_dir()
@@ -80,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
         index = open_index(index_dir, corpus_dir, args.model)
-        index.search("warm up", k=1)  # load the model now, not on the first user's question
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    # The page answers at once; the model and the dense index load behind it, not on the first question.
+    threading.Thread(target=warm_up, args=(index,), daemon=True, name="warm-up").start()
     print(f"Verbatim chat: {demo.local_url}" + (f"  public link: {demo.share_url}" if demo.share_url else ""))
     if share and not demo.share_url:
         print("--share: Gradio could not make a public link; the chat is served locally only.", file=sys.stderr)

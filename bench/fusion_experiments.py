@@ -21,6 +21,7 @@ from baselines import SETS  # noqa: E402
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
 from rag.fusion import convex_fusion, reciprocal_rank_fusion  # noqa: E402
 from rag.lexical import bigram_query, has_wide_script, words_and_pairs_query, words_query  # noqa: E402
+from rag.lexical_index import PLAIN, STEMMED  # noqa: E402
 
 DEPTH = 100
 Ranking = list[tuple[int, float]]
@@ -38,13 +39,13 @@ def arms(bench: Benchmark) -> tuple[dict[str, list[Ranking]], dict[int, str]]:
         "dense": [[(int(i), float(s)) for i, s in zip(ids[r], scores[r]) if i >= 0] for r in range(len(texts))]
     }
     plans = {
-        "stemmed words": ("chunks_words", words_query),
-        "stemmed words+pairs": ("chunks_words", words_and_pairs_query),
-        "unstemmed words": ("chunks_bigram", words_query),
-        "char bigrams": ("chunks_bigram", bigram_query),
+        "stemmed words": (STEMMED, words_query),
+        "stemmed words+pairs": (STEMMED, words_and_pairs_query),
+        "unstemmed words": (PLAIN, words_query),
+        "char bigrams": (PLAIN, bigram_query),
     }
-    for name, (table, make) in plans.items():
-        out[name] = [searcher.bm25(table, make(text), text, DEPTH) for text in texts]
+    for name, (fields, make) in plans.items():
+        out[name] = [searcher.bm25(make(text), fields, DEPTH) for text in texts]
     return out, chunk_doc
 
 

@@ -186,7 +186,7 @@ def update_index(
         _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress), report)
         writer.record_files((root, file, size, mtime) for (root, file), (size, mtime) in found.stats.items())
         writer.forget_files(_file_changes(writer, found))
-        report.chunks = writer.counts()[1]
+        report.chunks = writer.counts()["chunks"]
     report.added, report.updated = len(changes.new), len(changes.changed)
     report.removed, report.unchanged = len(changes.removed), changes.unchanged
     report.seconds = time.perf_counter() - started

@@ -1,6 +1,7 @@
-"""Questions to FTS5 queries. Every term is quoted, so user text can never become FTS5 syntax.
+"""Questions to search terms. Terms are runs of word characters only, so user text can never become query
+syntax (`rag.lexical_index` quotes each one).
 
-English goes to the word table (porter stemming); text with Hangul or CJK goes to the bigram table as
+English goes to the stemmed fields; text with Hangul or CJK goes to the plain fields as
 overlapping two-character pieces: Korean attaches particles to words ("이재명은", "이재명이"), so whole
 words miss, and most Korean words are two syllables long, which a trigram table cannot match at all.
 """
@@ -178,29 +179,22 @@ def bigram_text(text: str) -> str:
     return _WIDE_RUN.sub(lambda m: " " + " ".join(bigrams(m.group())) + " ", text)
 
 
-def quote(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
+def words_query(text: str) -> list[str]:
+    """The content words, for the stemmed or the plain fields; empty when nothing is left to match."""
+    return content_words(text)
 
 
-def words_query(text: str) -> str | None:
-    """OR of the content words, for the porter/unicode61 table; None when nothing is left to match."""
-    words = content_words(text)
-    return " OR ".join(quote(w) for w in words) or None
-
-
-def words_and_pairs_query(text: str) -> str | None:
+def words_and_pairs_query(text: str) -> list[str]:
     """The content words, plus each pair of neighbouring content words as a phrase: a passage that repeats
     the question's wording ("super bowl", "mutual defense") ranks above one that merely shares its words
     (the ordered pairs of the sequential dependence model). Measured on SQuAD in bench/RESULTS.md."""
     words = content_words(text)
-    terms = [quote(w) for w in words] + [quote(f"{a} {b}") for a, b in zip(words, words[1:])]
-    return " OR ".join(terms) or None
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
-def bigram_query(text: str) -> str | None:
-    """OR of the pieces of `bigram_text(question)`, for the bigram table."""
-    pieces = dict.fromkeys(content_words(bigram_text(text)))
-    return " OR ".join(quote(p) for p in pieces) or None
+def bigram_query(text: str) -> list[str]:
+    """The pieces of `bigram_text(question)`, for the plain fields."""
+    return list(dict.fromkeys(content_words(bigram_text(text))))
 
 
 def query_keys(text: str) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import calendar
 import json
 import re
-import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from rag.embed import Encoder
 from rag.errors import InvalidQueryError
 from rag.fusion import convex_fusion
 from rag.lexical import bigram_query, coverage, has_wide_script, query_keys, words_and_pairs_query, words_query
+from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
 from rag.records import Answer, Copy, Passage, page_at
-from rag.store import ChunkHit, DocFilter, Reader, Store
+from rag.store import ChunkHit, DocFilter, Reader, Store, recover
 from rag.vectors import DenseIndex, VectorFile
 
 Mode = Literal["hybrid", "semantic", "keyword"]
@@ -123,7 +123,16 @@ class Searcher:
         self._dense: DenseIndex | None = None
         self._dense_seq = 0
         self._dense_lock = threading.Lock()
+        self.lexical = LexicalIndex(store.index_dir)
+        self._follow_lexical()
         self._read_caches()
+
+    def _follow_lexical(self) -> None:
+        """Search the lexical commit that matches the database; repair it first when a killed writer left it
+        ahead (if no writer is at work and the folder is writable; else the newest one is searched)."""
+        self.lexical.follow(self.store.manifest.seq)
+        if not self.lexical.current and recover(self.store.index_dir):
+            self.lexical.follow(self.store.manifest.seq)
 
     def _read_caches(self) -> None:
         with self.store.read() as r:
@@ -135,6 +144,7 @@ class Searcher:
     def refresh(self) -> None:
         """Catch up with commits made since this searcher opened (by this process or another)."""
         self.store.manifest = self.store.read_manifest()
+        self._follow_lexical()
         self._read_caches()
         with self._dense_lock:
             if self._dense is None or self._dense_seq == self.store.manifest.seq:
@@ -195,7 +205,7 @@ class Searcher:
             arms: list[list[tuple[int, float]]] = []
             weights: list[float] = []
             if mode in ("hybrid", "keyword"):
-                lexical = self._lexical(reader, question, depth, allowed, excluded)
+                lexical = self.lexical_arms(question, depth, allowed, excluded)
                 arms += lexical
                 weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
             if q_vec is not None:
@@ -230,45 +240,32 @@ class Searcher:
                 excluded=np.asarray(excluded, dtype=np.int64) if len(excluded) else None,
             )
 
-    def lexical(
+    def lexical_arms(
         self, question: str, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
     ) -> list[list[tuple[int, float]]]:
-        with self.store.read() as reader:
-            return self._lexical(reader, question, n, allowed, excluded)
-
-    def _lexical(
-        self, reader: Reader, question: str, n: int, allowed: list[int] | None, excluded: Sequence[int]
-    ) -> list[list[tuple[int, float]]]:
-        """The BM25 rankings for `question`: for Hangul/CJK the character-bigram table; otherwise the stemmed
-        table queried with words and neighbouring-word phrases, and the unstemmed table with words (stemming
-        finds "elected" for "election", the unstemmed arm keeps "Apple" apart from "apples")."""
-        if has_wide_script(question):
-            plans = [("chunks_bigram", bigram_query(question))]
-        else:
-            plans = [("chunks_words", words_and_pairs_query(question)), ("chunks_bigram", words_query(question))]
-        return [self._bm25(reader, table, match, question, n, allowed, excluded) for table, match in plans]
-
-    def bm25(self, table: str, match: str | None, question: str, n: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for an FTS5 `match` expression over `table`."""
-        with self.store.read() as reader:
-            return self._bm25(reader, table, match, question, n, None, ())
-
-    @staticmethod
-    def _bm25(
-        reader: Reader,
-        table: str,
-        match: str | None,
-        question: str,
-        n: int,
-        allowed: list[int] | None,
-        excluded: Sequence[int],
-    ) -> list[tuple[int, float]]:
-        if not match or (allowed is not None and not allowed):
+        """The BM25 rankings for `question`: for Hangul/CJK the plain fields with two-character pieces;
+        otherwise the stemmed fields queried with words and neighbouring-word phrases, and the plain fields
+        with words (stemming finds "elected" for "election", the plain arm keeps "Apple" apart from "apples")."""
+        if allowed is not None and not allowed:
             return []
-        try:
-            return reader.bm25(table, match, n, allowed, excluded)
-        except sqlite3.OperationalError as exc:
-            raise InvalidQueryError(f"cannot search for {question!r}: {exc}") from exc
+        if has_wide_script(question):
+            plans = [(bigram_query(question), PLAIN)]
+        else:
+            plans = [(words_and_pairs_query(question), STEMMED), (words_query(question), PLAIN)]
+        return [self.bm25(terms, field, n, allowed, excluded) for terms, field in plans]
+
+    def bm25(
+        self,
+        terms: Sequence[str],
+        field: str,
+        n: int,
+        allowed: list[int] | None = None,
+        excluded: Sequence[int] = (),
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) of passages matching any of `terms` in `field`."""
+        if allowed is not None and not allowed:
+            return []
+        return self.lexical.search(terms, field, n, allowed, excluded)
 
     def _passages(
         self, reader: Reader, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray | None

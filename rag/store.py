@@ -1,11 +1,12 @@
 """The index on disk, and the only module that speaks SQL.
 
 One SQLite database in WAL mode holds documents, chunks (offsets into their document, never a copy of the
-text), two contentless FTS5 tables, the near-duplicate buckets and the index's metadata; one append-only
-float16 file holds the vectors (`rag.vectors`). A write is one SQLite transaction: it touches only the rows
-of what changed, appends and fsyncs its vectors first, and commits the new vector count with the rows, so a
-SIGKILL at any moment leaves the previous or the new state and never a mix. One writer at a time (a lock
-file); readers never wait for it and see whole commits only.
+text), the near-duplicate buckets and the index's metadata; one append-only float16 file holds the vectors
+(`rag.vectors`); a tantivy index derived from the database serves the lexical arms (`rag.lexical_index`). A
+write is one SQLite transaction: it touches only the rows of what changed, appends and fsyncs its vectors
+first, commits tantivy (recoverably) and then SQLite with the new vector count, so a SIGKILL at any moment
+leaves the previous or the new state and never a mix. One writer at a time (a lock file); readers never
+wait for it and see whole commits only.
 
 Callers get typed records (`ChunkHit`, `DocumentSummary`, ...) and never a cursor.
 """
@@ -29,7 +30,7 @@ import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, ModelMismatchError
-from rag.lexical import bigram_text
+from rag.lexical_index import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
 from rag.records import Chunk, Document
 from rag.vectors import (
     ANN_MIN_ROWS,
@@ -92,10 +93,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_input_hash ON chunks(input_hash);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_words USING fts5(
-    text, title, content='', tokenize='porter unicode61 remove_diacritics 2');
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_bigram USING fts5(
-    text, title, content='', tokenize='unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS lsh (key INTEGER NOT NULL, doc_id INTEGER NOT NULL, PRIMARY KEY (key, doc_id))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
@@ -294,6 +291,32 @@ class Reader:
         """Every chunk's document source (benchmarks score rankings of documents)."""
         return dict(self.conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id"))
 
+    def passages_for_lexical(self) -> Iterator[tuple[int, str, str]]:
+        for cid, title, text in self.passages():
+            yield cid, text, title
+
+    def passages(self) -> Iterator[tuple[int, str, str]]:
+        """(chunk id, document title, passage text) of every chunk, for benchmarks that feed other systems."""
+        for cid, title, text, start, end in self.conn.execute(
+            'SELECT c.id, d.title, d.text, c.start, c."end" FROM chunks c JOIN documents d ON d.id = c.doc_id'
+        ):
+            yield cid, title, text[start:end]
+
+    def counts(self) -> dict[str, int]:
+        documents, chunks = self.conn.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        ).fetchone()
+        return {"documents": documents, "chunks": chunks}
+
+    def passage_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str]]:
+        """(chunk id, passage text, document title) of the given chunks that exist."""
+        rows = self.conn.execute(
+            'SELECT c.id, d.text, c.start, c."end", d.title FROM chunks c JOIN documents d ON d.id = c.doc_id '
+            "WHERE c.id IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in ids]),),
+        )
+        return [(cid, text[start:end], title) for cid, text, start, end, title in rows]
+
     def chunks_since(self, rows: int) -> np.ndarray:
         """Live chunks whose vectors were appended at or after row `rows`."""
         cur = self.conn.execute("SELECT id FROM chunks WHERE id >= ?", (rows,))
@@ -388,23 +411,6 @@ class Reader:
         return {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute("SELECT root, file, size, mtime_ns FROM files")}
 
     # --- search ----------------------------------------------------------------------------------------
-    def bm25(
-        self, table: str, match: str, n: int, allowed: Sequence[int] | None = None, excluded: Sequence[int] = ()
-    ) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for an FTS5 `match` expression over `table`."""
-        if table not in ("chunks_words", "chunks_bigram"):
-            raise ValueError(f"no full-text table {table}")
-        sql = f"SELECT rowid, bm25({table}, 1.0, {TITLE_WEIGHT}) AS s FROM {table} WHERE {table} MATCH ?"
-        args: list = [match]
-        if allowed is not None:
-            sql += " AND rowid IN (SELECT value FROM json_each(?))"
-            args.append(json.dumps([int(i) for i in allowed]))
-        elif excluded:
-            sql += " AND rowid NOT IN (SELECT value FROM json_each(?))"
-            args.append(json.dumps([int(i) for i in excluded]))
-        rows = self.conn.execute(sql + " ORDER BY s LIMIT ?", [*args, n]).fetchall()
-        return [(int(r), -float(s)) for r, s in rows]
-
     def chunks_of_sources(self, sources: Sequence[str]) -> list[int]:
         rows = self.conn.execute(
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id "
@@ -537,8 +543,11 @@ class NewChunk:
 class Writer(Reader):
     """The one writer of an index: every change of one run in one transaction (see `open_writer`)."""
 
-    def __init__(self, conn: sqlite3.Connection, index_dir: Path, model: str, dimension: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, index_dir: Path, model: str, dimension: int, lexical: LexicalWriter
+    ) -> None:
         super().__init__(conn, index_dir)
+        self.lexical = lexical
         self.model = model
         self.dimension = dimension
         meta = self.meta()
@@ -604,24 +613,14 @@ class Writer(Reader):
 
     # --- chunks ----------------------------------------------------------------------------------------
     def delete_chunks(self, doc_id: int) -> None:
-        """Remove a document's chunks and their full-text entries (contentless tables are told the exact
-        text they indexed, rebuilt from the stored document)."""
-        doc = self.conn.execute("SELECT text, title FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        rows = self.conn.execute('SELECT id, start, "end" FROM chunks WHERE doc_id = ?', (doc_id,)).fetchall()
-        if not rows or doc is None:
+        """Remove a document's chunks, and their passages from the lexical index."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+        if not ids:
             return
-        text, title = doc
-        self.conn.executemany(
-            "INSERT INTO chunks_words (chunks_words, rowid, text, title) VALUES ('delete', ?, ?, ?)",
-            [(cid, text[s:e], title) for cid, s, e in rows],
-        )
-        self.conn.executemany(
-            "INSERT INTO chunks_bigram (chunks_bigram, rowid, text, title) VALUES ('delete', ?, ?, ?)",
-            [(cid, bigram_text(text[s:e]), bigram_text(title)) for cid, s, e in rows],
-        )
+        self.lexical.delete(ids)
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self.conn.executemany(
-            "INSERT OR REPLACE INTO tombstones (chunk_id, seq) VALUES (?, ?)", [(cid, self.seq) for cid, _, _ in rows]
+            "INSERT OR REPLACE INTO tombstones (chunk_id, seq) VALUES (?, ?)", [(cid, self.seq) for cid in ids]
         )
 
     def add_chunks(self, doc_id: int, title: str, chunks: Sequence[NewChunk], vectors: np.ndarray) -> None:
@@ -634,15 +633,7 @@ class Writer(Reader):
                 for n, (cid, c) in enumerate(zip(ids, chunks))
             ],
         )
-        self.conn.executemany(
-            "INSERT INTO chunks_words (rowid, text, title) VALUES (?, ?, ?)",
-            [(cid, c.chunk.text, title) for cid, c in zip(ids, chunks)],
-        )
-        bigram_title = bigram_text(title)
-        self.conn.executemany(
-            "INSERT INTO chunks_bigram (rowid, text, title) VALUES (?, ?, ?)",
-            [(cid, bigram_text(c.chunk.text), bigram_title) for cid, c in zip(ids, chunks)],
-        )
+        self.lexical.add((cid, c.chunk.text, title) for cid, c in zip(ids, chunks))
         self.rows += len(chunks)
         self.pending.append(np.asarray(vectors, dtype=np.float32))
         self.pending_rows += len(chunks)
@@ -673,13 +664,12 @@ class Writer(Reader):
     def delete_meta(self, *keys: str) -> None:
         self.conn.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in keys])
 
-    def counts(self) -> tuple[int, int]:
-        return self.conn.execute("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)").fetchone()
-
     def finish(self) -> None:
         """Make the appended vectors durable and record the new state in the transaction about to commit."""
         self.flush_vectors()
-        documents, chunks = self.counts()
+        documents, chunks = self.conn.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        ).fetchone()
         if self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] > TOMBSTONES_KEPT:
             self.conn.execute("DELETE FROM tombstones WHERE seq < ?", (self.seq,))
             self.set_meta({"tombstones_from": self.seq})  # readers older than this reload whole
@@ -745,27 +735,82 @@ def open_writer(index_dir: Path, model: str, dimension: int) -> Iterator[Writer]
     with open(index_dir / LOCK_NAME, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         conn = connect(index_dir / DB_NAME)
+        lexical = LexicalIndex(index_dir)
+        lexical_writer = lexical.writer()
         try:
             conn.executescript(SCHEMA)
             conn.execute("BEGIN IMMEDIATE")
             meta = dict(conn.execute("SELECT key, value FROM meta"))
             if meta:
                 check_model(meta["model"], model, index_dir)
-            writer = Writer(conn, index_dir, model, dimension)
+            reader = Reader(conn, index_dir)
+            _repair_lexical(reader, lexical, lexical_writer, int(meta.get("seq", 0)), int(meta.get("vector_rows", 0)))
+            writer = Writer(conn, index_dir, model, dimension, lexical_writer)
             try:
                 yield writer
                 writer.finish()
                 crash_point("before-commit")
+                lexical_writer.commit(writer.seq)
+                crash_point("lexical-committed")
                 conn.execute("COMMIT")
                 crash_point("after-commit")
             except BaseException:
                 conn.execute("ROLLBACK")
+                lexical_writer.rollback()
                 raise
+            clear_pending(lexical)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            write_manifest(index_dir, Reader(conn, index_dir).manifest())
-            remove_unused_files(index_dir, Reader(conn, index_dir).meta())
+            write_manifest(index_dir, reader.manifest())
+            remove_unused_files(index_dir, reader.meta())
         finally:
+            lexical_writer.close()
             conn.close()
+
+
+def recover(index_dir: Path) -> bool:
+    """Repair what a killed writer left (a lexical index one commit ahead of SQLite), unless a writer is at
+    work now, which repairs it itself. Returns False when the index folder cannot be written."""
+    try:
+        lock = open(index_dir / LOCK_NAME, "w")  # noqa: SIM115 - held for the whole repair below
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        conn = connect(index_dir / DB_NAME)
+        lexical = LexicalIndex(index_dir)
+        writer = lexical.writer()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            _repair_lexical(
+                Reader(conn, index_dir), lexical, writer, int(meta.get("seq", 0)), int(meta.get("vector_rows", 0))
+            )
+            conn.execute("ROLLBACK")
+        finally:
+            writer.close()
+            conn.close()
+    return True
+
+
+def _repair_lexical(reader: Reader, lexical: LexicalIndex, writer: LexicalWriter, seq: int, rows: int) -> None:
+    """Bring the lexical index back to SQLite commit `seq` after a writer died between its two commits (or
+    rebuild it from SQLite when it disagrees in any other way)."""
+    found = lexical.committed_seq()
+    if found == seq:
+        return
+    deleted = pending_deletions(lexical, found) if found == seq + 1 else None
+    if deleted is not None:
+        writer.delete_from(rows)
+        writer.add((cid, text, title) for cid, text, title in reader.passage_rows(deleted))
+    else:
+        writer.clear()
+        writer.add(reader.passages_for_lexical())
+    writer.commit(seq)
+    clear_pending(lexical)
+    lexical.follow(seq)
 
 
 def write_manifest(index_dir: Path, manifest: Manifest) -> None:

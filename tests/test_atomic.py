@@ -29,7 +29,14 @@ import sys
 from rag import Index
 Index(sys.argv[1], model="hashing").add(sys.argv[2:])
 """
-STEPS = ["documents-written", "chunks-written", "vectors-appended", "before-commit", "after-commit"]
+STEPS = [
+    "documents-written",
+    "chunks-written",
+    "vectors-appended",
+    "before-commit",
+    "lexical-committed",
+    "after-commit",
+]
 
 
 def index_in_child(index: Path, *paths: Path, crash_at: str | None = None) -> subprocess.Popen:
@@ -48,9 +55,9 @@ def state(index_dir: Path) -> dict:
     info = index.info()
     searcher = index.searcher
     with searcher.store.read() as reader:
-        rows = len(reader.live_chunk_ids())
-        words = reader.conn.execute("SELECT count(*) FROM chunks_words_docsize").fetchone()[0]
-    assert info["chunks"] == rows == words == searcher.dense_index().ntotal
+        counts = reader.counts()
+    rows = counts["chunks"]
+    assert info["chunks"] == rows == searcher.lexical.passages() == searcher.dense_index().ntotal
     assert len(info["documents"]) == info["document_count"]
     return {"documents": sorted(d["source"] for d in info["documents"]), "chunks": rows}
 

@@ -1,42 +1,76 @@
-import sqlite3
+from pathlib import Path
 
 import pytest
 
-from rag.lexical import bigram_query, bigram_text, coverage, query_keys, quote, words_query
+from rag.lexical import bigram_query, bigram_text, coverage, query_keys, words_and_pairs_query, words_query
+from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
 
-NASTY = ['"', 'a"b', "NEAR(a b)", "x AND y OR NOT z", "col:value", "prefix*", "^start", "(unbalanced", "-minus", "'"]
+NASTY = [
+    '"',
+    'a"b',
+    "NEAR(a b)",
+    "x AND y OR NOT z",
+    "col:value",
+    "stem_text:value",
+    "prefix*",
+    "^start",
+    "(unbalanced",
+    "-minus",
+    "'",
+    "\\",
+    "{",
+    "[1 TO 5]",
+    "~2",
+    "+must",
+    "a\u0000b",
+    "IN [a b]",
+]
 
 
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
-        ("Who is Lee Jae-myung's main rival?", '"lee" OR "jae" OR "myung" OR "main" OR "rival"'),
-        ('He said "NEAR" AND OR', '"near"'),
-        ("What is it?", None),
+        ("Who is Lee Jae-myung's main rival?", ["lee", "jae", "myung", "main", "rival"]),
+        ('He said "NEAR" AND OR', ["near"]),
+        ("What is it?", []),
     ],
 )
 def test_words_query(question, expected):
     assert words_query(question) == expected
 
 
-def test_quote_doubles_quotes():
-    assert quote('a"b') == '"a""b"'
+def test_pairs_follow_the_question_order():
+    assert words_and_pairs_query("mutual defense pledge") == [
+        "mutual",
+        "defense",
+        "pledge",
+        "mutual defense",
+        "defense pledge",
+    ]
 
 
 def test_bigrams_for_korean():
     assert bigram_text("이재명 과반") == " 이재 재명   과반 "
-    assert bigram_query("이재명은 과반") == '"이재" OR "재명" OR "명은" OR "과반"'
+    assert bigram_query("이재명은 과반") == ["이재", "재명", "명은", "과반"]
     assert bigram_text("Lee 이재명") == "Lee  이재 재명 "
 
 
+@pytest.fixture(scope="module")
+def tiny_lexical(tmp_path_factory: pytest.TempPathFactory) -> LexicalIndex:
+    lexical = LexicalIndex(Path(tmp_path_factory.mktemp("lexical")))
+    writer = lexical.writer()
+    writer.add([(1, "value near start prefix minus unbalanced", "Values"), (2, "이재명 후보 과반 득표", "여론")])
+    writer.commit(1)
+    writer.close()
+    lexical.follow(1)
+    return lexical
+
+
 @pytest.mark.parametrize("term", NASTY)
-def test_user_text_never_breaks_fts(term):
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE VIRTUAL TABLE t USING fts5(text, tokenize='porter unicode61')")
-    conn.execute("INSERT INTO t VALUES ('value near start prefix minus unbalanced')")
-    for query in (words_query(f"find {term} value"), bigram_query(f"{term} 값")):
-        if query:
-            conn.execute("SELECT rowid FROM t WHERE t MATCH ?", (query,)).fetchall()
+def test_user_text_never_becomes_query_syntax(tiny_lexical: LexicalIndex, term: str):
+    hits = tiny_lexical.search(words_and_pairs_query(f"find {term} value"), STEMMED, 10)
+    assert [cid for cid, _ in hits] == [1]
+    assert tiny_lexical.search(bigram_query(f"{term} 과반"), PLAIN, 10)[0][0] == 2
 
 
 def test_coverage_counts_key_terms():

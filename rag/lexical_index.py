@@ -1,0 +1,184 @@
+"""The lexical arms' index: tantivy (BM25 with block-max WAND, segments merged in the background).
+
+SQLite FTS5 scores every row that matches any query word, so at a million passages a question costs hundreds
+of milliseconds; tantivy answers the same words-and-phrases query about 40 times faster at 100k passages
+(bench/RESULTS.md) and stores it in a tenth of the space. It is derived data: the SQLite database stays the
+truth, and this index records which commit of it it reflects (a marker document holding the commit number).
+
+A write commits tantivy first, then SQLite. Before the tantivy commit the writer saves the ids of the
+passages it deleted (`pending.json`); if it dies between the two commits, the next writer finds tantivy one
+commit ahead, deletes the passages added by the lost commit (ids at or above the committed row count),
+restores the deleted ones from SQLite, and goes on. Any other disagreement is repaired by rebuilding this
+index from SQLite. Readers only switch to a tantivy commit whose marker matches the SQLite commit they read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import tantivy
+
+from rag.lexical import bigram_text
+
+FOLDER = "lexical"
+PENDING = "pending.json"
+MARKER = "commit"
+WRITER_HEAP = 64_000_000
+# The arms' fields: stemmed words (with positions, for neighbouring-word phrases), and plain lower-cased words
+# with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one text, so
+# that BM25 sees one length per passage and a title word counts like a passage word (the weighting chosen on
+# SQuAD with FTS5: title weight 1.0, bench/RESULTS.md).
+STEMMED = "stem"
+PLAIN = "plain"
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_integer_field("cid", stored=True, indexed=True, fast=True)
+    builder.add_text_field(STEMMED, stored=False, tokenizer_name="en_stem", index_option="position")
+    builder.add_text_field(PLAIN, stored=False, tokenizer_name="default", index_option="freq")
+    builder.add_text_field("marker", stored=False, tokenizer_name="raw")
+    builder.add_integer_field("seq", stored=True)
+    return builder.build()
+
+
+SCHEMA = _schema()
+_WORDS = re.compile(r"\w+( \w+)*")  # what `rag.lexical` makes: safe inside quotes
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+def passage_document(cid: int, text: str, title: str) -> tantivy.Document:
+    return tantivy.Document(cid=cid, stem=f"{title}\n{text}", plain=bigram_text(f"{title}\n{text}"))
+
+
+class LexicalIndex:
+    """One index folder's tantivy index, for searching (any number of threads) or for the one writer."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.path = index_dir / FOLDER
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+        self._searcher = self.index.searcher()
+        self.current = False  # whether the searcher shows the SQLite commit last asked for
+
+    # --- reading -----------------------------------------------------------------------------------------
+    def committed_seq(self, searcher: tantivy.Searcher | None = None) -> int:
+        searcher = searcher or self._searcher
+        hits = searcher.search(tantivy.Query.term_query(SCHEMA, "marker", MARKER), 1).hits
+        if not hits:
+            return 0
+        return int(searcher.doc(hits[0][1])["seq"][0])
+
+    def follow(self, seq: int) -> None:
+        """Use the newest tantivy commit if it is the one SQLite commit `seq` made; otherwise keep the one in
+        use (a writer is between its two commits)."""
+        self.index.reload()
+        searcher = self.index.searcher()
+        self.current = self.committed_seq(searcher) == seq
+        if self.current:
+            self._searcher = searcher
+
+    def passages(self) -> int:
+        return max(0, self._searcher.num_docs - (1 if self.committed_seq() else 0))
+
+    def search(
+        self,
+        terms: Sequence[str],
+        field: str,
+        n: int,
+        allowed: Sequence[int] | None = None,
+        excluded: Sequence[int] = (),
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the best `n` passages matching any of `terms` (words, or phrases of
+        words) in `field` (STEMMED or PLAIN), best first."""
+        if field != STEMMED:  # only the stemmed field keeps positions: elsewhere a phrase is its words
+            terms = list(dict.fromkeys(p for t in terms for p in _SEPARATORS.split(t) if p))
+        clauses = [f'{field}:"{t}"' for t in terms if _WORDS.fullmatch(t)]
+        if not clauses:
+            return []
+        parsed = self.index.parse_query(" ".join(clauses))
+        if allowed is not None:
+            keep = tantivy.Query.term_set_query(SCHEMA, "cid", [int(i) for i in allowed])
+            parsed = tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, keep)])
+        elif len(excluded):
+            drop = tantivy.Query.term_set_query(SCHEMA, "cid", [int(i) for i in excluded])
+            parsed = tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed), (tantivy.Occur.MustNot, drop)])
+        searcher = self._searcher
+        hits = searcher.search(parsed, n, count=False).hits
+        if not hits:
+            return []
+        ids = searcher.fast_field_values("cid", [address for _, address in hits])
+        return [(int(cid), float(score)) for (score, _), cid in zip(hits, ids) if cid is not None]
+
+    # --- writing -----------------------------------------------------------------------------------------
+    def writer(self) -> LexicalWriter:
+        return LexicalWriter(self)
+
+
+class LexicalWriter:
+    """Adds and deletes passages; `commit(seq)` publishes them with the SQLite commit number they belong to."""
+
+    def __init__(self, lexical: LexicalIndex) -> None:
+        self.lexical = lexical
+        self.writer = lexical.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        self.deleted: list[int] = []
+        self.changed = False
+
+    def add(self, rows: Iterable[tuple[int, str, str]]) -> None:
+        for cid, text, title in rows:
+            self.writer.add_document(passage_document(cid, text, title))
+            self.changed = True
+
+    def delete(self, ids: Iterable[int]) -> None:
+        for cid in ids:
+            self.writer.delete_documents_by_term("cid", int(cid))
+            self.deleted.append(int(cid))
+            self.changed = True
+
+    def delete_from(self, first_id: int) -> None:
+        """Delete every passage with an id at or above `first_id` (what a lost commit added)."""
+        query = tantivy.Query.range_query(SCHEMA, "cid", tantivy.FieldType.Integer, first_id, None)
+        self.writer.delete_documents_by_query(query)
+        self.changed = True
+
+    def clear(self) -> None:
+        self.writer.delete_all_documents()
+        self.changed = True
+
+    def commit(self, seq: int) -> None:
+        """Record what a crash before the SQLite commit would need undone, then publish with the marker."""
+        pending = self.lexical.path / PENDING
+        tmp = pending.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seq": seq, "deleted": self.deleted}))
+        with open(tmp) as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, pending)
+        self.writer.delete_documents_by_term("marker", MARKER)
+        self.writer.add_document(tantivy.Document(seq=seq, marker=MARKER))
+        self.writer.commit()
+        self.deleted = []
+
+    def close(self) -> None:
+        self.writer.wait_merging_threads()
+
+    def rollback(self) -> None:
+        self.writer.rollback()
+        self.deleted.clear()
+
+
+def pending_deletions(lexical: LexicalIndex, seq: int) -> list[int] | None:
+    """The passages a lost commit `seq` deleted from tantivy, if it recorded them."""
+    path = lexical.path / PENDING
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record["deleted"] if record.get("seq") == seq else None
+
+
+def clear_pending(lexical: LexicalIndex) -> None:
+    (lexical.path / PENDING).unlink(missing_ok=True)
