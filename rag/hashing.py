@@ -71,9 +71,8 @@ class HashingEmbedder:
         slots = np.concatenate(rows) * DIMENSION + (h % np.uint64(DIMENSION)).astype(np.int64)
         signs = np.where((h >> np.uint64(16)) & np.uint64(1), 1.0, -1.0)
         out = np.bincount(slots, weights=signs, minlength=len(texts) * DIMENSION).reshape(len(texts), DIMENSION)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out[norms[:, 0] == 0, 0] = 1.0
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        out[~out.any(axis=1), 0] = 1.0  # a text with no words gets a vector all the same
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
     def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray:
         if not checked:

@@ -174,7 +174,8 @@ def update_index(
         dimension = store.manifest.dimension
         with store.read() as reader:
             preview = diff(reader, found)
-            stale = _file_changes(reader, found)
+            recorded = reader.file_stats()
+            stale = _file_changes(reader, found) or any(recorded.get(k) != v for k, v in found.stats.items())
         report.chunks = store.manifest.chunks
         if preview.empty() and not stale:
             report.unchanged = preview.unchanged
