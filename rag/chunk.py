@@ -65,11 +65,12 @@ _ABBREVIATIONS = frozenset(
 
 
 class TokenCounter(Protocol):
-    """The model's own tokenizer, seen from the chunker."""
+    """The model's own tokenizer, seen from the chunker. The token ids travel with each chunk, so the model
+    reads them as they are and no passage is tokenised twice."""
 
-    def count(self, texts: Sequence[str]) -> list[int]: ...
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]: ...
 
-    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+    def token_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,13 @@ class ChunkPlan:
 class _Sentence:
     start: int
     end: int
-    tokens: int
+    ids: tuple[int, ...]
     paragraph_start: bool
     headline: bool
+
+    @property
+    def tokens(self) -> int:
+        return len(self.ids)
 
 
 def chunk_document(doc: Document, counter: TokenCounter, plan: ChunkPlan = ChunkPlan()) -> list[Chunk]:
@@ -138,21 +143,24 @@ def _is_abbreviation(text: str, sentence_start: int, dot: int) -> bool:
 
 def _sentences(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[_Sentence]:
     spans = split_sentences(text, start, end)
-    counts = counter.count([text[s:e] for s, e, _ in spans])
+    token_ids = counter.tokenize([text[s:e] for s, e, _ in spans]) if spans else []
     result: list[_Sentence] = []
-    for (s, e, para), n in zip(spans, counts):
+    for (s, e, para), ids in zip(spans, token_ids):
         headline = para and is_headline(text[s:e])
-        if n <= max_tokens:
-            result.append(_Sentence(s, e, n, para, headline))
+        if len(ids) <= max_tokens:
+            result.append(_Sentence(s, e, tuple(ids), para, headline))
             continue
-        for i, (ps, pe, pn) in enumerate(_split_long(text, s, e, counter, max_tokens)):
-            result.append(_Sentence(ps, pe, pn, para and i == 0, False))
+        for i, (ps, pe, piece_ids) in enumerate(_split_long(text, s, e, counter, max_tokens)):
+            result.append(_Sentence(ps, pe, piece_ids, para and i == 0, False))
     return result
 
 
-def _split_long(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[tuple[int, int, int]]:
+def _split_long(
+    text: str, start: int, end: int, counter: TokenCounter, max_tokens: int
+) -> list[tuple[int, int, tuple[int, ...]]]:
     """Cut one over-long sentence at token boundaries, preferring the last space inside each window."""
-    offsets = [(start + a, start + b) for a, b in counter.offsets(text[start:end])]
+    ids, spans = counter.token_spans(text[start:end])
+    offsets = [(start + a, start + b) for a, b in spans]
     pieces = []
     i = 0
     while i < len(offsets):
@@ -163,7 +171,7 @@ def _split_long(text: str, start: int, end: int, counter: TokenCounter, max_toke
                     j = k
                     break
         piece_end = offsets[j - 1][1] if j < len(offsets) else end
-        pieces.append((offsets[i][0], piece_end, j - i))
+        pieces.append((offsets[i][0], piece_end, tuple(ids[i:j])))
         i = j
     return pieces
 
@@ -200,4 +208,5 @@ def _overlap(sentences: list[_Sentence], budget: int) -> list[_Sentence]:
 
 def _make_chunk(text: str, sentences: list[_Sentence]) -> Chunk:
     start, end = sentences[0].start, sentences[-1].end
-    return Chunk(start=start, end=end, text=text[start:end], n_tokens=sum(s.tokens for s in sentences))
+    ids = tuple(i for s in sentences for i in s.ids)
+    return Chunk(start=start, end=end, text=text[start:end], n_tokens=len(ids), ids=ids)

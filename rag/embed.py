@@ -35,7 +35,15 @@ class Encoder(Protocol):
 
     def offsets(self, text: str) -> list[tuple[int, int]]: ...
 
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def token_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
+
+    def title_prefix(self, title: str) -> tuple[str, list[int]]: ...
+
     def passage_input(self, title: str, text: str) -> str: ...
+
+    def encode_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray: ...
 
     def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray: ...
 
@@ -108,23 +116,57 @@ class Embedder:
         return int(self.model.get_embedding_dimension())
 
     def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(x) for x in self.tokenize(texts)]
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
             return []
         with self._lock:
-            ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
+            return self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.token_spans(text)[1]
+
+    def token_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         with self._lock:
             enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return [tuple(o) for o in enc["offset_mapping"]]
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
 
-    def passage_input(self, title: str, text: str) -> str:
-        """What the model reads for a passage: a short title line gives context to mid-story passages."""
+    def title_prefix(self, title: str) -> tuple[str, list[int]]:
+        """The title line a passage is read with, as text and as tokens: at most TITLE_TOKENS of it."""
         with self._lock:
             title_ids = self.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][:TITLE_TOKENS]
             short_title = self.tokenizer.decode(title_ids) if len(title_ids) == TITLE_TOKENS else title
+        return short_title, title_ids
+
+    def passage_input(self, title: str, text: str) -> str:
+        """What the model reads for a passage: a short title line gives context to mid-story passages."""
+        short_title = self.title_prefix(title)[0]
         return f"{short_title}\n{text}" if short_title else text
+
+    def encode_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Unit-length vectors of texts given as token ids (without [CLS]/[SEP]): what `encode` computes for
+        the same texts, without tokenising them again. Longest first, one batch per lock hold."""
+        import torch
+
+        vectors = np.zeros((len(inputs), self.dimension), dtype=np.float32)
+        order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+        tok = self.tokenizer
+        for i in range(0, len(order), self.batch_size):
+            part = order[i : i + self.batch_size]
+            width = max(len(inputs[j]) for j in part) + 2
+            ids = torch.full((len(part), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(part), width), dtype=torch.long)
+            for row, j in enumerate(part):
+                seq = [tok.cls_token_id, *inputs[j], tok.sep_token_id]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+            with self._lock, torch.inference_mode():
+                out = self.model.forward(features)["sentence_embedding"]
+                out = torch.nn.functional.normalize(out, p=2, dim=1)
+            vectors[part] = out.numpy()
+        return vectors
 
     def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray:
         """Unit-length float32 vectors; sentence-transformers batches them sorted by length. `checked`: the

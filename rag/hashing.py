@@ -26,6 +26,10 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def _token_id(token: str) -> int:
+    return zlib.crc32(token.lower().encode("utf-8", "surrogatepass")) if token[0].isalnum() or token[0] == "_" else 0
+
+
 class HashingEmbedder:
     """The Embedder interface (see `rag.embed.Embedder`) without a model: tokens are regex words and marks."""
 
@@ -42,10 +46,25 @@ class HashingEmbedder:
     def offsets(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _TOKEN.finditer(text)]
 
-    def passage_input(self, title: str, text: str) -> str:
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return [[_token_id(t) for t in _TOKEN.findall(x)] for x in texts]
+
+    def token_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        matches = list(_TOKEN.finditer(text))
+        return [_token_id(m.group()) for m in matches], [m.span() for m in matches]
+
+    def title_prefix(self, title: str) -> tuple[str, list[int]]:
         spans = self.offsets(title)
         short_title = title[: spans[TITLE_TOKENS - 1][1]] if len(spans) > TITLE_TOKENS else title
+        return short_title, self.tokenize([short_title])[0]
+
+    def passage_input(self, title: str, text: str) -> str:
+        short_title = self.title_prefix(title)[0]
         return f"{short_title}\n{text}" if short_title else text
+
+    def encode_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Vectors from token ids: a word's id is its CRC-32 and a mark's is 0, so this equals `encode`."""
+        return self._from_hashes([np.asarray([i for i in ids if i], dtype=np.uint64) for ids in inputs])
 
     def _hashes(self, text: str) -> np.ndarray:
         """A 32-bit hash per word (cached: a collection repeats its vocabulary endlessly)."""
@@ -60,9 +79,11 @@ class HashingEmbedder:
     def _vectors(self, texts: Sequence[str]) -> np.ndarray:
         """Each word and each pair of neighbouring words adds +1 or -1 to one of the 384 slots (by its hash);
         then every vector is scaled to unit length. One bincount for the whole batch."""
+        return self._from_hashes([self._hashes(text) for text in texts])
+
+    def _from_hashes(self, hashed: Sequence[np.ndarray]) -> np.ndarray:
         rows, features = [], []
-        for row, text in enumerate(texts):
-            words = self._hashes(text)
+        for row, words in enumerate(hashed):
             pairs = (words[:-1] * np.uint64(0x9E3779B1) + words[1:]) & np.uint64(0xFFFFFFFF)
             both = np.concatenate([words, pairs])
             features.append(both)
@@ -70,7 +91,7 @@ class HashingEmbedder:
         h = np.concatenate(features) if features else np.zeros(0, np.uint64)
         slots = np.concatenate(rows) * DIMENSION + (h % np.uint64(DIMENSION)).astype(np.int64)
         signs = np.where((h >> np.uint64(16)) & np.uint64(1), 1.0, -1.0)
-        out = np.bincount(slots, weights=signs, minlength=len(texts) * DIMENSION).reshape(len(texts), DIMENSION)
+        out = np.bincount(slots, weights=signs, minlength=len(hashed) * DIMENSION).reshape(len(hashed), DIMENSION)
         out[~out.any(axis=1), 0] = 1.0  # a text with no words gets a vector all the same
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 

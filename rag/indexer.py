@@ -331,9 +331,9 @@ def _vectors_for(planned: list[_PlannedChunk], writer: Writer, embedding: _Embed
             if d in embedding.legacy
         }
     )
-    todo = sorted({p.digest: p.model_input for p in planned if p.digest not in found}.items())
+    todo = sorted({p.digest: p.model_ids for p in planned if p.digest not in found}.items())
     if todo:
-        encoded = embedding.embedder.encode([text for _, text in todo], checked=True)
+        encoded = embedding.embedder.encode_ids([ids for _, ids in todo])
         found.update(zip((d for d, _ in todo), encoded))
     found[b""] = len(todo)
     return found
@@ -343,14 +343,16 @@ def _vectors_for(planned: list[_PlannedChunk], writer: Writer, embedding: _Embed
 class _PlannedChunk:
     chunk: Chunk
     model_input: str
+    model_ids: tuple[int, ...]
     digest: bytes
 
 
 def _plan_chunks(doc: Document, embedder: Encoder, plan: ChunkPlan) -> list[_PlannedChunk]:
-    """Chunks of `doc` with the exact model input and its cache key."""
+    """Chunks of `doc` with what the model reads (as text, for the cache key, and as token ids) and the key."""
+    title, title_ids = embedder.title_prefix(doc.title)
     planned = []
     for chunk in chunk_document(doc, embedder, plan):
-        model_input = embedder.passage_input(doc.title, chunk.text)
+        model_input = f"{title}\n{chunk.text}" if title else chunk.text
         digest = hashlib.sha256(f"{embedder.name}\n{model_input}".encode()).digest()[:16]
-        planned.append(_PlannedChunk(chunk, model_input, digest))
+        planned.append(_PlannedChunk(chunk, model_input, (*title_ids, *chunk.ids), digest))
     return planned

@@ -24,7 +24,7 @@ import tantivy
 
 from rag.lexical import bigram_text
 
-FOLDER = "lexical"
+FOLDER = "lexical-2"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
@@ -39,14 +39,24 @@ PLAIN = "plain"
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field("cid", stored=True, indexed=True, fast=True)
-    builder.add_text_field(STEMMED, stored=False, tokenizer_name="en_stem", index_option="position")
-    builder.add_text_field(PLAIN, stored=False, tokenizer_name="default", index_option="freq")
+    builder.add_text_field(STEMMED, stored=False, tokenizer_name=STEMMED, index_option="position")
+    builder.add_text_field(PLAIN, stored=False, tokenizer_name=PLAIN, index_option="freq")
     builder.add_text_field("marker", stored=False, tokenizer_name="raw")
     builder.add_integer_field("seq", stored=True)
     return builder.build()
 
 
 SCHEMA = _schema()
+
+
+def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
+    """Words split at anything not a letter or digit, lower-cased, accents folded ("Málaga" finds
+    "Malaga", as FTS5's remove_diacritics did), and for the stemmed field English (Porter 2) stemming."""
+    builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(40))
+    builder = builder.filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold())
+    if stem:
+        builder = builder.filter(tantivy.Filter.stemmer("english"))
+    return builder.build()
 _WORDS = re.compile(r"\w+( \w+)*")  # what `rag.lexical` makes: safe inside quotes
 _SEPARATORS = re.compile(r"[\W_]+")
 
@@ -62,6 +72,8 @@ class LexicalIndex:
         self.path = index_dir / FOLDER
         self.path.mkdir(parents=True, exist_ok=True)
         self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+        self.index.register_tokenizer(STEMMED, _analyzer(stem=True))
+        self.index.register_tokenizer(PLAIN, _analyzer(stem=False))
         self._searcher = self.index.searcher()
         self.current = False  # whether the searcher shows the SQLite commit last asked for
 

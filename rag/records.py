@@ -50,12 +50,14 @@ class Copy:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A passage candidate: `text == document.text[start:end]` always holds."""
+    """A passage candidate: `text == document.text[start:end]` always holds. `ids` are its tokens in the
+    model's vocabulary, as the chunker counted them, so the model does not tokenise it again."""
 
     start: int
     end: int
     text: str
     n_tokens: int
+    ids: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.errors import IndexFormatError
+from rag.lexical_index import FOLDER as LEXICAL_FOLDER
 from rag.lexical_index import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
 from rag.store_read import (
     CRASH_ENV,
@@ -212,13 +213,14 @@ def write_manifest(index_dir: Path, manifest: Manifest) -> None:
 
 
 def remove_unused_files(index_dir: Path, meta: dict[str, str]) -> None:
-    """Vector, list and centroid files no committed state names (an older layout, a killed writer's), and
-    what a format-2 index left."""
+    """Vector, list and centroid files no committed state names (an older layout, a killed writer's), lexical
+    indexes of an older analysis, and what a format-2 index left."""
     named = {meta.get(k) for k in ("vector_file", "list_file", "centroid_file")}
     for path in index_dir.iterdir():
         stale_data = path.suffix in (".f16", ".i32", ".faiss") and path.name not in named
+        stale_lexical = path.name.startswith("lexical") and path.name != LEXICAL_FOLDER
         legacy = path.name == LEGACY_POINTER or path.name.startswith(("gen-", ".staging-", ".CURRENT"))
-        if stale_data or legacy:
+        if stale_data or stale_lexical or legacy:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 

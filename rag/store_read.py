@@ -10,7 +10,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,17 +131,7 @@ class DocumentSummary:
     chunks: int
 
     def to_dict(self) -> dict:
-        return {
-            "doc_id": self.doc_id,
-            "title": self.title,
-            "source": self.source,
-            "url": self.url,
-            "published": self.published,
-            "author": self.author,
-            "site": self.site,
-            "copy_of": self.copy_of,
-            "chunks": self.chunks,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

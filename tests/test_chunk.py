@@ -1,3 +1,4 @@
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,3 +67,14 @@ def test_sentence_spans_are_ordered_slices(parts):
         assert previous_end <= s < e <= len(text)
         assert text[s:e] == text[s:e].strip()
         previous_end = e
+
+
+def test_the_model_reads_the_chunkers_tokens_and_gets_what_it_would_from_the_text(embedder):
+    """Each passage is tokenised once, by the chunker; its ids give the vector the text gives."""
+    doc = seed_documents()[0]
+    title, title_ids = embedder.title_prefix(doc.title)
+    chunks = chunk_document(doc, embedder, ChunkPlan())[:4]
+    texts = [f"{title}\n{c.text}" for c in chunks]
+    ids = [(*title_ids, *c.ids) for c in chunks]
+    assert [len(i) for i in ids] == embedder.count(texts)
+    assert np.allclose(embedder.encode_ids(ids), embedder.encode(texts), atol=1e-5)

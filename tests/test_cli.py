@@ -20,7 +20,7 @@ def rag(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_index_ask_info_round_trip(tmp_path: Path, corpus_copy: Path):
     idx = str(tmp_path / "idx")
-    built = rag("index", str(corpus_copy), "--index", idx, "--quiet")
+    built = rag("index", str(corpus_copy), "--index", idx, "--quiet", "--model", "hashing")  # the CLI, not the model
     assert built.returncode == 0, built.stderr
     assert built.stdout.startswith("7 added, 0 updated, 0 removed, 0 unchanged, 0 skipped;")
 
