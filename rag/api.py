@@ -14,7 +14,7 @@ from rag.exports import RecordFields
 from rag.indexer import ScanResult, from_documents, scan, update_index
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
-from rag.store import DB_NAME, DocumentSummary, Store, check_model, is_legacy, read_manifest
+from rag.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ class Index:
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
-        return (self.path / DB_NAME).exists() or is_legacy(self.path)
+        return has_index(self.path)
 
     def outdated(self) -> bool:
         """True when the index was written by an older version and must be upgraded (`add` does that)."""
@@ -72,7 +72,7 @@ class Index:
         return self._update(scan([Path(p) for p in paths], on_skip, fields, known), progress)
 
     def _file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
-        if not (self.path / DB_NAME).exists():
+        if not self.exists() or is_legacy(self.path):
             return {}
         with self.searcher.store.read() as reader:
             return reader.file_stats()
@@ -116,7 +116,7 @@ class Index:
 
     def roots(self) -> set[str]:
         """The folders (and parents of single files) this index was built from."""
-        if not (self.path / DB_NAME).exists():
+        if not self.exists() or is_legacy(self.path):
             return set()
         with self.searcher.store.read() as reader:
             return reader.roots()

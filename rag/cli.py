@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show what the index holds")
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="list the first N documents (0: all)")
     _common(p)
     return parser
 
@@ -188,14 +189,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = _open(args).info()
+    info = _open(args).info(limit=args.limit or None)
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
         return 0
     print(f"index:     {info['path']}")
     print(f"model:     {info['model']} ({info['dimension']} dimensions)")
-    print(f"documents: {len(info['documents'])}, chunks: {info['chunks']}, updated {info['updated']}")
+    print(f"documents: {info['document_count']}, chunks: {info['chunks']}, updated {info['updated']}")
     for d in info["documents"]:
         extra = ", ".join(x for x in (d["published"], d["author"], d["copy_of"] and f"copy of {d['copy_of']}") if x)
         print(f"  {d['source']}: {d['title']} ({d['chunks']} chunks{', ' + extra if extra else ''})")
+    if info["document_count"] > len(info["documents"]):
+        print(f"  ... and {info['document_count'] - len(info['documents']):,} more (--limit 0 lists all)")
     return 0

@@ -26,13 +26,13 @@ from rag.exports import RecordFields
 from rag.ingest import iter_files, read_documents
 from rag.records import Chunk, Document, IndexReport
 from rag.store import (
-    DB_NAME,
     NewChunk,
     Reader,
     Store,
     Writer,
     check_model,
     crash_point,
+    has_index,
     is_legacy,
     legacy_vectors,
     open_writer,
@@ -168,7 +168,7 @@ def update_index(
     dimension = None
     if is_legacy(index_dir):
         salvage = legacy_vectors(index_dir)  # an older format: rebuilt, its vectors reused
-    elif (index_dir / DB_NAME).exists():
+    elif has_index(index_dir):
         store = Store(index_dir)
         check_model(store.manifest.model, embedder.name, index_dir)
         dimension = store.manifest.dimension

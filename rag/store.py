@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rag.errors import IndexFormatError
+from rag.errors import IndexFormatError, IndexNotFoundError
 from rag.lexical_index import FOLDER as LEXICAL_FOLDER
 from rag.lexical_index import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
 from rag.store_read import (
@@ -52,6 +52,7 @@ __all__ = [
     "CRASH_ENV",
     "DB_NAME",
     "FORMAT_VERSION",
+    "has_index",
     "ChunkHit",
     "DocFilter",
     "DocumentSummary",
@@ -69,6 +70,17 @@ __all__ = [
     "read_manifest",
     "recover",
 ]
+
+
+def has_index(index_dir: Path) -> bool:
+    """Whether `index_dir` holds a committed index (a first build killed before its commit leaves none)."""
+    if is_legacy(index_dir):
+        return True
+    try:
+        read_manifest(index_dir)
+    except IndexNotFoundError:
+        return False
+    return True
 
 
 def read_manifest(index_dir: Path) -> Manifest:

@@ -142,3 +142,15 @@ def test_a_killed_write_on_100k_chunks(tmp_path: Path, corpus_copy: Path):
     assert (
         "forty container ships" in Index(idx).search("How many container ships waited in Busan?", k=1).passages[0].text
     )
+
+
+def test_a_first_build_killed_before_its_commit_leaves_no_index_and_the_next_build_goes_on(
+    tmp_path: Path, corpus_copy: Path
+):
+    idx = tmp_path / "idx"
+    child = index_in_child(idx, corpus_copy, crash_at="chunks-written")
+    child.wait(timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    assert not Index(idx).exists()
+    report = Index(idx, model="hashing").add([corpus_copy])
+    assert report.added == 7 and finds_evidence(idx)
