@@ -1,8 +1,9 @@
 """The lexical arms' index: tantivy (BM25 with block-max WAND, segments merged in the background).
 
 SQLite FTS5 scores every row that matches any query word, so at a million passages a question costs hundreds
-of milliseconds; tantivy answers the same words-and-phrases query about 40 times faster at 100k passages
-(bench/RESULTS.md) and stores it in a tenth of the space. It is derived data: the SQLite database stays the
+of milliseconds; tantivy answers the same query tens of times faster (bench/RESULTS.md) in a fraction of
+the space. The scoring follows what FTS5 did: Porter stemming (PyStemmer), accents folded, neighbouring-word
+pairs as terms of their own, title and passage as one text. It is derived data: the SQLite database stays the
 truth, and this index records which commit of it it reflects (a marker document holding the commit number).
 
 A write commits tantivy first, then SQLite. Before the tantivy commit the writer saves the ids of the
@@ -17,29 +18,33 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import Stemmer
 import tantivy
 
 from rag.lexical import bigram_text
 
-FOLDER = "lexical-2"  # the number changes with the analysis: a new number rebuilds it from SQLite
+FOLDER = "lexical-3"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
-# The arms' fields: stemmed words (with positions, for neighbouring-word phrases), and plain lower-cased words
-# with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one text, so
-# that BM25 sees one length per passage and a title word counts like a passage word (the weighting chosen on
-# SQuAD with FTS5: title weight 1.0, bench/RESULTS.md).
+# The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
+# words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
+# text, so that BM25 sees one length per passage and a title word counts like a passage word (the weighting
+# chosen on SQuAD with FTS5: title weight 1.0, bench/RESULTS.md).
 STEMMED = "stem"
 PLAIN = "plain"
+_PORTER = Stemmer.Stemmer("porter")
+_WORD = re.compile(r"[^\W_]+")
 
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field("cid", stored=True, indexed=True, fast=True)
-    builder.add_text_field(STEMMED, stored=False, tokenizer_name=STEMMED, index_option="position")
+    builder.add_text_field(STEMMED, stored=False, tokenizer_name=STEMMED, index_option="freq")
     builder.add_text_field(PLAIN, stored=False, tokenizer_name=PLAIN, index_option="freq")
     builder.add_text_field("marker", stored=False, tokenizer_name="raw")
     builder.add_integer_field("seq", stored=True)
@@ -49,20 +54,51 @@ def _schema() -> tantivy.Schema:
 SCHEMA = _schema()
 
 
-def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
+def _plain_analyzer() -> tantivy.TextAnalyzer:
     """Words split at anything not a letter or digit, lower-cased, accents folded ("Málaga" finds
-    "Malaga", as FTS5's remove_diacritics did), and for the stemmed field English (Porter 2) stemming."""
+    "Malaga", as FTS5's remove_diacritics did)."""
     builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(40))
-    builder = builder.filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold())
-    if stem:
-        builder = builder.filter(tantivy.Filter.stemmer("english"))
-    return builder.build()
-_WORDS = re.compile(r"\w+( \w+)*")  # what `rag.lexical` makes: safe inside quotes
+    return builder.filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold()).build()
+
+
+def fold(text: str) -> str:
+    """Lower case without accents."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def stemmed_words(text: str) -> list[str]:
+    """Words as the stemmed field holds them: folded and Porter-stemmed, the stemmer FTS5 used."""
+    return _PORTER.stemWords(_WORD.findall(fold(text)))
+
+
+def stemmed_terms(text: str) -> str:
+    """The stemmed field's text: the stemmed words, then each neighbouring pair as one term `a_b`. A pair
+    scores as a term of its own (its own document frequency), as an FTS5 phrase did; tantivy's phrase
+    queries weigh a phrase by the sum of its words' weights, which measured worse (bench/RESULTS.md)."""
+    words = stemmed_words(text)
+    return " ".join(words + [f"{a}_{b}" for a, b in zip(words, words[1:])])
+
+
+def stemmed_query(terms: Sequence[str]) -> list[str]:
+    """Query terms (words, and pairs written "a b") as stemmed-field terms."""
+    out = []
+    for term in terms:
+        words = stemmed_words(term)
+        if words:
+            out.append("_".join(words) if " " in term and len(words) == 2 else words[0])
+    return list(dict.fromkeys(out))
+
+
+_TERM = re.compile(r"[^\W_]+(_[^\W_]+)?")  # what `stemmed_query` and the plain split make: safe inside quotes
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
 def passage_document(cid: int, text: str, title: str) -> tantivy.Document:
-    return tantivy.Document(cid=cid, stem=f"{title}\n{text}", plain=bigram_text(f"{title}\n{text}"))
+    whole = f"{title}\n{text}"
+    return tantivy.Document(cid=cid, stem=stemmed_terms(whole), plain=bigram_text(whole))
 
 
 class LexicalIndex:
@@ -72,8 +108,8 @@ class LexicalIndex:
         self.path = index_dir / FOLDER
         self.path.mkdir(parents=True, exist_ok=True)
         self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
-        self.index.register_tokenizer(STEMMED, _analyzer(stem=True))
-        self.index.register_tokenizer(PLAIN, _analyzer(stem=False))
+        self.index.register_tokenizer(STEMMED, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
+        self.index.register_tokenizer(PLAIN, _plain_analyzer())
         self._searcher = self.index.searcher()
         self.current = False  # whether the searcher shows the SQLite commit last asked for
 
@@ -107,9 +143,11 @@ class LexicalIndex:
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `n` passages matching any of `terms` (words, or phrases of
         words) in `field` (STEMMED or PLAIN), best first."""
-        if field != STEMMED:  # only the stemmed field keeps positions: elsewhere a phrase is its words
+        if field == STEMMED:
+            terms = stemmed_query(terms)
+        else:  # the plain field holds words only: a pair is its two words
             terms = list(dict.fromkeys(p for t in terms for p in _SEPARATORS.split(t) if p))
-        clauses = [f'{field}:"{t}"' for t in terms if _WORDS.fullmatch(t)]
+        clauses = [f'{field}:"{t}"' for t in terms if _TERM.fullmatch(t)]
         if not clauses:
             return []
         parsed = self.index.parse_query(" ".join(clauses))

@@ -78,3 +78,21 @@ def test_coverage_counts_key_terms():
     assert keys == ["summi", "lee", "atten", "canad"]
     assert coverage(keys, "Lee heads to the G7 summit in Canada, attending as president") == 1.0
     assert coverage(keys, "Nothing relevant here") == 0.0
+
+
+def test_neighbouring_words_score_as_a_pair(tmp_path: Path):
+    lexical = LexicalIndex(tmp_path)
+    writer = lexical.writer()
+    writer.add(
+        [
+            (1, "The bowl of soup was super hot, and the game went on.", "Lunch"),
+            (2, "The Super Bowl was played in Santa Clara, and the game went on.", "Football"),
+        ]
+    )
+    writer.commit(1)
+    writer.close()
+    lexical.follow(1)
+    hits = lexical.search(words_and_pairs_query("Where was the Super Bowl played?"), STEMMED, 10)
+    assert [cid for cid, _ in hits][0] == 2
+    assert lexical.search(words_query("elections"), STEMMED, 10) == []
+    assert lexical.search(words_query("games"), STEMMED, 10), "Porter stems games and game alike"
