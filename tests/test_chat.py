@@ -74,6 +74,24 @@ def test_sources_list_every_article_with_its_passage_count(service):
     assert len(service.examples()) == 4
 
 
+def test_sources_come_a_page_at_a_time_and_can_be_searched(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for n in range(120):
+        (corpus / f"story-{n:03d}.txt").write_text(f"Harbour report number {n}\n\nShips came and went, {n} of them.\n")
+    index = Index(tmp_path / "index", model="hashing")
+    index.add([corpus])
+    service = ChatService(index, corpus)
+    first, second, third = (service.source_rows(page=p) for p in (1, 2, 3))
+    assert (len(first), len(second), len(third)) == (50, 50, 20)
+    assert first[0][1] == "story-000.txt" and third[-1][1] == "story-119.txt"
+    assert [r[1] for r in service.source_rows(search="report number 11")] == [
+        f"story-{n}.txt" for n in ("011", "110", "111", "112", "113", "114", "115", "116", "117", "118", "119")
+    ]
+    assert service.sources_caption(search="number 11") == "1–11 of 11 articles matching “number 11”"
+    assert len(service.source_choices()) == 1 + 100, "all, then the first hundred articles: no site names here"
+
+
 def test_user_questions_read_both_message_shapes():
     history = [
         {"role": "user", "content": "first"},
