@@ -16,6 +16,7 @@ index from SQLite. Readers only switch to a tantivy commit whose marker matches 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import unicodedata
@@ -27,7 +28,7 @@ import tantivy
 
 from rag.lexical import bigram_text
 
-FOLDER = "lexical-3"  # the number changes with the analysis: a new number rebuilds it from SQLite
+FOLDER = "lexical-4"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
@@ -62,11 +63,12 @@ def _plain_analyzer() -> tantivy.TextAnalyzer:
 
 
 def fold(text: str) -> str:
-    """Lower case without accents."""
+    """Lower case without accents ("Málaga" as "malaga"); Hangul and other scripts stay as they are."""
     text = text.lower()
     if text.isascii():
         return text
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", bare)
 
 
 def stemmed_words(text: str) -> list[str]:
@@ -80,6 +82,15 @@ def stemmed_terms(text: str) -> str:
     queries weigh a phrase by the sum of its words' weights, which measured worse (bench/RESULTS.md)."""
     words = stemmed_words(text)
     return " ".join(words + [f"{a}_{b}" for a, b in zip(words, words[1:])])
+
+
+def fts5_idf_ratio(total: int, frequency: int) -> float:
+    """The boost that turns tantivy's idf into FTS5's. tantivy (as Lucene) uses ln(1 + (N - n + 0.5) /
+    (n + 0.5)), which stays positive for a word in most passages; FTS5 used ln((N - n + 0.5) / (n + 0.5)),
+    floored at 1e-6, so such a word counted for nothing. In a collection about one person, their name is
+    such a word: with tantivy's idf the passages that repeat it most outranked the one that answers."""
+    fts5 = max(1e-6, math.log((total - frequency + 0.5) / (frequency + 0.5)))
+    return max(1e-6, fts5 / math.log(1 + (total - frequency + 0.5) / (frequency + 0.5)))
 
 
 def stemmed_query(terms: Sequence[str]) -> list[str]:
@@ -146,8 +157,14 @@ class LexicalIndex:
         if field == STEMMED:
             terms = stemmed_query(terms)
         else:  # the plain field holds words only: a pair is its two words
-            terms = list(dict.fromkeys(p for t in terms for p in _SEPARATORS.split(t) if p))
-        clauses = [f'{field}:"{t}"' for t in terms if _TERM.fullmatch(t)]
+            terms = list(dict.fromkeys(fold(p) for t in terms for p in _SEPARATORS.split(t) if p))
+        searcher = self._searcher
+        total = searcher.num_docs
+        clauses = [
+            f'{field}:"{t}"^{fts5_idf_ratio(total, searcher.doc_freq(field, t)):.6f}'
+            for t in terms
+            if _TERM.fullmatch(t)
+        ]
         if not clauses:
             return []
         parsed = self.index.parse_query(" ".join(clauses))
@@ -157,7 +174,6 @@ class LexicalIndex:
         elif len(excluded):
             drop = tantivy.Query.term_set_query(SCHEMA, "cid", [int(i) for i in excluded])
             parsed = tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed), (tantivy.Occur.MustNot, drop)])
-        searcher = self._searcher
         hits = searcher.search(parsed, n, count=False).hits
         if not hits:
             return []

@@ -207,7 +207,7 @@ class Searcher:
             if mode in ("hybrid", "keyword"):
                 lexical = self.lexical_arms(question, depth, allowed, excluded)
                 arms += lexical
-                weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
+                weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical) if lexical else []
             if q_vec is not None:
                 arms.append(self.dense(q_vec, depth, allowed, excluded))
                 weights.append(1.0 - LEXICAL_WEIGHT)
