@@ -199,10 +199,13 @@ def rss_mb() -> float:
 
 def raw_encode(index) -> float:
     """The encoder alone over every stored passage's model input, in the indexer's batch size."""
+    from rag.embed import passage_input
     from rag.indexer import DOC_BATCH
 
     with index.searcher.store.read() as reader:
-        texts = [index.embedder.passage_input(title, text) for _, title, text in reader.passages()]
+        rows = list(reader.passages())
+    titles = {title: index.embedder.title_prefix(title)[0] for _, _, title in rows}
+    texts = [passage_input(titles[title], text) for _, text, title in rows]
     started = time.perf_counter()
     for i in range(0, len(texts), DOC_BATCH * 8):
         index.embedder.encode(texts[i : i + DOC_BATCH * 8], checked=True)
@@ -264,7 +267,7 @@ def bm25s_figures(searcher, qs: list[str]) -> dict:
     except ImportError:
         return {"bm25s_p50_ms": None}
     with searcher.store.read() as reader:
-        texts = [text for _, _, text in reader.passages()]
+        texts = [text for _, text, _ in reader.passages()]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
     times = []

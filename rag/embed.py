@@ -41,13 +41,17 @@ class Encoder(Protocol):
 
     def title_prefix(self, title: str) -> tuple[str, list[int]]: ...
 
-    def passage_input(self, title: str, text: str) -> str: ...
-
     def encode_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray: ...
 
     def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray: ...
 
     def encode_query(self, text: str) -> np.ndarray: ...
+
+
+def passage_input(title_line: str, text: str) -> str:
+    """What the model reads for a passage: a short title line gives context to mid-story passages.
+    `title_line` is `Encoder.title_prefix(title)[0]`, computed once per document."""
+    return f"{title_line}\n{text}" if title_line else text
 
 
 def default_model_path() -> Path:
@@ -138,11 +142,6 @@ class Embedder:
             title_ids = self.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][:TITLE_TOKENS]
             short_title = self.tokenizer.decode(title_ids) if len(title_ids) == TITLE_TOKENS else title
         return short_title, title_ids
-
-    def passage_input(self, title: str, text: str) -> str:
-        """What the model reads for a passage: a short title line gives context to mid-story passages."""
-        short_title = self.title_prefix(title)[0]
-        return f"{short_title}\n{text}" if short_title else text
 
     def encode_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
         """Unit-length vectors of texts given as token ids (without [CLS]/[SEP]): what `encode` computes for

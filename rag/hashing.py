@@ -58,10 +58,6 @@ class HashingEmbedder:
         short_title = title[: spans[TITLE_TOKENS - 1][1]] if len(spans) > TITLE_TOKENS else title
         return short_title, self.tokenize([short_title])[0]
 
-    def passage_input(self, title: str, text: str) -> str:
-        short_title = self.title_prefix(title)[0]
-        return f"{short_title}\n{text}" if short_title else text
-
     def encode_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
         """Vectors from token ids: a word's id is its CRC-32 and a mark's is 0, so this equals `encode`."""
         return self._from_hashes([np.asarray([i for i in ids if i], dtype=np.uint64) for ids in inputs])

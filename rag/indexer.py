@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from rag.chunk import ChunkPlan, chunk_document
 from rag.dedup import NEAR_DUPLICATE, clusters, lsh_keys, minhash, similarity, text_fingerprint
-from rag.embed import TITLE_TOKENS, Encoder
+from rag.embed import TITLE_TOKENS, Encoder, passage_input
 from rag.errors import IngestError
 from rag.exports import RecordFields
 from rag.ingest import iter_files, read_documents
@@ -304,8 +304,8 @@ def _chunk_and_embed(writer: Writer, need: list[int], embedding: _Embedding) -> 
     for i in range(0, len(need), DOC_BATCH):
         docs = {doc_id: writer.document(doc_id) for doc_id in need[i : i + DOC_BATCH]}
         planned = {doc_id: _plan_chunks(doc, embedding.embedder, embedding.plan) for doc_id, doc in docs.items()}
-        vectors = _vectors_for([p for chunks in planned.values() for p in chunks], writer, embedding)
-        embedded += vectors.pop(b"", 0)
+        vectors, new = _vectors_for([p for chunks in planned.values() for p in chunks], writer, embedding)
+        embedded += new
         for doc_id, chunks in planned.items():
             rows = np.stack([vectors[p.digest] for p in chunks]) if chunks else np.zeros((0, 1), np.float32)
             writer.add_chunks(doc_id, docs[doc_id].title, [NewChunk(p.chunk, p.digest) for p in chunks], rows)
@@ -315,12 +315,14 @@ def _chunk_and_embed(writer: Writer, need: list[int], embedding: _Embedding) -> 
     return embedded
 
 
-def _vectors_for(planned: list[_PlannedChunk], writer: Writer, embedding: _Embedding) -> dict:
-    """A vector per cache key: from the index (live or deleted in this run), an upgraded index, or the model.
-    The count of passages the model embedded rides along under the empty key."""
+def _vectors_for(
+    planned: list[_PlannedChunk], writer: Writer, embedding: _Embedding
+) -> tuple[dict[bytes, np.ndarray], int]:
+    """A vector per cache key: from the index (live or deleted in this run), an upgraded index, or the model;
+    and how many passages the model embedded."""
     digests = {p.digest for p in planned}
     rows = {**{d: r for d, r in embedding.salvage.items() if d in digests}, **writer.vector_ids(digests)}
-    found: dict = {}
+    found: dict[bytes, np.ndarray] = {}
     if rows:
         stored = writer.read_vectors(list(rows.values()))
         found.update(zip(rows.keys(), stored))
@@ -335,24 +337,21 @@ def _vectors_for(planned: list[_PlannedChunk], writer: Writer, embedding: _Embed
     if todo:
         encoded = embedding.embedder.encode_ids([ids for _, ids in todo])
         found.update(zip((d for d, _ in todo), encoded))
-    found[b""] = len(todo)
-    return found
+    return found, len(todo)
 
 
 @dataclass(frozen=True)
 class _PlannedChunk:
     chunk: Chunk
-    model_input: str
     model_ids: tuple[int, ...]
     digest: bytes
 
 
 def _plan_chunks(doc: Document, embedder: Encoder, plan: ChunkPlan) -> list[_PlannedChunk]:
-    """Chunks of `doc` with what the model reads (as text, for the cache key, and as token ids) and the key."""
+    """Chunks of `doc` with what the model reads, as token ids, and its cache key (a hash of it as text)."""
     title, title_ids = embedder.title_prefix(doc.title)
     planned = []
     for chunk in chunk_document(doc, embedder, plan):
-        model_input = f"{title}\n{chunk.text}" if title else chunk.text
-        digest = hashlib.sha256(f"{embedder.name}\n{model_input}".encode()).digest()[:16]
-        planned.append(_PlannedChunk(chunk, model_input, (*title_ids, *chunk.ids), digest))
+        digest = hashlib.sha256(f"{embedder.name}\n{passage_input(title, chunk.text)}".encode()).digest()[:16]
+        planned.append(_PlannedChunk(chunk, (*title_ids, *chunk.ids), digest))
     return planned

@@ -192,28 +192,23 @@ class LexicalWriter:
         self.lexical = lexical
         self.writer = lexical.index.writer(heap_size=WRITER_HEAP, num_threads=1)
         self.deleted: list[int] = []
-        self.changed = False
 
     def add(self, rows: Iterable[tuple[int, str, str]]) -> None:
         for cid, text, title in rows:
             self.writer.add_document(passage_document(cid, text, title))
-            self.changed = True
 
     def delete(self, ids: Iterable[int]) -> None:
         for cid in ids:
             self.writer.delete_documents_by_term("cid", int(cid))
             self.deleted.append(int(cid))
-            self.changed = True
 
     def delete_from(self, first_id: int) -> None:
         """Delete every passage with an id at or above `first_id` (what a lost commit added)."""
         query = tantivy.Query.range_query(SCHEMA, "cid", tantivy.FieldType.Integer, first_id, None)
         self.writer.delete_documents_by_query(query)
-        self.changed = True
 
     def clear(self) -> None:
         self.writer.delete_all_documents()
-        self.changed = True
 
     def commit(self, seq: int) -> None:
         """Record what a crash before the SQLite commit would need undone, then publish with the marker."""

@@ -207,7 +207,7 @@ class Searcher:
             if mode in ("hybrid", "keyword"):
                 lexical = self.lexical_arms(question, depth, allowed, excluded)
                 arms += lexical
-                weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical) if lexical else []
+                weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
             if q_vec is not None:
                 arms.append(self.dense(q_vec, depth, allowed, excluded))
                 weights.append(1.0 - LEXICAL_WEIGHT)
@@ -246,8 +246,6 @@ class Searcher:
         """The BM25 rankings for `question`: for Hangul/CJK the plain fields with two-character pieces;
         otherwise the stemmed fields queried with words and neighbouring-word phrases, and the plain fields
         with words (stemming finds "elected" for "election", the plain arm keeps "Apple" apart from "apples")."""
-        if allowed is not None and not allowed:
-            return []
         if has_wide_script(question):
             plans = [(bigram_query(question), PLAIN)]
         else:

@@ -144,11 +144,11 @@ def open_writer(index_dir: Path, model: str, dimension: int) -> Iterator[Writer]
         try:
             conn.executescript(SCHEMA)
             conn.execute("BEGIN IMMEDIATE")
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            reader = Reader(conn, index_dir)
+            meta = reader.meta()
             if meta:
                 check_model(meta["model"], model, index_dir)
-            reader = Reader(conn, index_dir)
-            _repair_lexical(reader, lexical, lexical_writer, int(meta.get("seq", 0)), int(meta.get("vector_rows", 0)))
+            _repair_lexical(reader, lexical, lexical_writer)
             writer = Writer(conn, index_dir, model, dimension, lexical_writer)
             try:
                 yield writer
@@ -188,10 +188,7 @@ def recover(index_dir: Path) -> bool:
         writer = lexical.writer()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            _repair_lexical(
-                Reader(conn, index_dir), lexical, writer, int(meta.get("seq", 0)), int(meta.get("vector_rows", 0))
-            )
+            _repair_lexical(Reader(conn, index_dir), lexical, writer)
             conn.execute("ROLLBACK")
         finally:
             writer.close()
@@ -199,19 +196,21 @@ def recover(index_dir: Path) -> bool:
     return True
 
 
-def _repair_lexical(reader: Reader, lexical: LexicalIndex, writer: LexicalWriter, seq: int, rows: int) -> None:
-    """Bring the lexical index back to SQLite commit `seq` after a writer died between its two commits (or
-    rebuild it from SQLite when it disagrees in any other way)."""
+def _repair_lexical(reader: Reader, lexical: LexicalIndex, writer: LexicalWriter) -> None:
+    """Bring the lexical index back to the committed SQLite state after a writer died between its two
+    commits (or rebuild it from SQLite when it disagrees in any other way)."""
+    meta = reader.meta()
+    seq, rows = int(meta.get("seq", 0)), int(meta.get("vector_rows", 0))
     found = lexical.committed_seq()
     if found == seq:
         return
     deleted = pending_deletions(lexical, found) if found == seq + 1 else None
     if deleted is not None:
         writer.delete_from(rows)
-        writer.add((cid, text, title) for cid, text, title in reader.passage_rows(deleted))
+        writer.add(reader.passage_rows(deleted))
     else:
         writer.clear()
-        writer.add(reader.passages_for_lexical())
+        writer.add(reader.passages())
     writer.commit(seq)
     clear_pending(lexical)
     lexical.follow(seq)

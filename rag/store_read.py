@@ -238,16 +238,13 @@ class Reader:
         """Every chunk's document source (benchmarks score rankings of documents)."""
         return dict(self.conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id"))
 
-    def passages_for_lexical(self) -> Iterator[tuple[int, str, str]]:
-        for cid, title, text in self.passages():
-            yield cid, text, title
-
     def passages(self) -> Iterator[tuple[int, str, str]]:
-        """(chunk id, document title, passage text) of every chunk, for benchmarks that feed other systems."""
-        for cid, title, text, start, end in self.conn.execute(
-            'SELECT c.id, d.title, d.text, c.start, c."end" FROM chunks c JOIN documents d ON d.id = c.doc_id'
+        """(chunk id, passage text, document title) of every chunk: what the lexical index is rebuilt from,
+        and what benchmarks feed other systems."""
+        for cid, text, start, end, title in self.conn.execute(
+            'SELECT c.id, d.text, c.start, c."end", d.title FROM chunks c JOIN documents d ON d.id = c.doc_id'
         ):
-            yield cid, title, text[start:end]
+            yield cid, text[start:end], title
 
     def counts(self) -> dict[str, int]:
         documents, chunks = self.conn.execute(

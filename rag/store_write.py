@@ -33,7 +33,7 @@ from rag.vectors import (
 
 @dataclass(frozen=True)
 class NewChunk:
-    """A chunk to store, with its vector (or the chunk id whose vector it shares)."""
+    """A chunk to store, with its vector cache key (a hash of the model and of what the model read)."""
 
     chunk: Chunk
     digest: bytes
@@ -52,16 +52,15 @@ class Writer(Reader):
         meta = self.meta()
         self.seq = int(meta.get("seq", 0)) + 1
         self.vector_name = meta.get("vector_file", "vectors-000001.f16")
-        self.committed_rows = int(meta.get("vector_rows", 0))
-        self.rows = self.committed_rows  # next chunk id
+        self.rows = int(meta.get("vector_rows", 0))  # the next chunk id
+        self.flushed_rows = self.rows
         self.vectors = VectorFile(index_dir / self.vector_name, dimension)
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
-        self.flushed_rows = self.committed_rows
-        self.quantizer = None
-        self.list_file = list_file_for(index_dir, meta)
-        if meta.get("centroid_file") and self.list_file is not None:
-            self.quantizer = faiss.read_index(str(index_dir / meta["centroid_file"]))
+        # With an IVF index, each appended row gets its list at once, so that opening the index assigns nothing.
+        self.ivf: tuple[faiss.Index, ListFile] | None = None
+        if "centroid_file" in meta:
+            self.ivf = faiss.read_index(str(index_dir / meta["centroid_file"])), ListFile(index_dir / meta["list_file"])
 
     # --- documents -------------------------------------------------------------------------------------
     def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
@@ -150,8 +149,9 @@ class Writer(Reader):
         block = np.concatenate(self.pending)
         self.vectors.append(self.flushed_rows, block)
         crash_point("vectors-appended")
-        if self.quantizer is not None and self.list_file is not None:
-            self.list_file.append(self.flushed_rows, assign(self.quantizer, block))
+        if self.ivf is not None:
+            quantizer, lists = self.ivf
+            lists.append(self.flushed_rows, assign(quantizer, block))
         self.flushed_rows += len(block)
         self.pending, self.pending_rows = [], 0
 
@@ -192,10 +192,10 @@ class Writer(Reader):
         since the last training; go back to exact search when it shrinks well below the threshold."""
         meta = self.meta()
         trained = int(meta.get("ann_trained_rows", 0))
-        if self.quantizer is not None and live < ANN_MIN_ROWS // 2:
+        if self.ivf is not None and live < ANN_MIN_ROWS // 2:
             self.delete_meta("centroid_file", "list_file", "ann_trained_rows")
             return
-        if live < ANN_MIN_ROWS or (self.quantizer is not None and live < ANN_RETRAIN_GROWTH * trained):
+        if live < ANN_MIN_ROWS or (self.ivf is not None and live < ANN_RETRAIN_GROWTH * trained):
             return
         n_lists = lists_for(live)
         ids = self.live_chunk_ids()
@@ -224,8 +224,3 @@ def _doc_values(doc: Document) -> tuple:
         json.dumps(doc.segments),
         json.dumps(doc.pages),
     )
-
-
-def list_file_for(index_dir: Path, meta: dict[str, str]) -> ListFile | None:
-    name = meta.get("list_file")
-    return ListFile(index_dir / name) if name else None

@@ -156,7 +156,17 @@ class DenseIndex:
         self.approximate = layout.centroid_file is not None
         live_ids = np.sort(np.asarray(live_ids, dtype=np.int64))
         if self.approximate:
-            self.index = self._ivf(layout, live_ids)
+            self._quantizer = faiss.read_index(str(layout.centroid_file))  # the IVF index does not own it
+            self.index = faiss.IndexIVFScalarQuantizer(
+                self._quantizer,
+                layout.dimension,
+                self._quantizer.ntotal,
+                faiss.ScalarQuantizer.QT_fp16,
+                faiss.METRIC_INNER_PRODUCT,
+            )
+            self.index.is_trained = True
+            self.index.nprobe = max(MIN_NPROBE, int(self._quantizer.ntotal * NPROBE_SHARE))
+            self._add_rows(live_ids, ListFile(layout.list_file).read_all(layout.rows))
         else:
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(layout.dimension))
             self._add_rows(live_ids, None)
@@ -164,19 +174,6 @@ class DenseIndex:
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)
-
-    def _ivf(self, layout: DenseLayout, live_ids: np.ndarray) -> faiss.Index:
-        quantizer = faiss.read_index(str(layout.centroid_file))
-        index = faiss.IndexIVFScalarQuantizer(
-            quantizer, layout.dimension, quantizer.ntotal, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-        index.is_trained = True
-        index.nprobe = max(MIN_NPROBE, int(quantizer.ntotal * NPROBE_SHARE))
-        self._quantizer = quantizer  # the IVF index does not own it
-        self._lists = ListFile(layout.list_file).read_all(layout.rows)
-        self.index = index
-        self._add_rows(live_ids, self._lists)
-        return index
 
     def _add_rows(self, live_ids: np.ndarray, lists: np.ndarray | None) -> None:
         """Copy the live rows into the FAISS index, one read block at a time (the file is read, not mapped,
@@ -230,7 +227,7 @@ class DenseIndex:
             params = (
                 faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
                 if self.approximate
-                else (faiss.SearchParameters(sel=selector))
+                else faiss.SearchParameters(sel=selector)
             )
             params.keep = (inner, selector)  # the selectors must outlive the search
         scores, ids = self.index.search(query, min(n, self.ntotal), params=params)

@@ -3,6 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.chunk import ChunkPlan, chunk_document, split_sentences
+from rag.embed import passage_input
 from rag.ingest import read_documents
 from rag.plaintext import parse_document
 from tests.conftest import CORPUS
@@ -74,7 +75,7 @@ def test_the_model_reads_the_chunkers_tokens_and_gets_what_it_would_from_the_tex
     doc = seed_documents()[0]
     title, title_ids = embedder.title_prefix(doc.title)
     chunks = chunk_document(doc, embedder, ChunkPlan())[:4]
-    texts = [f"{title}\n{c.text}" for c in chunks]
+    texts = [passage_input(title, c.text) for c in chunks]
     ids = [(*title_ids, *c.ids) for c in chunks]
     assert [len(i) for i in ids] == embedder.count(texts)
     assert np.allclose(embedder.encode_ids(ids), embedder.encode(texts), atol=1e-5)
