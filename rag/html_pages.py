@@ -2,7 +2,8 @@
 related-article lists.
 
 Extraction is trafilatura's (maintained, benchmarked on news pages), not rules of ours. The document's text
-is the extracted article text, so passages are exact slices of what the reader would call the article.
+is the extracted article text, so passages are exact slices of what the reader would call the article. A
+run of headlines or links that extraction kept is fenced off as in plain text (`plaintext.furniture`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import trafilatura
 
 from rag.dates import parse_date
 from rag.errors import IngestError
+from rag.plaintext import content_segments
 from rag.records import Document
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
@@ -51,7 +53,7 @@ def parse_html(html: str, source: str, content_hash: str) -> Document:
         title=title,
         url=url,
         published=parse_date(extracted.date) if extracted.date else None,
-        segments=((0, len(text)),),
+        segments=content_segments(text),
         content_hash=content_hash,
         author=(extracted.author or "").strip() or None,
         site=(extracted.sitename or "").strip() or (urlparse(url).hostname if url else None),

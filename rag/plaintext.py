@@ -1,11 +1,11 @@
 """Plain-text news files: title, URL and date from the text, boilerplate fenced off, one document per article.
 
-Saved pages carry navigation, comment boxes and "Powered by WordPress" footers. Those lines stay in the
-document text (so offsets remain exact) but fall outside its content segments, so they never come back as
-an answer. A file often holds several articles: the story, then a "Related Articles" list whose entries are
-whole stories of their own ("Korea Herald / 3 hours ago / - Korea Herald / <headline> / <body>"). A new
-article starts at a headline line that follows page boilerplate and is followed by body text; a subhead
-inside a story follows body text, so it does not split the story.
+Saved pages carry navigation, comment boxes, runs of related headlines and "Powered by WordPress" footers.
+Those lines stay in the document text (so offsets remain exact) but fall outside its content segments, so
+they never come back as an answer. A file often holds several articles: the story, then a "Related
+Articles" list whose entries are whole stories of their own ("Korea Herald / 3 hours ago / - Korea Herald /
+<headline> / <body>"). A new article starts at a headline line that follows page boilerplate and is
+followed by body text; a subhead inside a story follows body text, so it does not split the story.
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ _STORY_END = re.compile(
     r"(?:posted|updated|published)\b.*|-\ .{1,60}|copyright\ .*|©.*|all\ rights\ reserved.*)$",
     re.IGNORECASE,
 )
+# Page furniture: a run of headlines or links (a related-stories list, a "most read" box, navigation) is not
+# an article, whatever its language. A listing line is short, does not end like a sentence and reads like a
+# title: bracketed or quoted, mostly capitalised words, a bullet, or a bare link.
+LISTING_MAX_CHARS = 220
+LISTING_RUN = 3
+_LISTING_OPEN = re.compile(r"^(?:[\[(\"“‘'«•·▶►▸*|>]|[-–—]\s)")
+_LISTING_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
+_INNER_SENTENCE = re.compile(r"[a-z0-9%)][.!?]\s+[A-Z\"“]")
+_QUOTED = re.compile(r"[\"“”‘’\[\]「」『』]")
+_WIDE_TEXT = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
 _DATE_LINE = re.compile(r"^\s*(?:posted|published|updated|date|dated)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?。…][\"'”’)\]]*$")
 HEADLINE_MAX_CHARS = 150
@@ -57,6 +67,54 @@ class Line:
 def is_headline(text: str) -> bool:
     """A short line that does not end like a sentence."""
     return len(text) < HEADLINE_MAX_CHARS and not _SENTENCE_END.search(text)
+
+
+def is_listing_line(text: str) -> bool:
+    """A line that reads like an entry of a list of headlines or links rather than a line of an article: a
+    short unfinished line (`is_unfinished_line`) that is bracketed, quoted, a bullet, a bare link, or mostly
+    capitalised words, and holds no sentence of its own ("... Unite. Presidential ..." is a teaser)."""
+    if not is_unfinished_line(text) or _INNER_SENTENCE.search(text):
+        return False
+    if _LISTING_OPEN.match(text) or _URL.fullmatch(text):
+        return True
+    if _WIDE_TEXT.search(text) and _QUOTED.search(text):  # a Korean/CJK headline quotes its subject
+        return True
+    words = [w for w in _LISTING_WORD.findall(text) if not _WIDE_TEXT.search(w)]
+    capitalised = sum(1 for w in words if w[0].isupper())
+    return len(words) >= 3 and capitalised >= 0.6 * len(words)
+
+
+def is_unfinished_line(text: str) -> bool:
+    return bool(text) and len(text) <= LISTING_MAX_CHARS and not _SENTENCE_END.search(text)
+
+
+def furniture(lines: list[Line], content: list[bool]) -> set[int]:
+    """Indexes of lines (into `lines`) that are page furniture: the listing lines of a run of short
+    unfinished lines holding LISTING_RUN or more of them, after the article's first body text (a headline,
+    a standfirst and a byline at the top stay the article's own). A teaser line inside such a run, which
+    states something in a sentence of its own, stays content."""
+    fenced: set[int] = set()
+    run: list[int] = []
+    seen_body = False
+    for i, ln in enumerate(lines + [Line(0, 0, "\x00end")]):
+        if not ln.text:
+            continue
+        if i < len(lines) and content[i] and seen_body and is_unfinished_line(ln.text):
+            run.append(i)
+            continue
+        listing = [j for j in run if is_listing_line(lines[j].text)]
+        if len(listing) >= LISTING_RUN:
+            fenced.update(listing)
+        run = []
+        seen_body = seen_body or (i < len(lines) and content[i] and not is_headline(ln.text))
+    return fenced
+
+
+def content_segments(text: str) -> tuple[tuple[int, int], ...]:
+    """The ranges of `text` (an extracted article) left once page furniture is fenced off."""
+    lines = split_lines(text)
+    fenced = furniture(lines, [bool(ln.text) for ln in lines])
+    return _segments(lines, [ln for i, ln in enumerate(lines) if ln.text and i not in fenced])
 
 
 def parse_articles(text: str, source: str, content_hash: str = "") -> list[Document]:
@@ -121,7 +179,9 @@ def parse_document(text: str, source: str, content_hash: str = "", site_names: s
     """One article: title (its first content line), URL and date as the text states them, content segments."""
     lines = split_lines(text)
     site_names = _site_names(lines) if site_names is None else site_names
-    content = [ln for ln in lines if ln.text and not is_boilerplate(ln.text, site_names)]
+    kept = [bool(ln.text) and not is_boilerplate(ln.text, site_names) for ln in lines]
+    fenced = furniture(lines, kept)
+    content = [ln for i, ln in enumerate(lines) if kept[i] and i not in fenced]
     if not content:
         raise IngestError(f"{source}: nothing but page boilerplate")
     return Document(

@@ -135,3 +135,40 @@ def test_hard_wrapped_lines_do_not_split_a_story():
         "and extra sailings were added for Tuesday.\n"
     )
     assert len(parse_articles(text, "wrapped.txt")) == 1
+
+
+PAGE_WITH_HEADLINE_RUNS = """Harbour city opens its first floating solar farm
+Posted March 4, 2025
+By Min-ji Park
+
+The city of Gunsan switched on a floating solar farm on its reservoir on Tuesday, the first of its kind in
+the province. The panels cover 40 hectares and will supply about 30,000 homes, the city said.
+Officials said the project cost 120 billion won and took two years to build.
+
+Most Read
+Seoul Subway Fares Rise for the First Time in Eight Years
+[Analysis] What the New Tariffs Mean for Korean Carmakers
+"We Will Not Back Down," Says Union Leader After Strike Vote
+서울시 "대중교통 요금 인상 불가피"
+https://example.com/news/2025/03/04/solar
+Home | World | Business | Sport | Culture
+"""
+
+
+def test_runs_of_headlines_and_links_are_fenced_off_with_offsets_kept():
+    (doc,) = parse_articles(PAGE_WITH_HEADLINE_RUNS, "page.txt")
+    content = "".join(doc.text[a:b] for a, b in doc.segments)
+    assert "floating solar farm on its reservoir" in content and "120 billion won" in content
+    for furniture in ("Subway Fares", "[Analysis]", "Union Leader", "요금 인상", "example.com/news", "Business"):
+        assert furniture in doc.text and furniture not in content
+    assert doc.title == "Harbour city opens its first floating solar farm"
+    assert all(doc.text[a:b] == PAGE_WITH_HEADLINE_RUNS.strip()[a:b] for a, b in doc.segments)
+
+
+def test_a_headline_standfirst_and_byline_at_the_top_are_not_furniture():
+    text = (
+        "Ferry Returns to Ulleungdo After Storms\nOperators Add Extra Sailings for the Holiday\nBy Kim Ji-ho\n"
+        "The ferry to Ulleungdo resumed on Monday after a week of storms, the operator said.\n"
+    )
+    (doc,) = parse_articles(text, "ferry.txt")
+    assert "".join(doc.text[a:b] for a, b in doc.segments).startswith("Ferry Returns to Ulleungdo")
