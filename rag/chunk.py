@@ -1,9 +1,14 @@
 """Split a document's content into passages that fit the model and are exact slices of the source.
 
-Sentences are the unit: a passage never ends mid-sentence unless one sentence alone exceeds the token
-budget. Headline-like lines open a new passage so a headline travels with the story under it. Consecutive
-passages share up to `overlap_tokens` of trailing sentences, so an answer that straddles a boundary is
-still whole in one of them.
+Sentences are the unit: a passage never ends mid-sentence unless one sentence alone exceeds the budget.
+A headline opens a new passage so it travels with the story under it; a short line between two other short
+lines (a hard-wrapped PDF page, OCR text) is a wrapped line, not a headline. Consecutive passages share up
+to `overlap_tokens` of trailing sentences, so an answer that straddles a boundary is still whole in one.
+
+Budgets are counted in English-token units. The English model's tokenizer cuts a Hangul syllable into
+several pieces, so counting its tokens would make a Korean passage a quarter the size of an English one:
+a Hangul/CJK character counts as WIDE_CHAR_COST units instead (what a syllable carries, compared with an
+English word piece). The model reads the first window's worth of such a passage.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from rag.lexical import WIDE_CHARS
 from rag.plaintext import is_headline
 from rag.records import Chunk, Document
+
+WIDE_CHAR_COST = 0.5
 
 _SENTENCE_END = re.compile(r"[.!?。？！…]+[\"'”’)\]]*(?=\s)|\n+")
 _ABBREVIATIONS = frozenset(
@@ -89,10 +97,18 @@ class _Sentence:
     ids: tuple[int, ...]
     paragraph_start: bool
     headline: bool
+    tokens: int  # its size in budget units (`budget_units`)
 
-    @property
-    def tokens(self) -> int:
-        return len(self.ids)
+
+def budget_units(text: str, n_tokens: int) -> int:
+    """`text`'s size against the budget: its token count, with Hangul/CJK characters counted as
+    WIDE_CHAR_COST each in place of the tokens they make."""
+    wide = len(WIDE_CHARS.findall(text))
+    if not wide:
+        return n_tokens
+    visible = sum(1 for c in text if not c.isspace())
+    other = n_tokens * (visible - wide) / visible
+    return max(1, round(other + WIDE_CHAR_COST * wide))
 
 
 def chunk_document(doc: Document, counter: TokenCounter, plan: ChunkPlan = ChunkPlan()) -> list[Chunk]:
@@ -144,14 +160,36 @@ def _is_abbreviation(text: str, sentence_start: int, dot: int) -> bool:
 def _sentences(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[_Sentence]:
     spans = split_sentences(text, start, end)
     token_ids = counter.tokenize([text[s:e] for s, e, _ in spans]) if spans else []
+    headlines = _headlines(text, spans)
     result: list[_Sentence] = []
-    for (s, e, para), ids in zip(spans, token_ids):
-        headline = para and is_headline(text[s:e])
-        if len(ids) <= max_tokens:
-            result.append(_Sentence(s, e, tuple(ids), para, headline))
+    for (s, e, para), ids, headline in zip(spans, token_ids, headlines):
+        units = budget_units(text[s:e], len(ids))
+        if units <= max_tokens:
+            result.append(_Sentence(s, e, tuple(ids), para, headline, units))
             continue
-        for i, (ps, pe, piece_ids) in enumerate(_split_long(text, s, e, counter, max_tokens)):
-            result.append(_Sentence(ps, pe, piece_ids, para and i == 0, False))
+        window = max(1, max_tokens * len(ids) // units)  # tokens per piece that make max_tokens units
+        for i, (ps, pe, piece_ids) in enumerate(_split_long(text, s, e, counter, window)):
+            piece_units = min(max_tokens, budget_units(text[ps:pe], len(piece_ids)))
+            result.append(_Sentence(ps, pe, piece_ids, para and i == 0, False, piece_units))
+    return result
+
+
+def _headlines(text: str, spans: list[tuple[int, int, bool]]) -> list[bool]:
+    """Which sentences are headlines: a headline-like line that opens a paragraph, follows a finished
+    sentence (or opens the text) and is followed by body text that does not continue it in lower case. In
+    hard-wrapped text every line is short; a line whose neighbours are short lines too is a wrapped line."""
+    lines = [text[s:e] for s, e, _ in spans]
+    result = []
+    for i, (_, _, para) in enumerate(spans):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        result.append(
+            para
+            and is_headline(lines[i])
+            and (i == 0 or not is_headline(lines[i - 1]))
+            and bool(nxt)
+            and not is_headline(nxt)
+            and not nxt[0].islower()
+        )
     return result
 
 

@@ -148,6 +148,9 @@ class Embedder:
         the same texts, without tokenising them again. Longest first, one batch per lock hold."""
         import torch
 
+        # A passage sized by its script (`rag.chunk`) may hold more pieces than the window: the model reads
+        # the first window's worth, as sentence-transformers would; the passage text stays whole.
+        inputs = [list(x[: self.max_tokens]) for x in inputs]
         vectors = np.zeros((len(inputs), self.dimension), dtype=np.float32)
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         tok = self.tokenizer

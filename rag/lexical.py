@@ -9,6 +9,7 @@ words miss, and most Korean words are two syllables long, which a trigram table 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 STOP_WORDS = frozenset(
     [
@@ -170,6 +171,7 @@ def bigrams(word: str) -> list[str]:
     return [word[i : i + 2] for i in range(len(word) - 1)]
 
 
+WIDE_CHARS = _WIDE
 _WIDE_RUN = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]+")
 
 
@@ -197,10 +199,19 @@ def bigram_query(text: str) -> list[str]:
     return list(dict.fromkeys(content_words(bigram_text(text))))
 
 
+def fold(text: str) -> str:
+    """Lower case without accents ("Málaga" as "malaga"); Hangul and other scripts stay as they are."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", bare)
+
+
 def query_keys(text: str) -> list[str]:
     """The pieces of a question whose presence in a passage counts as lexical evidence."""
     keys: dict[str, None] = {}
-    for word in content_words(text):
+    for word in content_words(fold(text)):
         if has_wide_script(word):
             for piece in bigrams(word):
                 keys.setdefault(piece, None)
@@ -210,8 +221,8 @@ def query_keys(text: str) -> list[str]:
 
 
 def coverage(keys: list[str], passage: str) -> float:
-    """Share of the question's keys found in the passage (case-insensitive substring match)."""
+    """Share of the question's keys found in the passage (substring match, case and accents ignored)."""
     if not keys:
         return 0.0
-    lowered = passage.lower()
+    lowered = fold(passage)
     return sum(1 for key in keys if key in lowered) / len(keys)

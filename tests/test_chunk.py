@@ -79,3 +79,42 @@ def test_the_model_reads_the_chunkers_tokens_and_gets_what_it_would_from_the_tex
     ids = [(*title_ids, *c.ids) for c in chunks]
     assert [len(i) for i in ids] == embedder.count(texts)
     assert np.allclose(embedder.encode_ids(ids), embedder.encode(texts), atol=1e-5)
+
+
+KOREAN_PARAGRAPH = (
+    "정부는 올해 하반기부터 전국 모든 초등학교에 돌봄 교실을 확대 운영한다고 밝혔다. "
+    "교육부는 이를 위해 예산 삼천억 원을 추가로 편성했으며, 지방자치단체와 협력해 운영 인력을 늘릴 계획이다. "
+    "학부모 단체는 환영의 뜻을 밝히면서도 교사의 업무 부담이 커질 수 있다고 우려했다. "
+    "교원 단체는 돌봄 업무를 별도 인력이 맡아야 한다고 주장했다. "
+)
+
+
+def test_korean_passages_are_sized_like_english_ones(embedder):
+    """The English tokenizer cuts Hangul into many pieces; counted by its tokens a Korean passage would be a
+    sliver. Budgets count a Hangul character as half a token, so a passage holds a few hundred characters."""
+    text = "\n".join(KOREAN_PARAGRAPH * 2 for _ in range(6))
+    doc = parse_document(text, "korean.txt")
+    chunks = chunk_document(doc, embedder, ChunkPlan())
+    assert all(doc.text[c.start : c.end] == c.text for c in chunks)
+    sizes = sorted(len(c.text) for c in chunks)
+    assert sizes[len(sizes) // 2] >= 250, sizes
+    assert len(chunks) <= 12
+
+
+def test_hard_wrapped_short_lines_are_not_headlines(embedder):
+    """A PDF page or OCR text: every line short and unfinished. None of them opens a new passage."""
+    words = (
+        "The committee met on Tuesday to review the budget and the schedule for the new harbour "
+        "terminal, which has been delayed by two years because of rising costs and a dispute over "
+        "the contract with the builder. Members asked the port authority to publish the figures. "
+    ) * 4
+    lines, line = [], ""
+    for word in words.split():
+        if len(line) + len(word) > 60:
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}".strip()
+    lines.append(line)
+    doc = parse_document("Harbour terminal delayed again\n" + "\n".join(lines), "wrapped.txt")
+    chunks = chunk_document(doc, embedder, ChunkPlan())
+    assert len(chunks) <= 3, [c.text[:40] for c in chunks]
