@@ -79,12 +79,11 @@ class ChatService:
             )
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query)
-        searcher = self.index.searcher
+        bar = self.index.searcher.bar(answer.query, mode)
         marks = best_sentences(answer.query, answer.passages, self.index.embedder)
         lengths = {p.doc_id: self.index.document_length(p.doc_id) for p in answer.passages}
         shown = tuple(
-            ShownPassage(p, mark, searcher.relevance(answer.query, p), lengths[p.doc_id])
-            for p, mark in zip(answer.passages, marks)
+            ShownPassage(p, mark, p.score / bar, lengths[p.doc_id]) for p, mark in zip(answer.passages, marks)
         )
         context = query if query != message.strip() else None
         return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown)

@@ -158,12 +158,12 @@ def format_answer(answer: Answer, width: int = 100) -> str:
         if answer.found
         else "The articles do not seem to answer this. Closest passages, for what they are worth:"
     )
-    lines = [head, ""]
+    lines = [head, ""] + ([answer.note, ""] if answer.note else [])
     for rank, p in enumerate(answer.passages, start=1):
         page = f"page {p.page}" if p.page else None
         where = " | ".join(x for x in (p.source, p.url, p.published, p.author, page) if x)
         lines.append(f"[{rank}] {p.title}")
-        lines.append(f"    {where} | chars {p.start}-{p.end} | score {p.score:.4f}")
+        lines.append(f"    {where} | chars {p.start}-{p.end} | relevance {p.score:.2f}")
         if p.copies:
             lines.append("    also in: " + ", ".join(c.source for c in p.copies))
         for para in p.text.splitlines():

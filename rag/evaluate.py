@@ -86,7 +86,7 @@ def squad_documents(articles: Iterable[dict]) -> list[Document]:
     docs = []
     for art in articles:
         for i, para in enumerate(art["paragraphs"]):
-            docs.append(_document(f"{art['title']}#{i}", art["title"].replace("_", " "), para["context"]))
+            docs.append(make_document(f"{art['title']}#{i}", art["title"].replace("_", " "), para["context"]))
     return docs
 
 
@@ -116,12 +116,13 @@ def load_beir(folder: Path, split: str = "test") -> Benchmark:
                 qrels.setdefault(qid, {})[did] = int(score)
     except (OSError, ValueError, KeyError) as exc:
         raise RagError(f"{folder}: not a BEIR folder ({exc})") from exc
-    docs = [_document(d["_id"], d.get("title") or "", d["text"]) for d in corpus if d.get("text", "").strip()]
+    docs = [make_document(d["_id"], d.get("title") or "", d["text"]) for d in corpus if d.get("text", "").strip()]
     queries = [(qid, texts[qid]) for qid in qrels if qid in texts]
     return Benchmark(folder.name, docs, queries, qrels)
 
 
-def _document(source: str, title: str, text: str) -> Document:
+def make_document(source: str, title: str, text: str) -> Document:
+    """A benchmark document: the whole text is content."""
     text = text.strip()
     return Document(
         source=source,

@@ -19,14 +19,13 @@ import json
 import math
 import os
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import Stemmer
 import tantivy
 
-from rag.lexical import bigram_text
+from rag.lexical import bigram_text, fold
 
 FOLDER = "lexical-4"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
@@ -62,15 +61,6 @@ def _plain_analyzer() -> tantivy.TextAnalyzer:
     return builder.filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold()).build()
 
 
-def fold(text: str) -> str:
-    """Lower case without accents ("Málaga" as "malaga"); Hangul and other scripts stay as they are."""
-    text = text.lower()
-    if text.isascii():
-        return text
-    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return unicodedata.normalize("NFC", bare)
-
-
 def stemmed_words(text: str) -> list[str]:
     """Words as the stemmed field holds them: folded and Porter-stemmed, the stemmer FTS5 used."""
     return _PORTER.stemWords(_WORD.findall(fold(text)))
@@ -84,13 +74,18 @@ def stemmed_terms(text: str) -> str:
     return " ".join(words + [f"{a}_{b}" for a, b in zip(words, words[1:])])
 
 
+def fts5_idf(total: int, frequency: int) -> float:
+    """FTS5's idf: ln((N - n + 0.5) / (n + 0.5)), floored at 1e-6, so a word in most passages counts for
+    nothing."""
+    return max(1e-6, math.log((total - frequency + 0.5) / (frequency + 0.5)))
+
+
 def fts5_idf_ratio(total: int, frequency: int) -> float:
     """The boost that turns tantivy's idf into FTS5's. tantivy (as Lucene) uses ln(1 + (N - n + 0.5) /
     (n + 0.5)), which stays positive for a word in most passages; FTS5 used ln((N - n + 0.5) / (n + 0.5)),
     floored at 1e-6, so such a word counted for nothing. In a collection about one person, their name is
     such a word: with tantivy's idf the passages that repeat it most outranked the one that answers."""
-    fts5 = max(1e-6, math.log((total - frequency + 0.5) / (frequency + 0.5)))
-    return max(1e-6, fts5 / math.log(1 + (total - frequency + 0.5) / (frequency + 0.5)))
+    return max(1e-6, fts5_idf(total, frequency) / math.log(1 + (total - frequency + 0.5) / (frequency + 0.5)))
 
 
 def stemmed_query(terms: Sequence[str]) -> list[str]:
@@ -144,6 +139,25 @@ class LexicalIndex:
     def passages(self) -> int:
         return max(0, self._searcher.num_docs - (1 if self.committed_seq() else 0))
 
+    def _terms(self, terms: Sequence[str], field: str) -> list[str]:
+        if field == STEMMED:
+            terms = stemmed_query(terms)
+        else:  # the plain field holds words only: a pair is its two words
+            terms = list(dict.fromkeys(fold(p) for t in terms for p in _SEPARATORS.split(t) if p))
+        return [t for t in terms if _TERM.fullmatch(t)]
+
+    def ceiling(self, terms: Sequence[str], field: str) -> float:
+        """What a passage scores that holds each of `terms` once at average length: the sum of their idfs
+        (FTS5's). Scores divided by it mean the same for every question; a word that no passage holds
+        raises the ceiling, so a question about something the collection never mentions scores low."""
+        searcher = self._searcher
+        total = max(1, searcher.num_docs)
+        return math.fsum(fts5_idf(total, searcher.doc_freq(field, t)) for t in self._terms(terms, field))
+
+    def holds_any(self, terms: Sequence[str], field: str) -> bool:
+        """Whether any passage holds any of `terms`."""
+        return any(self._searcher.doc_freq(field, t) for t in self._terms(terms, field))
+
     def search(
         self,
         terms: Sequence[str],
@@ -154,16 +168,10 @@ class LexicalIndex:
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `n` passages matching any of `terms` (words, or phrases of
         words) in `field` (STEMMED or PLAIN), best first."""
-        if field == STEMMED:
-            terms = stemmed_query(terms)
-        else:  # the plain field holds words only: a pair is its two words
-            terms = list(dict.fromkeys(fold(p) for t in terms for p in _SEPARATORS.split(t) if p))
         searcher = self._searcher
         total = searcher.num_docs
         clauses = [
-            f'{field}:"{t}"^{fts5_idf_ratio(total, searcher.doc_freq(field, t)):.6f}'
-            for t in terms
-            if _TERM.fullmatch(t)
+            f'{field}:"{t}"^{fts5_idf_ratio(total, searcher.doc_freq(field, t)):.6f}' for t in self._terms(terms, field)
         ]
         if not clauses:
             return []

@@ -104,13 +104,17 @@ class Answer:
     query: str
     found: bool
     passages: list[Passage] = field(default_factory=list)
+    note: str | None = None  # one line on why nothing can match (a question in a script the index lacks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "query": self.query,
             "found": self.found,
             "passages": [p.to_dict() for p in self.passages],
         }
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass

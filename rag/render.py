@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from rag.highlight import Span
 from rag.records import Answer, Document, Passage
 
-STRONG = 1.0  # relevance at or above the calibrated `found` bar
-PARTIAL = 0.6
+STRONG = 1.0  # relevance (score over the calibrated `found` bar) at or above the bar
+PARTIAL = 0.5
 
 _PUNCTUATION = {c: f"&#{ord(c)};" for c in string.punctuation}
 _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
@@ -128,8 +128,11 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
             "**The articles do not answer this.** These are the closest passages, shown for what they are worth; "
             "none of them matches the question well."
         )
+    if answer.note:
+        lines.append(f"\n{literal(answer.note)}")
     for rank, item in enumerate(shown, start=1):
-        lines += ["", f"**{rank}.** <small>{relevance_label(item.relevance)}</small>", ""]
+        label = f"{relevance_label(item.relevance)} · {item.passage.score:.0%} likely to answer"
+        lines += ["", f"**{rank}.** <small>{label}</small>", ""]
         lines.append(quoted(item.passage.text, item.mark))
         lines += ["", attribution(item.passage, item.article_chars)]
     return "\n".join(lines)

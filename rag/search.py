@@ -1,21 +1,19 @@
-"""The one search core every shell uses: dense (FAISS), lexical (FTS5 bm25), hybrid fusion, de-duplication
-of overlapping passages, and the `found` decision.
+"""The one search core every shell uses: dense (FAISS), lexical (tantivy BM25), fusion that adapts to how
+well the question's words match, de-duplication of overlapping passages, each passage's relevance score and
+the `found` decision.
 
-`found` is not a per-question guess: it compares the best passage's cosine similarity and its coverage of
-the question's key terms with thresholds fitted on benchmark data (see `rag/calibration.json` and
-`bench/calibrate.py`).
+Scores and `found` come from `rag.relevance`: a probability per passage, fitted on benchmark data by
+leave-one-dataset-out (`rag/calibration.json`, `bench/fit_relevance.py`).
 """
 
 from __future__ import annotations
 
 import calendar
-import json
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
 from typing import Literal
 
 import numpy as np
@@ -23,9 +21,10 @@ import numpy as np
 from rag.embed import Encoder
 from rag.errors import InvalidQueryError
 from rag.fusion import convex_fusion
-from rag.lexical import bigram_query, coverage, has_wide_script, query_keys, words_and_pairs_query, words_query
+from rag.lexical import bigram_query, has_wide_script, words_and_pairs_query, words_query
 from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
 from rag.records import Answer, Copy, Passage, page_at
+from rag.relevance import Question, RelevanceModel, features, load_calibration
 from rag.store import ChunkHit, DocFilter, Reader, Store, recover
 from rag.vectors import DenseIndex, VectorFile
 
@@ -35,36 +34,6 @@ MAX_QUERY_CHARS = 2000
 MAX_K = 100
 MAX_MERGED_CHARS = 3000
 FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
-# Fusion: a convex combination of min-max normalised scores, the lexical arms sharing LEXICAL_WEIGHT.
-# Chosen on SQuAD dev over RRF (k 5-60, weighted) and other weights; see bench/RESULTS.md.
-LEXICAL_WEIGHT = 0.6
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """A passage counts as an answer when similarity >= `similarity` or key coverage >= `coverage`."""
-
-    similarity: float
-    coverage: float
-    coverage_wide: float
-    dense_wide_script: bool
-
-
-def load_thresholds(model: str) -> Thresholds:
-    """The model's calibration, or the default model's for a model nobody has calibrated yet."""
-    table = json.loads(resources.files("rag").joinpath("calibration.json").read_text())
-    entry = table["models"].get(model) or {**table["models"][table["fallback"]], "dense_wide_script": True}
-    return Thresholds(
-        similarity=entry["similarity"],
-        coverage=entry["coverage"],
-        coverage_wide=entry["coverage_wide"],
-        dense_wide_script=entry["dense_wide_script"],
-    )
-
-
-def passage_coverage(keys: list[str], passage: Passage) -> float:
-    """Key-term coverage as `found` measures it (title included); calibration must use this same rule."""
-    return coverage(keys, passage.title + "\n" + passage.text)
 
 
 _BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
@@ -97,6 +66,60 @@ def validate_query(question: str) -> str:
     return question.strip()
 
 
+Ranking = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The rankings of one search: each lexical arm with its ceiling, and the dense arm (None when the
+    question was not encoded)."""
+
+    lexical: list[tuple[Ranking, float]]
+    dense: Ranking | None
+
+    def lexical_strengths(self) -> dict[int, float]:
+        """Each passage's best lexical score as a share of its arm's ceiling."""
+        best: dict[int, float] = {}
+        for ranking, ceiling in self.lexical:
+            if ceiling <= 0:
+                continue
+            for cid, score in ranking:
+                best[cid] = max(best.get(cid, 0.0), score / ceiling)
+        return best
+
+
+@dataclass(frozen=True)
+class _Scorer:
+    """Scores passages for one question with one calibrated model."""
+
+    asked: Question
+    model: RelevanceModel
+    lexical: dict[int, float]
+
+    def score(self, cid: int, title: str, text: str, similarity: float | None) -> float:
+        x = features(self.asked, evidence_text(title, text), similarity, self.lexical.get(cid, 0.0))
+        return self.model.probability(x)
+
+
+def fuse_arms(arms: Arms, lexical_weight: tuple[float, float], lexical_strength: float) -> Ranking:
+    """Convex fusion of min-max normalised arms. The lexical arms' share adapts to the question: when their
+    best passage holds the question's words well (`lexical_strength` of the ceiling) they get the first
+    share, when no passage does (a paraphrased question, a name spelt another way) the second, which leaves
+    the dense arm the larger say. Both shares and the strength were chosen by leave-one-dataset-out."""
+    if arms.dense is None or not arms.lexical:
+        rankings = [r for r, _ in arms.lexical] or [arms.dense or []]
+        return convex_fusion(rankings, [1.0] * len(rankings))
+    strong, weak = lexical_weight
+    share = strong if max(arms.lexical_strengths().values(), default=0.0) >= lexical_strength else weak
+    weights = [share / len(arms.lexical)] * len(arms.lexical) + [1.0 - share]
+    return convex_fusion([r for r, _ in arms.lexical] + [arms.dense], weights)
+
+
+def evidence_text(title: str, text: str) -> str:
+    """What the relevance features read of a passage: its title line and its own text."""
+    return f"{title}\n{text}" if title else text
+
+
 @dataclass
 class _Hit:
     """A chunk on its way to becoming a passage: its span may grow when an overlapping neighbour merges in."""
@@ -106,6 +129,7 @@ class _Hit:
     start: int
     end: int
     similarity: float
+    head_similarity: float = 0.0
 
     def overlaps(self, other: _Hit) -> bool:
         return self.row.doc_id == other.row.doc_id and self.start < other.end and other.start < self.end
@@ -119,7 +143,7 @@ class Searcher:
     def __init__(self, store: Store, embedder: Encoder) -> None:
         self.store = store
         self.embedder = embedder
-        self.thresholds = load_thresholds(embedder.name)
+        self.calibration = load_calibration(embedder.name)
         self._dense: DenseIndex | None = None
         self._dense_seq = 0
         self._dense_lock = threading.Lock()
@@ -185,46 +209,67 @@ class Searcher:
         """Best passages for `question`. `source` keeps documents whose file or source matches it exactly or
         as a glob, or whose site (name or web host) it names; `since`/`until` (YYYY, YYYY-MM or YYYY-MM-DD,
         inclusive) keep documents published in that range, which leaves out documents with no known date.
-        `exclude` leaves out documents by source: evaluation asks questions whose answer is absent that way."""
+        `exclude` leaves out documents by source: evaluation asks questions whose answer is absent that way.
+
+        Each passage's `score` is the probability that it answers the question (`rag.relevance`), worked
+        out from that passage alone; `found` says whether one of the first FOUND_DEPTH passages clears the
+        calibrated bar. Both are the same whatever `k` is."""
         question = validate_query(question)
         if mode not in MODES:
             raise InvalidQueryError(f"unknown search mode '{mode}': choose one of {', '.join(MODES)}")
         if not 1 <= k <= MAX_K:
             raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {k}")
         filters = DocFilter(source or None, date_bound(since, "since"), date_bound(until, "until"))
-        depth = max(100, k * 10)  # the depth the fusion weights were fitted at
-        wide = has_wide_script(question)
-        use_dense = mode == "semantic" or (mode == "hybrid" and (self.thresholds.dense_wide_script or not wide))
-        q_vec = self.embedder.encode_query(question) if use_dense else None
+        asked = Question.of(question)
+        q_vec = self.embedder.encode_query(question) if self.uses_dense(asked, mode) else None
         with self.store.read() as reader:
             allowed = reader.allowed_chunks(filters) if filters.active() else None
             excluded = reader.chunks_of_sources(exclude) if exclude else []
             if allowed is not None and excluded:
                 allowed = sorted(set(allowed) - set(excluded))
                 excluded = []
-            arms: list[list[tuple[int, float]]] = []
-            weights: list[float] = []
-            if mode in ("hybrid", "keyword"):
-                lexical = self.lexical_arms(question, depth, allowed, excluded)
-                arms += lexical
-                weights += [LEXICAL_WEIGHT / len(lexical)] * len(lexical)
-            if q_vec is not None:
-                arms.append(self.dense(q_vec, depth, allowed, excluded))
-                weights.append(1.0 - LEXICAL_WEIGHT)
-            passages = self._passages(reader, convex_fusion(arms, weights), k, q_vec)
-        found = any(self.relevance(question, p) >= 1.0 for p in passages[:FOUND_DEPTH])
-        return Answer(query=question, found=found, passages=passages)
+            arms = self.arms(asked, mode, max(100, k * 10), q_vec, allowed, excluded)
+            scorer = _Scorer(asked, self.calibration.model(q_vec is not None), arms.lexical_strengths())
+            passages = self._passages(reader, self.fuse(arms), max(k, FOUND_DEPTH), q_vec, scorer)
+        found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
+        return Answer(query=question, found=found, passages=passages[:k], note=self.script_note(asked))
 
-    def relevance(self, question: str, passage: Passage) -> float:
-        """How far a passage clears the calibrated bar for answering `question`: 1.0 and above counts as an
-        answer. Similarity counts where the model understands the question's script; key-term coverage always.
-        `found` and the chat's relevance marks both read this, so they cannot disagree."""
-        wide = has_wide_script(question)
-        limit = self.thresholds.coverage_wide if wide else self.thresholds.coverage
-        strength = passage_coverage(query_keys(question), passage) / limit
-        if self.thresholds.dense_wide_script or not wide:
-            strength = max(strength, passage.similarity / self.thresholds.similarity)
-        return strength
+    def bar(self, question: str, mode: Mode = "hybrid") -> float:
+        """The probability at which a passage counts as an answer to `question` in `mode`."""
+        return self.calibration.model(self.uses_dense(Question.of(question), mode)).threshold
+
+    def uses_dense(self, asked: Question, mode: Mode) -> bool:
+        """Semantic search always; hybrid unless the model was found not to understand the question's script."""
+        return mode == "semantic" or (mode == "hybrid" and (self.calibration.dense_wide_script or not asked.wide))
+
+    def arms(
+        self,
+        asked: Question,
+        mode: Mode,
+        depth: int,
+        q_vec: np.ndarray | None,
+        allowed: list[int] | None = None,
+        excluded: Sequence[int] = (),
+    ) -> Arms:
+        """Every ranking the search fuses, each with what its scores are measured against."""
+        lexical = self.lexical_arms(asked.text, depth, allowed, excluded) if mode in ("hybrid", "keyword") else []
+        dense = self.dense(q_vec, depth, allowed, excluded) if q_vec is not None else None
+        return Arms(lexical, dense)
+
+    def fuse(self, arms: Arms) -> list[tuple[int, float]]:
+        return fuse_arms(arms, self.calibration.lexical_weight, self.calibration.lexical_strength)
+
+    def script_note(self, asked: Question) -> str | None:
+        """One line for a question in Korean, Chinese or Japanese whose words no indexed passage holds in
+        that script: the default model cannot match such a question to English text, and a bare "not found"
+        would not say why."""
+        if not asked.wide or self.lexical.holds_any(bigram_query(asked.text), PLAIN):
+            return None
+        return (
+            "None of the indexed articles holds this question's Korean/Chinese/Japanese words, and the default "
+            "model cannot match them to English text: ask in the articles' language, or index with a "
+            "multilingual model (--model paraphrase-multilingual-MiniLM-L12-v2)."
+        )
 
     def dense(
         self, q_vec: np.ndarray, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
@@ -242,15 +287,19 @@ class Searcher:
 
     def lexical_arms(
         self, question: str, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
-    ) -> list[list[tuple[int, float]]]:
-        """The BM25 rankings for `question`: for Hangul/CJK the plain fields with two-character pieces;
-        otherwise the stemmed fields queried with words and neighbouring-word phrases, and the plain fields
-        with words (stemming finds "elected" for "election", the plain arm keeps "Apple" apart from "apples")."""
+    ) -> list[tuple[list[tuple[int, float]], float]]:
+        """The BM25 rankings for `question`, each with its ceiling (`LexicalIndex.ceiling`): for Hangul/CJK
+        the plain fields with two-character pieces; otherwise the stemmed fields queried with words and
+        neighbouring-word phrases, and the plain fields with words (stemming finds "elected" for "election",
+        the plain arm keeps "Apple" apart from "apples")."""
         if has_wide_script(question):
             plans = [(bigram_query(question), PLAIN)]
         else:
             plans = [(words_and_pairs_query(question), STEMMED), (words_query(question), PLAIN)]
-        return [self.bm25(terms, field, n, allowed, excluded) for terms, field in plans]
+        return [
+            (self.bm25(terms, field, n, allowed, excluded), self.lexical.ceiling(terms, field))
+            for terms, field in plans
+        ]
 
     def bm25(
         self,
@@ -266,7 +315,7 @@ class Searcher:
         return self.lexical.search(terms, field, n, allowed, excluded)
 
     def _passages(
-        self, reader: Reader, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray | None
+        self, reader: Reader, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray | None, scorer: _Scorer
     ) -> list[Passage]:
         """Best first. A hit that overlaps a better one from the same document is merged into it (the span
         grows to cover both, still an exact slice), so the neighbour that holds the answer is never lost.
@@ -282,11 +331,12 @@ class Searcher:
                 row = rows.get(cid)
                 if row is None or shown_docs.setdefault(row.cluster, row.doc_id) != row.doc_id:
                     continue
-                hit = _Hit(row, score, row.start, row.end, similarities.get(cid, 0.0))
+                similarity = similarities.get(cid, 0.0)
+                hit = _Hit(row, score, row.start, row.end, similarity, similarity)
                 twin = next((p for p in chosen if p.overlaps(hit)), None)
                 if twin is not None:
                     start_, end_ = min(twin.start, hit.start), max(twin.end, hit.end)
-                    grown = _Hit(twin.row, twin.score, start_, end_, twin.similarity)
+                    grown = _Hit(twin.row, twin.score, start_, end_, twin.similarity, twin.head_similarity)
                     clear = not any(p.overlaps(grown) for p in chosen if p is not twin)
                     if clear and end_ - start_ <= MAX_MERGED_CHARS:
                         twin.start, twin.end = start_, end_
@@ -294,20 +344,27 @@ class Searcher:
                     continue
                 chosen.append(hit)
                 if len(chosen) == k:
-                    return self._materialise(reader, chosen)
-        return self._materialise(reader, chosen)
+                    return self._materialise(reader, chosen, scorer, q_vec is not None)
+        return self._materialise(reader, chosen, scorer, q_vec is not None)
 
     def _similarities(self, ids: list[int], q_vec: np.ndarray | None) -> dict[int, float]:
         if q_vec is None or not ids:
             return {}
         return dict(zip(ids, (self.vectors.read(ids) @ q_vec[0]).tolist()))
 
-    def _materialise(self, reader: Reader, hits: list[_Hit]) -> list[Passage]:
+    def _materialise(self, reader: Reader, hits: list[_Hit], scorer: _Scorer, dense: bool) -> list[Passage]:
+        """Passages with their scores. A passage is scored on the chunk that brought it in (its text before
+        neighbours merged into it), so the score of the n-th passage does not depend on how many follow."""
         texts = reader.document_texts({h.row.doc_id for h in hits})
         return [
             Passage(
                 text=texts[h.row.doc_id][h.start : h.end],
-                score=h.score,
+                score=scorer.score(
+                    h.row.id,
+                    h.row.title,
+                    texts[h.row.doc_id][h.row.start : h.row.end],
+                    h.head_similarity if dense else None,
+                ),
                 doc_id=h.row.doc_id,
                 title=h.row.title,
                 source=h.row.source,

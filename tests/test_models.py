@@ -39,7 +39,7 @@ def test_index_and_search_with_a_model_given_by_path(tmp_path: Path, other_model
     assert index.add([corpus]).added == 2
     assert index.info()["model"] == str(other_model.resolve())
     searcher = index.searcher
-    assert searcher.thresholds.dense_wide_script, "an uncalibrated model keeps its dense arm for Korean"
+    assert searcher.calibration.dense_wide_script, "an uncalibrated model keeps its dense arm for Korean"
     korean = index.search("부산항 컨테이너 물동량", k=2)
     assert korean.passages[0].source == "ko.txt" and korean.passages[0].similarity > 0
     assert index.search("How many containers did Busan handle?", k=1).passages[0].source == "en.txt"
