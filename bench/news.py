@@ -1,0 +1,59 @@
+"""The news question set as a `Benchmark`: ITN blurbs (CC BY-SA 3.0) and our questions about them.
+
+    from news import load_news; bench = load_news(Path("/path/to/ITN-corpus"))
+
+See bench/news/SOURCES.md for where the text comes from and how the set was written.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from rag.evaluate import Benchmark, make_document
+
+HERE = Path(__file__).resolve().parent / "news"
+COMMIT = "b6fb9b7"
+DEFAULT_CLONE = Path("/work/.mirror/shizhao+ITN-corpus/repo")
+
+
+def _corpus(path: Path) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    shown = subprocess.run(
+        ["git", "--git-dir", str(path), "show", f"{COMMIT}:corpus/corpus.json"], capture_output=True, check=True
+    )
+    return json.loads(shown.stdout)
+
+
+def _plain(blurb: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", blurb))).strip()
+
+
+def latest_blurbs(corpus: dict, lang: str) -> dict[str, str]:
+    """Wikidata item -> its last blurb in `lang`, as plain text."""
+    out = {}
+    for item, versions in corpus.items():
+        for _, v in sorted(versions.items(), key=lambda kv: float(kv[0])):
+            if v["lang"] == lang:
+                out[item] = _plain(v["blurb"])
+    return out
+
+
+def load_news(path: Path = DEFAULT_CLONE) -> Benchmark:
+    corpus = _corpus(path)
+    english = latest_blurbs(corpus, "en")
+    by_text: dict[str, str] = {}  # blurb -> the document (first item) holding it
+    for item, text in english.items():
+        by_text.setdefault(text, f"{item}-en")
+    documents = [make_document(source, "", text) for text, source in by_text.items()]
+    documents += [make_document(f"{item}-ko", "", text) for item, text in latest_blurbs(corpus, "ko").items()]
+    queries, qrels = [], {}
+    for line in (HERE / "questions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        queries.append((row["id"], row["q"]))
+        qrels[row["id"]] = {by_text[english[row["doc"]]]: 1}
+    return Benchmark("news-itn", documents, queries, qrels)

@@ -1,0 +1,63 @@
+"""Questions about the seed articles with an evidence string: is the evidence in the first passage, in the top
+five, and does `found` say the right thing?
+
+    python bench/seed_questions.py [FILE.jsonl ...]
+
+Defaults to ../shared/eval/seed-questions.jsonl and the team's own sets in tests/data. Each line holds
+{"q": question, "evidence": text a correct passage contains verbatim, or null when the articles cannot
+answer}. The seed corpus is indexed into a temporary folder with the packaged model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag import Index  # noqa: E402
+
+DEFAULT_SETS = [
+    ROOT.parent / "shared" / "eval" / "seed-questions.jsonl",
+    ROOT / "tests" / "data" / "seed_questions.jsonl",
+    ROOT / "tests" / "data" / "seed_questions_extra.jsonl",
+]
+
+
+def measure(index: Index, rows: list[dict]) -> dict:
+    answerable = [r for r in rows if r["evidence"]]
+    unanswerable = [r for r in rows if not r["evidence"]]
+    first = top5 = refused = 0
+    for row in answerable:
+        answer = index.search(row["q"], k=5)
+        texts = [p.text for p in answer.passages]
+        first += bool(texts) and row["evidence"] in texts[0]
+        top5 += any(row["evidence"] in t for t in texts)
+        refused += not answer.found
+    answered = sum(index.search(r["q"], k=5).found for r in unanswerable)
+    n = max(1, len(answerable))
+    return {
+        "answerable": len(answerable),
+        "evidence_first": round(first / n, 3),
+        "evidence_top5": round(top5 / n, 3),
+        "wrongly_refused": round(refused / n, 3),
+        "unanswerable": len(unanswerable),
+        "wrongly_answered": answered,
+    }
+
+
+def main() -> None:
+    paths = [Path(p) for p in sys.argv[1:]] or DEFAULT_SETS
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Index(tmp)
+        index.add([ROOT / "corpus"])
+        for path in paths:
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            print(path.name, json.dumps(measure(index, rows)))
+
+
+if __name__ == "__main__":
+    main()
