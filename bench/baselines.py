@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from news import load_news  # noqa: E402
+
 from rag.embed import default_model_path  # noqa: E402
 from rag.evaluate import RANK_DEPTH, Benchmark, evaluate, load_benchmark, score_rankings  # noqa: E402
 from rag.lexical import has_wide_script  # noqa: E402
@@ -73,13 +75,16 @@ def run_txtai(bench: Benchmark) -> tuple[dict[str, float], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", help="squad, korquad, scifact, or a path rag eval accepts")
+    parser.add_argument("benchmark", help="squad, korquad, scifact, news (bench/news), or a path rag eval accepts")
     parser.add_argument("--limit", type=int, help="queries spread over the set (default: all)")
     parser.add_argument("--no-txtai", action="store_true", help="skip txtai (it embeds the corpus again)")
     parser.add_argument("--modes", default="hybrid", help="our search modes to run (default hybrid; rag eval runs all)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    bench = load_benchmark(SETS.get(args.benchmark, Path(args.benchmark))).limited(args.limit)
+    if args.benchmark == "news":
+        bench = load_news().limited(args.limit)
+    else:
+        bench = load_benchmark(SETS.get(args.benchmark, Path(args.benchmark))).limited(args.limit)
 
     rows: dict[str, tuple[dict[str, float], float]] = {}
     ours = evaluate(bench, modes=args.modes.split(","), unanswerable=0, progress=True)

@@ -1,6 +1,6 @@
 """Fit the relevance model, the `found` threshold and the adaptive fusion by leave-one-dataset-out.
 
-    python bench/fit_relevance.py [--limit N] [--itn PATH] [--write]
+    python bench/fit_relevance.py [--limit N] [--itn PATH] [--model NAME_OR_PATH] [--write]
 
 For every question of SQuAD, KorQuAD, SciFact and the news set (bench/news/), the product's own search
 code gathers the arms (the lexical rankings with their ceilings, the dense ranking) and the relevance
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from news import DEFAULT_CLONE, load_news  # noqa: E402
 
+from rag.embed import resolve_model  # noqa: E402
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
 from rag.relevance import FEATURES, Question, features  # noqa: E402
 from rag.search import FOUND_DEPTH, Arms, evidence_text, fuse_arms  # noqa: E402
@@ -59,15 +60,15 @@ class Record:
     x_lexical: dict[int, list[float]]
 
 
-def collect(bench: Benchmark) -> list[Record]:
-    index = benchmark_index(bench, None, default_cache(), progress=True)
+def collect(bench: Benchmark, model: str | None = None) -> list[Record]:
+    index = benchmark_index(bench, model, default_cache(), progress=True)
     searcher = index.searcher
     records = []
     with searcher.store.read() as reader:
         for qid, text in bench.queries:
             asked = Question.of(text)
             q_vec = index.embedder.encode_query(text)
-            arms = searcher.arms(asked, "hybrid", DEPTH, q_vec)
+            arms = searcher.arms(asked, DEPTH, q_vec)
             strengths = arms.lexical_strengths()
             ids = list(dict.fromkeys([c for r, _ in arms.lexical for c, _ in r] + [c for c, _ in arms.dense or []]))
             rows = reader.chunk_hits(ids)
@@ -273,6 +274,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=600, help="questions per SQuAD-format set (spread evenly)")
     parser.add_argument("--itn", type=Path, default=DEFAULT_CLONE, help="clone of shizhao/ITN-corpus")
+    parser.add_argument("--model", help="model to calibrate (default: the packaged one); a name or a path")
     parser.add_argument("--write", action="store_true", help="fit on all sets and write rag/calibration.json")
     args = parser.parse_args()
     benches = {
@@ -284,7 +286,7 @@ def main() -> None:
     sets = {}
     for name, bench in benches.items():
         started = time.time()
-        sets[name] = collect(bench)
+        sets[name] = collect(bench, args.model)
         print(f"{name}: {len(sets[name])} questions gathered in {time.time() - started:.0f}s", file=sys.stderr)
     results = []
     for name in sets:
@@ -296,7 +298,7 @@ def main() -> None:
         table = json.loads(CALIBRATION.read_text())
         entry = calibration_entry(fitted)
         entry["left_out"] = results
-        table["models"]["all-MiniLM-L6-v2"] = entry
+        table["models"][resolve_model(args.model)[0]] = entry
         CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")
         print(json.dumps({"all_sets": report("all", [r for rs in sets.values() for r in rs], fitted)}))
 

@@ -24,7 +24,7 @@ def _corpus(path: Path) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     shown = subprocess.run(
-        ["git", "--git-dir", str(path), "show", f"{COMMIT}:corpus/corpus.json"], capture_output=True, check=True
+        ["git", "-C", str(path), "show", f"{COMMIT}:corpus/corpus.json"], capture_output=True, check=True
     )
     return json.loads(shown.stdout)
 

@@ -79,7 +79,7 @@ class ChatService:
             )
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query)
-        bar = self.index.searcher.bar(answer.query, mode)
+        bar = self.index.searcher.bar(mode)
         marks = best_sentences(answer.query, answer.passages, self.index.embedder)
         lengths = {p.doc_id: self.index.document_length(p.doc_id) for p in answer.passages}
         shown = tuple(

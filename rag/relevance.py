@@ -21,7 +21,17 @@ from typing import Literal
 from rag.lexical import coverage, has_wide_script, query_keys
 
 AnswerType = Literal["number", "date", "name", "none"]
-FEATURES = ("similarity", "lexical", "coverage", "type_found", "type_missing", "wide", "wide_similarity")
+FEATURES = (
+    "similarity",
+    "lexical",
+    "coverage",
+    "type_found",
+    "type_missing",
+    "wide",
+    "wide_similarity",
+    "wide_coverage",
+    "wide_lexical",
+)
 LEXICAL_CAP = 2.0  # a passage repeating the question's words can pass the one-mention ceiling; cap the excess
 
 _NUMBER_Q = re.compile(
@@ -93,17 +103,35 @@ def features(question: Question, passage_text: str, similarity: float | None, le
     """The model's inputs for one passage (title line included in `passage_text`). `similarity` is None
     when the search did not encode the question (keyword mode); `lexical` is the passage's best BM25 score
     over the query's ceiling (`LexicalIndex.ceiling`)."""
-    sim = 0.0 if similarity is None else similarity
     kind_found = question.kind != "none" and holds_answer_type(question.kind, question.text, passage_text)
-    wide = 1.0 if question.wide else 0.0
-    return [
-        sim,
-        min(max(lexical, 0.0), LEXICAL_CAP),
+    return feature_vector(
+        0.0 if similarity is None else similarity,
+        lexical,
         coverage(list(question.keys), passage_text),
-        1.0 if kind_found else 0.0,
-        1.0 if question.kind != "none" and not kind_found else 0.0,
-        wide,
-        wide * sim,
+        kind_found,
+        question.kind != "none" and not kind_found,
+        question.wide,
+    )
+
+
+def feature_vector(
+    similarity: float, lexical: float, key_coverage: float, type_found: bool, type_missing: bool, wide: bool
+) -> list[float]:
+    """The model's inputs in FEATURES order. Korean/CJK questions get slopes of their own: bigram coverage
+    and bigram BM25 are not on the scale of English word coverage, and the English model's cosine means
+    little there."""
+    w = 1.0 if wide else 0.0
+    lex = min(max(lexical, 0.0), LEXICAL_CAP)
+    return [
+        similarity,
+        lex,
+        key_coverage,
+        1.0 if type_found else 0.0,
+        1.0 if type_missing else 0.0,
+        w,
+        w * similarity,
+        w * key_coverage,
+        w * lex,
     ]
 
 

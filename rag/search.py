@@ -221,42 +221,51 @@ class Searcher:
             raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {k}")
         filters = DocFilter(source or None, date_bound(since, "since"), date_bound(until, "until"))
         asked = Question.of(question)
-        q_vec = self.embedder.encode_query(question) if self.uses_dense(asked, mode) else None
+        # The question is encoded in every mode but keyword: its cosine is evidence for the score even where
+        # the dense arm stays out of the ranking (Korean with a model that reads no Korean).
+        q_vec = self.embedder.encode_query(question) if mode != "keyword" else None
+        ranks_dense = q_vec if self.uses_dense(asked, mode) else None
         with self.store.read() as reader:
             allowed = reader.allowed_chunks(filters) if filters.active() else None
             excluded = reader.chunks_of_sources(exclude) if exclude else []
             if allowed is not None and excluded:
                 allowed = sorted(set(allowed) - set(excluded))
                 excluded = []
-            arms = self.arms(asked, mode, max(100, k * 10), q_vec, allowed, excluded)
+            arms = self.arms(asked, max(100, k * 10), ranks_dense, allowed, excluded)
             scorer = _Scorer(asked, self.calibration.model(q_vec is not None), arms.lexical_strengths())
-            passages = self._passages(reader, self.fuse(arms), max(k, FOUND_DEPTH), q_vec, scorer)
+            passages = self._passages(reader, self.fuse(arms, mode), max(k, FOUND_DEPTH), q_vec, scorer)
         found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages[:k], note=self.script_note(asked))
 
-    def bar(self, question: str, mode: Mode = "hybrid") -> float:
-        """The probability at which a passage counts as an answer to `question` in `mode`."""
-        return self.calibration.model(self.uses_dense(Question.of(question), mode)).threshold
+    def bar(self, mode: Mode = "hybrid") -> float:
+        """The probability at which a passage counts as an answer in `mode`."""
+        return self.calibration.model(mode != "keyword").threshold
 
     def uses_dense(self, asked: Question, mode: Mode) -> bool:
-        """Semantic search always; hybrid unless the model was found not to understand the question's script."""
+        """Whether the dense arm ranks: in semantic search always; in hybrid unless the model was found not
+        to understand the question's script."""
         return mode == "semantic" or (mode == "hybrid" and (self.calibration.dense_wide_script or not asked.wide))
 
     def arms(
         self,
         asked: Question,
-        mode: Mode,
         depth: int,
         q_vec: np.ndarray | None,
         allowed: list[int] | None = None,
         excluded: Sequence[int] = (),
     ) -> Arms:
-        """Every ranking the search fuses, each with what its scores are measured against."""
-        lexical = self.lexical_arms(asked.text, depth, allowed, excluded) if mode in ("hybrid", "keyword") else []
+        """Every ranking of one search, each with what its scores are measured against. The lexical arms run
+        in every mode: in semantic search they rank nothing but still give each passage its lexical evidence,
+        so that its score means what it means in the other modes."""
+        lexical = self.lexical_arms(asked.text, depth, allowed, excluded)
         dense = self.dense(q_vec, depth, allowed, excluded) if q_vec is not None else None
         return Arms(lexical, dense)
 
-    def fuse(self, arms: Arms) -> list[tuple[int, float]]:
+    def fuse(self, arms: Arms, mode: Mode = "hybrid") -> list[tuple[int, float]]:
+        if mode == "semantic":
+            return convex_fusion([arms.dense or []], [1.0])
+        if mode == "keyword":
+            arms = Arms(arms.lexical, None)
         return fuse_arms(arms, self.calibration.lexical_weight, self.calibration.lexical_strength)
 
     def script_note(self, asked: Question) -> str | None:
@@ -268,7 +277,7 @@ class Searcher:
         return (
             "None of the indexed articles holds this question's Korean/Chinese/Japanese words, and the default "
             "model cannot match them to English text: ask in the articles' language, or index with a "
-            "multilingual model (--model paraphrase-multilingual-MiniLM-L12-v2)."
+            "multilingual model such as paraphrase-multilingual-MiniLM-L12-v2 (rag index --model PATH)."
         )
 
     def dense(

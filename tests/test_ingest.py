@@ -172,3 +172,24 @@ def test_a_headline_standfirst_and_byline_at_the_top_are_not_furniture():
     )
     (doc,) = parse_articles(text, "ferry.txt")
     assert "".join(doc.text[a:b] for a, b in doc.segments).startswith("Ferry Returns to Ulleungdo")
+
+
+def test_a_headline_list_kept_by_html_extraction_is_fenced_off_too():
+    from rag.html_pages import parse_html
+
+    body = (
+        "The city of Gunsan switched on a floating solar farm on its reservoir on Tuesday, the first in the province. "
+    )
+    page = (
+        "<html><head><title>Harbour city opens floating solar farm</title></head><body><article>"
+        f"<h1>Harbour city opens floating solar farm</h1><p>{body * 3}</p>"
+        "<p>Officials said the project cost 120 billion won and the panels would supply about 30,000 homes.</p>"
+        "<p>Seoul Subway Fares Rise for the First Time in Eight Years</p>"
+        "<p>[Analysis] What the New Tariffs Mean for Korean Carmakers</p>"
+        '<p>"We Will Not Back Down," Says Union Leader After Strike Vote</p>'
+        "</article></body></html>"
+    )
+    doc = parse_html(page, "solar.html", "hash")
+    content = "".join(doc.text[a:b] for a, b in doc.segments)
+    assert "Tariffs" in doc.text and "Subway Fares" in doc.text, "extraction kept the list: the fence must act"
+    assert "30,000 homes" in content and "Tariffs" not in content and "Subway Fares" not in content

@@ -8,7 +8,15 @@ from conftest import load_questions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.relevance import FEATURES, Question, answer_type, features, holds_answer_type, load_calibration
+from rag.relevance import (
+    FEATURES,
+    Question,
+    answer_type,
+    feature_vector,
+    features,
+    holds_answer_type,
+    load_calibration,
+)
 
 CALIBRATION = load_calibration("all-MiniLM-L6-v2")
 MODELS = {"hybrid": CALIBRATION.dense, "keyword": CALIBRATION.lexical_only}
@@ -19,16 +27,18 @@ unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 @settings(max_examples=300, deadline=None)
 @given(
     model=st.sampled_from(sorted(MODELS)),
-    x=st.lists(unit, min_size=len(FEATURES), max_size=len(FEATURES)),
-    feature=st.sampled_from(EVIDENCE),
+    evidence=st.tuples(unit, st.floats(0.0, 2.0), unit),
+    typed=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    which=st.sampled_from(EVIDENCE),
     more=st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
 )
-def test_score_is_a_probability_that_never_falls_with_more_evidence(model, x, feature, more):
+def test_score_is_a_probability_that_never_falls_with_more_evidence(model, evidence, typed, which, more):
     relevance = MODELS[model]
-    i = FEATURES.index(feature)
-    stronger = list(x)
-    stronger[i] = x[i] + more
-    low, high = relevance.probability(x), relevance.probability(stronger)
+    type_found, type_missing, wide = typed
+    stronger = list(evidence)
+    stronger[EVIDENCE.index(which)] += more
+    low = relevance.probability(feature_vector(*evidence, type_found, type_missing, wide))
+    high = relevance.probability(feature_vector(*stronger, type_found, type_missing, wide))
     assert 0.0 < low < 1.0 and 0.0 < high < 1.0
     assert high >= low
 
@@ -72,7 +82,7 @@ def test_no_score_says_certain_and_found_means_a_passage_cleared_the_bar(seed_in
     for question in QUESTIONS + ["Who won the World Cup?", "What is the recipe for kimchi stew?"]:
         answer = seed_index.search(question, k=10)
         assert all(0.0 < p.score < 1.0 for p in answer.passages)
-        bar = seed_index.searcher.bar(question)
+        bar = seed_index.searcher.bar()
         assert answer.found == any(p.score >= bar for p in answer.passages[:3])
 
 
