@@ -179,18 +179,15 @@ def _headlines(text: str, spans: list[tuple[int, int, bool]]) -> list[bool]:
     sentence (or opens the text) and is followed by body text that does not continue it in lower case. In
     hard-wrapped text every line is short; a line whose neighbours are short lines too is a wrapped line."""
     lines = [text[s:e] for s, e, _ in spans]
-    result = []
-    for i, (_, _, para) in enumerate(spans):
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        result.append(
-            para
-            and is_headline(lines[i])
-            and (i == 0 or not is_headline(lines[i - 1]))
-            and bool(nxt)
-            and not is_headline(nxt)
-            and not nxt[0].islower()
-        )
-    return result
+    like = [is_headline(line) for line in lines] + [True]  # nothing after the last line: no body follows
+    return [
+        para
+        and like[i]
+        and (i == 0 or not like[i - 1])
+        and not like[i + 1]
+        and not lines[i + 1][0].islower()
+        for i, (_, _, para) in enumerate(spans)
+    ]
 
 
 def _split_long(

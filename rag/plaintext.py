@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from rag.dates import parse_date
 from rag.errors import IngestError
+from rag.lexical import has_wide_script
 from rag.records import Document
 
 _BOILERPLATE = re.compile(
@@ -51,7 +52,6 @@ _LISTING_OPEN = re.compile(r"^(?:[\[(\"“‘'«•·▶►▸*|>]|[-–—]\s)"
 _LISTING_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 _INNER_SENTENCE = re.compile(r"[a-z0-9%)][.!?]\s+[A-Z\"“]")
 _QUOTED = re.compile(r"[\"“”‘’\[\]「」『』]")
-_WIDE_TEXT = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
 _DATE_LINE = re.compile(r"^\s*(?:posted|published|updated|date|dated)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?。…][\"'”’)\]]*$")
 HEADLINE_MAX_CHARS = 150
@@ -77,9 +77,9 @@ def is_listing_line(text: str) -> bool:
         return False
     if _LISTING_OPEN.match(text) or _URL.fullmatch(text):
         return True
-    if _WIDE_TEXT.search(text) and _QUOTED.search(text):  # a Korean/CJK headline quotes its subject
+    if has_wide_script(text) and _QUOTED.search(text):  # a Korean/CJK headline quotes its subject
         return True
-    words = [w for w in _LISTING_WORD.findall(text) if not _WIDE_TEXT.search(w)]
+    words = [w for w in _LISTING_WORD.findall(text) if not has_wide_script(w)]
     capitalised = sum(1 for w in words if w[0].isupper())
     return len(words) >= 3 and capitalised >= 0.6 * len(words)
 
@@ -95,18 +95,23 @@ def furniture(lines: list[Line], content: list[bool]) -> set[int]:
     states something in a sentence of its own, stays content."""
     fenced: set[int] = set()
     run: list[int] = []
-    seen_body = False
-    for i, ln in enumerate(lines + [Line(0, 0, "\x00end")]):
-        if not ln.text:
-            continue
-        if i < len(lines) and content[i] and seen_body and is_unfinished_line(ln.text):
-            run.append(i)
-            continue
+
+    def close_run() -> None:
         listing = [j for j in run if is_listing_line(lines[j].text)]
         if len(listing) >= LISTING_RUN:
             fenced.update(listing)
-        run = []
-        seen_body = seen_body or (i < len(lines) and content[i] and not is_headline(ln.text))
+        run.clear()
+
+    seen_body = False
+    for i, ln in enumerate(lines):
+        if not ln.text:
+            continue
+        if content[i] and seen_body and is_unfinished_line(ln.text):
+            run.append(i)
+            continue
+        close_run()
+        seen_body = seen_body or (content[i] and not is_headline(ln.text))
+    close_run()
     return fenced
 
 

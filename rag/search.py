@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -77,6 +78,7 @@ class Arms:
     lexical: list[tuple[Ranking, float]]
     dense: Ranking | None
 
+    @cached_property
     def lexical_strengths(self) -> dict[int, float]:
         """Each passage's best lexical score as a share of its arm's ceiling."""
         best: dict[int, float] = {}
@@ -110,7 +112,7 @@ def fuse_arms(arms: Arms, lexical_weight: tuple[float, float], lexical_strength:
         rankings = [r for r, _ in arms.lexical] or [arms.dense or []]
         return convex_fusion(rankings, [1.0] * len(rankings))
     strong, weak = lexical_weight
-    share = strong if max(arms.lexical_strengths().values(), default=0.0) >= lexical_strength else weak
+    share = strong if max(arms.lexical_strengths.values(), default=0.0) >= lexical_strength else weak
     weights = [share / len(arms.lexical)] * len(arms.lexical) + [1.0 - share]
     return convex_fusion([r for r, _ in arms.lexical] + [arms.dense], weights)
 
@@ -232,7 +234,7 @@ class Searcher:
                 allowed = sorted(set(allowed) - set(excluded))
                 excluded = []
             arms = self.arms(asked, max(100, k * 10), ranks_dense, allowed, excluded)
-            scorer = _Scorer(asked, self.calibration.model(q_vec is not None), arms.lexical_strengths())
+            scorer = _Scorer(asked, self.calibration.model(q_vec is not None), arms.lexical_strengths)
             passages = self._passages(reader, self.fuse(arms, mode), max(k, FOUND_DEPTH), q_vec, scorer)
         found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages[:k], note=self.script_note(asked))
