@@ -181,11 +181,7 @@ def _headlines(text: str, spans: list[tuple[int, int, bool]]) -> list[bool]:
     lines = [text[s:e] for s, e, _ in spans]
     like = [is_headline(line) for line in lines] + [True]  # nothing after the last line: no body follows
     return [
-        para
-        and like[i]
-        and (i == 0 or not like[i - 1])
-        and not like[i + 1]
-        and not lines[i + 1][0].islower()
+        para and like[i] and (i == 0 or not like[i - 1]) and not like[i + 1] and not lines[i + 1][0].islower()
         for i, (_, _, para) in enumerate(spans)
     ]
 

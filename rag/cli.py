@@ -152,7 +152,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def format_answer(answer: Answer, width: int = 100) -> str:
     if not answer.passages:
-        return "Nothing in the index matches this question."
+        return "\n".join(["Nothing in the index matches this question.", *([answer.note] if answer.note else [])])
     head = (
         "Best passages:"
         if answer.found

@@ -116,6 +116,8 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
         lines.append(f"<small>Searched for: {literal(searched_for)}</small>\n")
     if not shown:
         lines.append("**Nothing in the indexed articles matches this question.** Try other words, or add articles.")
+        if answer.note:
+            lines.append(f"\n{literal(answer.note)}")
         return "\n".join(lines)
     if answer.found:
         articles = len({s.passage.doc_id for s in shown})

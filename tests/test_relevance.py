@@ -8,6 +8,8 @@ from conftest import load_questions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rag.chat import ChatService
+from rag.cli import format_answer
 from rag.relevance import (
     FEATURES,
     Question,
@@ -86,9 +88,12 @@ def test_no_score_says_certain_and_found_means_a_passage_cleared_the_bar(seed_in
         assert answer.found == any(p.score >= bar for p in answer.passages[:3])
 
 
-def test_a_korean_question_against_english_text_says_why_nothing_matches(seed_index):
+def test_a_korean_question_against_english_text_says_why_nothing_matches(seed_index, tmp_path):
     answer = seed_index.search("김치찌개 만드는 법", k=3)
     assert not answer.found
     assert answer.note and "multilingual" in answer.note
+    assert answer.note in format_answer(answer)
+    reply = ChatService(seed_index, tmp_path).answer("김치찌개 만드는 법")
+    assert "multilingual model" in reply.markdown
     assert seed_index.search("Who was Kim Kyoung-soo's political mentor?").note is None
     assert seed_index.search("미국 타임지 이재명", k=3).note is None
