@@ -72,10 +72,10 @@ class ChatService:
     ) -> Reply:
         """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
         A question that cannot be searched gets its reason as the reply rather than an exception."""
-        query = search_text(message, earlier) if message.strip() else message
+        query = search_text(message, earlier) if isinstance(message, str) and message.strip() else message
         try:
             answer = self.index.search(
-                query, k=int(k), mode=mode, source=source or None, since=since or None, until=until or None
+                query, k=k, mode=mode, source=source or None, since=since or None, until=until or None
             )
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query)

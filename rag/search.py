@@ -37,16 +37,17 @@ MAX_MERGED_CHARS = 3000
 FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
 
 
-_BOUND = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
+_BOUND = re.compile(r"^([0-9]{4})(?:-([0-9]{1,2}))?(?:-([0-9]{1,2}))?$")
 
 
 def date_bound(value: str | None, which: Literal["since", "until"]) -> str | None:
     """YYYY, YYYY-MM or YYYY-MM-DD as an inclusive ISO bound: `until 2025-03` means up to 2025-03-31."""
-    if value is None or not str(value).strip():
+    value = text_option(which, value)
+    if value is None or not value.strip():
         return None
-    match = _BOUND.match(str(value).strip())
+    match = _BOUND.match(value.strip())
     if not match:
-        raise InvalidQueryError(f"--{which} '{value}': write a date as YYYY, YYYY-MM or YYYY-MM-DD")
+        raise InvalidQueryError(f"--{which} '{value[:40]}': write a date as YYYY, YYYY-MM or YYYY-MM-DD")
     year, month, day = int(match.group(1)), match.group(2), match.group(3)
     try:
         if day is not None:
@@ -54,14 +55,43 @@ def date_bound(value: str | None, which: Literal["since", "until"]) -> str | Non
         if month is not None:
             last = calendar.monthrange(year, int(month))[1]
             return date(year, int(month), 1 if which == "since" else last).isoformat()
+        return date(year, 1, 1).isoformat() if which == "since" else date(year, 12, 31).isoformat()
     except (ValueError, calendar.IllegalMonthError) as exc:
         raise InvalidQueryError(f"--{which} '{value}': {exc}") from exc
-    return date(year, 1, 1).isoformat() if which == "since" else date(year, 12, 31).isoformat()
 
 
-def validate_query(question: str) -> str:
-    if not isinstance(question, str) or not question.strip():
+def text_option(name: str, value: object) -> str | None:
+    """An optional text argument (a filter) as given, or a typed error naming it."""
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidQueryError(f"--{name} must be text, not {type(value).__name__}")
+
+
+def validate_k(k: object) -> int:
+    """`k` as a whole number in range; a whole float (3.0) or digits ("5") from a form or HTTP count too."""
+    value: int | None = None
+    if isinstance(k, int) and not isinstance(k, bool):
+        value = k
+    elif isinstance(k, float) and k.is_integer():
+        value = int(k)
+    elif isinstance(k, str) and k.strip().isascii() and k.strip().isdigit():
+        value = int(k.strip())
+    if value is None or not 1 <= value <= MAX_K:
+        raise InvalidQueryError(f"k must be a whole number between 1 and {MAX_K}, not {str(k)[:40]!r}")
+    return value
+
+
+def validate_query(question: object) -> str:
+    if question is not None and not isinstance(question, str):
+        raise InvalidQueryError(f"the question must be text, not {type(question).__name__}")
+    if not question or not question.strip():
         raise InvalidQueryError("the question is empty: type a few words about what you are looking for")
+    surrogate = next((i for i, c in enumerate(question) if "\ud800" <= c <= "\udfff"), None)
+    if surrogate is not None:
+        raise InvalidQueryError(
+            f"the question holds a broken character at position {surrogate + 1} (half of an emoji or a byte that "
+            "is not UTF-8): type or paste it again"
+        )
     if len(question) > MAX_QUERY_CHARS:
         raise InvalidQueryError(f"the question is {len(question):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
     return question.strip()
@@ -217,11 +247,12 @@ class Searcher:
         out from that passage alone; `found` says whether one of the first FOUND_DEPTH passages clears the
         calibrated bar. Both are the same whatever `k` is."""
         question = validate_query(question)
-        if mode not in MODES:
-            raise InvalidQueryError(f"unknown search mode '{mode}': choose one of {', '.join(MODES)}")
-        if not 1 <= k <= MAX_K:
-            raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {k}")
-        filters = DocFilter(source or None, date_bound(since, "since"), date_bound(until, "until"))
+        if not isinstance(mode, str) or mode not in MODES:
+            raise InvalidQueryError(f"unknown search mode {str(mode)[:40]!r}: choose one of {', '.join(MODES)}")
+        k = validate_k(k)
+        filters = DocFilter(
+            text_option("source", source) or None, date_bound(since, "since"), date_bound(until, "until")
+        )
         asked = Question.of(question)
         # The question is encoded in every mode but keyword: its cosine is evidence for the score even where
         # the dense arm stays out of the ranking (Korean with a model that reads no Korean).

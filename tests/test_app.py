@@ -43,6 +43,24 @@ def test_structured_endpoint_reports_a_bad_question(chat_server):
         Client(chat_server.url, verbose=False).predict("  ", api_name="/ask")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("G7", "abc"), "k must be a whole number"),
+        (("G7", None), "k must be a whole number"),
+        (("G7", 2.5), "k must be a whole number"),
+        (("G7", 3, "magic"), "unknown search mode"),
+        (("G7", 3, "hybrid", "", "0000"), "year 0 is out of range"),
+        (("G7", 3, "hybrid", "", "", "2024-13"), "--until '2024-13'"),
+    ],
+)
+def test_bad_values_over_http_come_back_with_their_reason(chat_server, args, message):
+    with pytest.raises(Exception, match=message):
+        Client(chat_server.url, verbose=False).predict(*args, api_name="/ask")
+    reply = Client(chat_server.url, verbose=False).predict(*args, api_name="/chat")
+    assert message in reply.replace("&#45;", "-").replace("&#39;", "'")
+
+
 def test_markup_in_an_article_comes_back_escaped_from_chat_and_raw_from_ask(chat_server):
     question = "What code was found on the Gwangju Folk Museum's defaced website?"
     client = Client(chat_server.url, verbose=False)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -97,13 +98,31 @@ def test_url_attribution(seed_index):
     [
         ({"question": "   "}, "empty"),
         ({"question": "x" * 2001}, "limit is 2,000"),
-        ({"question": "ok", "k": 0}, "k must be between"),
+        ({"question": "ok", "k": 0}, "k must be a whole number between 1 and 100"),
+        ({"question": "ok", "k": "abc"}, "k must be a whole number"),
+        ({"question": "ok", "k": None}, "k must be a whole number"),
+        ({"question": "ok", "k": 2.5}, "k must be a whole number"),
+        ({"question": "ok", "k": True}, "k must be a whole number"),
         ({"question": "ok", "mode": "magic"}, "unknown search mode"),
+        ({"question": "ok", "mode": ["hybrid"]}, "unknown search mode"),
+        ({"question": None}, "empty"),
+        ({"question": 42}, "must be text"),
+        ({"question": "Lee\ud800 summit"}, "broken character at position 4"),
+        ({"question": "ok", "since": "0000"}, "year 0 is out of range"),
+        ({"question": "ok", "since": "\u0662\u0660\u0662\u0664"}, "write a date as YYYY"),
+        ({"question": "ok", "until": "2024-13"}, "--until '2024-13'"),
+        ({"question": "ok", "until": 2024}, "--until must be text"),
+        ({"question": "ok", "source": ["a.txt"]}, "--source must be text"),
     ],
 )
 def test_bad_queries_raise_typed_errors(seed_index, kwargs, message):
-    with pytest.raises(InvalidQueryError, match=message):
+    with pytest.raises(InvalidQueryError, match=re.escape(message)):
         seed_index.search(**kwargs)
+
+
+def test_whole_numbers_from_forms_are_taken_as_k(seed_index):
+    assert len(seed_index.search("Lee Jae-myung", k="3", mode="keyword").passages) == 3
+    assert len(seed_index.search("Lee Jae-myung", k=2.0, mode="keyword").passages) == 2
 
 
 def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy):
