@@ -67,9 +67,14 @@ def _jsonl_items(text: str, source: str, result: Records) -> Iterator[tuple[int,
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            item = json.loads(line)
         except json.JSONDecodeError as exc:
             result.problems.append((f"{source}#{number}", f"not JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        except RecursionError:
+            result.problems.append((f"{source}#{number}", "nested too deeply to read"))
+            continue
+        yield number, item
 
 
 def _json_items(text: str, source: str) -> Iterator[tuple[int, Any]]:

@@ -81,6 +81,9 @@ def scan(
             result.scanned_roots.add(str(root))
         for file in iter_files(path):
             source = file.relative_to(root).as_posix()
+            if not is_text(source):
+                _skip(result, printable(source), "the file name is not valid UTF-8: rename the file", on_skip)
+                continue
             key = (str(root), source)
             try:
                 info = file.stat()
@@ -104,6 +107,17 @@ def scan(
             for name, reason in ingested.problems:
                 _skip(result, name, reason, on_skip)
     return result
+
+
+def is_text(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them as lone surrogates), which
+    SQLite, JSON and the terminal all refuse."""
+    return not any("\ud800" <= c <= "\udfff" for c in name)
+
+
+def printable(name: str) -> str:
+    """A file name that may hold undecodable bytes, with those bytes shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _skip(result: ScanResult, name: str, reason: str, on_skip: Callable[[str, str], None] | None) -> None:

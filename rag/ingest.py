@@ -76,7 +76,14 @@ def read_documents(path: Path, source: str, fields: RecordFields | None = None) 
         data = path.read_bytes()
     except OSError as exc:
         raise IngestError(f"{source}: unreadable ({exc.strerror or exc})") from exc
-    return parse_bytes(data, source, suffix, fields or RecordFields())
+    try:
+        return parse_bytes(data, source, suffix, fields or RecordFields())
+    except IngestError:
+        raise
+    except RecursionError as exc:
+        raise IngestError(f"{source}: nested too deeply to read") from exc
+    except Exception as exc:  # a reader's own failure on a hostile file stops this file only, never the run
+        raise IngestError(f"{source}: could not be read ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
 def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> Ingested:

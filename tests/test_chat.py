@@ -131,12 +131,13 @@ def test_uploads_are_indexed_and_bad_files_named_with_reason(tmp_path: Path):
     (incoming / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (incoming / "broken.txt").write_bytes(b"\x00\x01\x02 binary")
     (incoming / "empty.txt").write_text("   \n")
+    (incoming / "nested.json").write_text("[" * 100_000 + "]" * 100_000)  # between good files: stops nothing
 
     status = service.add_files(sorted(incoming.iterdir()))
 
     assert "Added 1 article" in status and "solar&#46;md" in status
     assert "existing&#46;txt: already in the collection" in status
-    for name in ("photo&#46;png", "broken&#46;txt", "empty&#46;txt"):
+    for name in ("photo&#46;png", "broken&#46;txt", "empty&#46;txt", "nested&#46;json"):
         line = next(x for x in status.splitlines() if name in x)
         assert line.startswith("- **Rejected**") and len(line) > len(name) + 20
     assert sorted(p.name for p in corpus.iterdir()) == ["existing.txt", "solar.md"]

@@ -95,3 +95,35 @@ def test_documents_added_from_memory(tmp_path: Path):
     top = index.search("Why was the Jeju ferry cancelled?", k=1).passages[0]
     assert top.source == "memo/1" and "typhoon Khanun" in top.text
     assert index.add_documents([doc]).unchanged == 1
+
+
+def test_one_hostile_file_is_a_named_skip_and_the_run_goes_on(tmp_path: Path):
+    """A 100k-deep nested JSON array, a JSONL line nested 50k deep beside a good record, and a file whose name
+    is not UTF-8 each become one named skip; the good files of the same run are indexed and `rag index`
+    exits 0 without a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a_good.txt").write_text("Harbour exports rise\nThe port said exports rose by a tenth in March.\n")
+    (corpus / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    deep = '{"a": ' * 50_000 + "1" + "}" * 50_000
+    (corpus / "records.jsonl").write_text(deep + "\n" + '{"title": "Ferry back", "text": "The ferry sailed."}\n')
+    with open(os.path.join(os.fsencode(corpus), b"bad\xffname.txt"), "w") as f:
+        f.write("Bad name\nA file whose name is not UTF-8.\n")
+    (corpus / "z_good.txt").write_text("Ferry returns to Ulleungdo\nThe ferry resumed on Monday after storms.\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "index", str(corpus), "--index", str(tmp_path / "idx"), "--model", "hashing"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "skipped nested.json: nested too deeply to read" in run.stderr
+    assert "skipped records.jsonl#1: nested too deeply to read" in run.stderr
+    assert "skipped bad\\xffname.txt: the file name is not valid UTF-8" in run.stderr
+    sources = {d.source for d in Index(tmp_path / "idx", model="hashing").documents(0, 50)[0]}
+    assert sources == {"a_good.txt", "records.jsonl#2", "z_good.txt"}
