@@ -10,9 +10,12 @@ for, and where the machine is offline it says so in one line and the chat keeps 
 from __future__ import annotations
 
 import argparse
+import hmac
 import os
+import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +48,55 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise RagError(f"--auth/${AUTH_ENV} must look like user:password, got {len(value)} characters without both")
     return user, password
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FAILED_SIGN_IN_DELAY = (0.25, 4.0)  # seconds: the first wrong password's delay, doubling up to the second
+
+
+class SignIn:
+    """The --auth check Gradio calls. A wrong password costs a delay that doubles with each failure in a row
+    (from a quarter second to four seconds), so guessing runs at a few tries a second instead of hundreds; a
+    right one is never delayed and resets the count."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, user: str, password: str) -> bool:
+        right = hmac.compare_digest(f"{user}\0{password}".encode(), f"{self.user}\0{self.password}".encode())
+        with self._lock:
+            self.failures = 0 if right else self.failures + 1
+            failures = self.failures
+        if not right:
+            first, most = FAILED_SIGN_IN_DELAY
+            time.sleep(min(most, first * 2 ** (failures - 1)))
+        return right
+
+
+def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
+    """One line for a chat that anyone on the network can use: it answers from, and takes uploads into, the
+    collection."""
+    if auth or host in LOOPBACK:
+        return None
+    return (
+        f"warning: listening on {host} without --auth: anyone who can reach this machine can read the articles "
+        "and add files; set --auth user:password"
+    )
+
+
+def reachable_url(host: str, port: int) -> str:
+    """The address other machines use: for 0.0.0.0 this machine's own network address, not localhost."""
+    address = host
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(("192.0.2.1", 9))  # a documentation address: connecting a UDP socket sends nothing
+                address = probe.getsockname()[0]
+        except OSError:
+            address = socket.gethostname()
+    return f"http://{address}:{port}/"
 
 
 def open_index(index_dir: Path, corpus_dir: Path, model: str | None) -> Index:
@@ -105,12 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = build_app(ChatService(index, corpus_dir))
     demo.queue(default_concurrency_limit=8)
+    warning = exposure_warning(args.host, auth)
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         demo.launch(
             server_name=args.host,
             server_port=args.port,
             share=share,
-            auth=auth,
+            auth=SignIn(*auth) if auth else None,
             auth_message="This Verbatim chat is protected: sign in with the user and password you were given.",
             theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
             css=CSS,
@@ -125,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The page answers at once; the model and the dense index load behind it, not on the first question.
     threading.Thread(target=warm_up, args=(index,), daemon=True, name="warm-up").start()
     print(f"Verbatim chat: {demo.local_url}" + (f"  public link: {demo.share_url}" if demo.share_url else ""))
+    if args.host not in LOOPBACK:
+        print(f"Reachable from other machines at {reachable_url(args.host, args.port)}")
     if share and not demo.share_url:
         print("--share: Gradio could not make a public link; the chat is served locally only.", file=sys.stderr)
     print("Press Ctrl-C to stop.")

@@ -23,7 +23,7 @@ from rag.dedup import NEAR_DUPLICATE, clusters, lsh_keys, minhash, similarity, t
 from rag.embed import TITLE_TOKENS, Encoder, passage_input
 from rag.errors import IngestError
 from rag.exports import RecordFields
-from rag.ingest import iter_files, read_documents
+from rag.ingest import iter_files, not_a_plain_file, read_documents
 from rag.records import Chunk, Document, IndexReport
 from rag.store import (
     NewChunk,
@@ -83,6 +83,10 @@ def scan(
             source = file.relative_to(root).as_posix()
             if not is_text(source):
                 _skip(result, printable(source), "the file name is not valid UTF-8: rename the file", on_skip)
+                continue
+            refused = not_a_plain_file(file, root)
+            if refused:
+                _skip(result, source, refused, on_skip)
                 continue
             key = (str(root), source)
             try:

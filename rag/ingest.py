@@ -52,16 +52,33 @@ class Ingested:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every non-hidden file under `root` (or `root` itself), in a stable order."""
-    if root.is_file():
+    """Every non-hidden entry under `root` (or `root` itself) that is not a folder, in a stable order: files,
+    and also links and pipes, which `not_a_plain_file` then names rather than pass over in silence."""
+    if not root.is_dir():
         yield root
         return
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.is_file():
+        if path.is_symlink() or not path.is_dir():
             yield path
+
+
+def not_a_plain_file(path: Path, root: Path) -> str | None:
+    """Why `path` is not read, or None for a regular file inside `root`: a link that leads out of the corpus
+    folder (to /etc/passwd, say) is never followed, nor a broken or looping one, a pipe or a device."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "a broken or looping link; not read"
+    if path.is_symlink() and not target.is_relative_to(root):
+        return "a link to something outside the corpus folder; not read"
+    if target.is_dir():
+        return "a link to a folder; not read"
+    if not target.is_file():
+        return "not a regular file (a pipe, socket or device); not read"
+    return None
 
 
 def read_documents(path: Path, source: str, fields: RecordFields | None = None) -> Ingested:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -132,3 +133,31 @@ def test_bad_auth_value_is_refused_before_serving(tmp_path: Path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --auth/$RAG_AUTH must look like user:password")
+
+
+def test_wrong_passwords_are_slowed_and_a_right_one_is_not(monkeypatch):
+    import app
+
+    slept: list[float] = []
+    monkeypatch.setattr(app.time, "sleep", slept.append)
+    sign_in = app.SignIn("ana", "s3cret")
+    assert not any(sign_in("ana", guess) for guess in ("a", "b", "c", "d", "e", "f", "g"))
+    assert slept == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert sign_in("ana", "s3cret") and len(slept) == 7
+    assert not sign_in("ana", "h") and slept[-1] == 0.25, "a right password resets the count"
+    assert not sign_in("bob", "s3cret")
+
+
+def test_listening_on_every_address_without_auth_warns_and_names_the_reachable_url(tmp_path: Path):
+    server = start_chat(CORPUS, tmp_path / "index", tmp_path / "app.log", "--host", "0.0.0.0")
+    try:
+        deadline = time.monotonic() + 30  # the page answers a moment before the start-up lines are printed
+        while "Press Ctrl-C" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lines = server.log.read_text().splitlines()
+        warnings = [line for line in lines if line.startswith("warning: listening on 0.0.0.0 without --auth")]
+        assert len(warnings) == 1
+        reachable = next(line for line in lines if line.startswith("Reachable from other machines at http://"))
+        assert "0.0.0.0" not in reachable and "127.0.0.1" not in reachable
+    finally:
+        server.stop()

@@ -127,3 +127,26 @@ def test_one_hostile_file_is_a_named_skip_and_the_run_goes_on(tmp_path: Path):
     assert "skipped bad\\xffname.txt: the file name is not valid UTF-8" in run.stderr
     sources = {d.source for d in Index(tmp_path / "idx", model="hashing").documents(0, 50)[0]}
     assert sources == {"a_good.txt", "records.jsonl#2", "z_good.txt"}
+
+
+def test_links_out_of_the_corpus_pipes_and_loops_are_named_and_not_read(tmp_path: Path):
+    import os
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("Harbour exports rise\nThe port said exports rose by a tenth in March.\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Private notes\nThe password is swordfish, and nobody may read this file.\n")
+    (corpus / "secret.txt").symlink_to(secret)
+    (corpus / "inside.txt").symlink_to(corpus / "good.txt")
+    (corpus / "loop1.txt").symlink_to(corpus / "loop2.txt")
+    (corpus / "loop2.txt").symlink_to(corpus / "loop1.txt")
+    os.mkfifo(corpus / "pipe.txt")
+    skipped: dict[str, str] = {}
+    index = Index(tmp_path / "idx", model="hashing")
+    report = index.add([corpus], on_skip=lambda name, why: skipped.setdefault(name, why))
+    assert skipped["secret.txt"] == "a link to something outside the corpus folder; not read"
+    assert skipped["loop1.txt"] == skipped["loop2.txt"] == "a broken or looping link; not read"
+    assert skipped["pipe.txt"].startswith("not a regular file")
+    assert report.added >= 1
+    assert all("swordfish" not in p.text for p in index.search("password swordfish", mode="keyword").passages)
