@@ -179,6 +179,7 @@ class Searcher:
         self._dense: DenseIndex | None = None
         self._dense_seq = 0
         self._dense_lock = threading.Lock()
+        self._refresh_lock = threading.RLock()
         self.lexical = LexicalIndex(store.index_dir)
         self._follow_lexical()
         self._read_caches()
@@ -197,8 +198,23 @@ class Searcher:
             self._shared_clusters = r.shared_clusters()
             self.vectors = VectorFile(r.layout().vector_file, self.store.manifest.dimension)
 
+    def catch_up(self) -> None:
+        """Follow any writer's commits (another process's `rag index`, an upload) before a search: one read
+        of the commit number; a refresh only when it moved."""
+        with self.store.read() as reader:
+            seq = int(reader.meta().get("seq", 0))
+        if seq == self.store.manifest.seq:
+            return
+        with self._refresh_lock:
+            if seq != self.store.manifest.seq:
+                self.refresh()
+
     def refresh(self) -> None:
         """Catch up with commits made since this searcher opened (by this process or another)."""
+        with self._refresh_lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         self.store.manifest = self.store.read_manifest()
         self._follow_lexical()
         self._read_caches()
@@ -253,6 +269,7 @@ class Searcher:
         filters = DocFilter(
             text_option("source", source) or None, date_bound(since, "since"), date_bound(until, "until")
         )
+        self.catch_up()
         asked = Question.of(question)
         # The question is encoded in every mode but keyword: its cosine is evidence for the score even where
         # the dense arm stays out of the ranking (Korean with a model that reads no Korean).

@@ -150,3 +150,25 @@ def test_links_out_of_the_corpus_pipes_and_loops_are_named_and_not_read(tmp_path
     assert skipped["pipe.txt"].startswith("not a regular file")
     assert report.added >= 1
     assert all("swordfish" not in p.text for p in index.search("password swordfish", mode="keyword").passages)
+
+
+def test_an_open_index_answers_from_what_another_process_wrote(tmp_path: Path):
+    """The app keeps one Index open; `rag index` run beside it must not leave it answering from the past."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Harbour exports rise\nThe port said exports rose by a tenth in March.\n")
+    index = Index(tmp_path / "idx", model="hashing")
+    index.add([corpus])
+    assert not index.search("Ulleungdo ferry storms", mode="keyword").found
+    (corpus / "b.txt").write_text("Ferry returns to Ulleungdo\nThe ferry to Ulleungdo resumed after storms.\n")
+    subprocess.run(
+        [sys.executable, "-m", "rag", "index", str(corpus), "--index", str(tmp_path / "idx"), "--model", "hashing"],
+        check=True,
+        capture_output=True,
+    )
+    for mode in ("keyword", "hybrid"):
+        answer = index.search("Ulleungdo ferry storms", mode=mode)
+        assert answer.passages[0].source == "b.txt", mode
