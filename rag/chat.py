@@ -28,6 +28,7 @@ from rag.store import DocumentSummary
 from rag.uploads import save_uploads
 
 DEFAULT_K = 5
+LISTS_REFRESH_SECONDS = 5.0  # how soon an open tab's Sources list shows another writer's articles
 MAX_CHAT_K = 20
 # Questions the seed articles answer, each with the article that answers it.
 SEED_EXAMPLES = {
@@ -104,6 +105,21 @@ class ChatService:
             + [(f"Site: {site}", site) for site in self.index.sites()]
             + [(f"{d.title or d.source} ({d.source})", d.source) for d in articles]
         )
+
+    def commit(self) -> int:
+        """The number of the index's newest commit (any writer's): a tab whose lists are older redraws them."""
+        searcher = self.index.searcher
+        searcher.catch_up()
+        return searcher.store.manifest.seq
+
+    def article_by_source(self, source: str, search: str = "", page: int = 1) -> str:
+        """The article a Sources row names, found by its source rather than its row number, which another
+        tab's upload may have moved."""
+        for found in (self.articles(search, page)[0], self.articles(source)[0]):
+            match = next((a for a in found if a.source == source), None)
+            if match is not None:
+                return self.article(match.doc_id)
+        return ""
 
     def source_rows(self, search: str = "", page: int = 1) -> list[list[Any]]:
         return [[d.title, d.source, d.published or "", d.chunks] for d in self.articles(search, page)[0]]
@@ -210,9 +226,21 @@ def build_app(service: ChatService) -> gr.Blocks:
         return service.article(doc_id, start, end)
 
     def open_source(search: str, page: float, evt: gr.SelectData) -> str:
+        clicked = evt.row_value[1] if evt.row_value and len(evt.row_value) > 1 else None
+        if clicked:
+            return service.article_by_source(str(clicked), search, int(page or 1))
         articles, _ = service.articles(search, int(page or 1))
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         return service.article(articles[row].doc_id) if 0 <= row < len(articles) else ""
+
+    def follow_index(search: str, page: float, shown: int):
+        """Redraw the Sources list and the filter choices when the index has a newer commit than they show
+        (another tab's upload, a `rag index` beside the app); otherwise leave the page alone."""
+        newest = service.commit()
+        if newest == shown:
+            return gr.skip(), gr.skip(), gr.skip(), shown
+        rows, caption = browse(search, page)
+        return rows, caption, gr.update(choices=service.source_choices()), newest
 
     def browse(search: str, page: float):
         page = max(1, int(page or 1))
@@ -332,6 +360,16 @@ def build_app(service: ChatService) -> gr.Blocks:
             api_visibility="private",
             concurrency_limit=1,
         )
+        shown_commit = gr.State(service.commit())
+        follow = dict(
+            fn=follow_index,
+            inputs=[source_search, source_page, shown_commit],
+            outputs=[sources, sources_caption, source, shown_commit],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        gr.Timer(LISTS_REFRESH_SECONDS).tick(**follow)
+        demo.load(**follow)
         gr.api(chat_api, api_name="chat")
         gr.api(ask_api, api_name="ask")
     return demo

@@ -140,3 +140,27 @@ def test_uploaded_article_is_indexed_listed_and_answerable(page, tmp_path):
     page.locator("#verbatim-sources").get_by_text("Tongyeong lacquer fair draws record crowd").wait_for()
     reply = ask(page, "How many visitors came to the Tongyeong lacquer fair?")
     assert "52,000 visitors" in reply.inner_text() and "lacquer_fair.txt" in reply.inner_text()
+
+
+def test_an_open_tab_follows_articles_another_process_indexed(page, chat_server, tmp_path):
+    """`rag index` run beside the app: the open tab's Sources list shows the new article within seconds,
+    clicking it opens that article (not whichever row used to be there), and questions find it."""
+    import subprocess
+    import sys
+
+    (chat_server.corpus / "kelp_harvest.txt").write_text(
+        "Wando kelp harvest hits record\nPosted April 2, 2025\n"
+        "Fishers on Wando island landed 31,000 tonnes of kelp this spring, the county office said.\n"
+        "Warm winter water and new drying yards were credited for the rise.\n"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "rag", "index", str(chat_server.corpus), "--index", str(chat_server.index), "--quiet"],
+        check=True,
+        capture_output=True,
+    )
+    title = page.locator("#verbatim-sources").get_by_text("Wando kelp harvest hits record")
+    title.wait_for(timeout=30_000)
+    title.click()
+    page.locator("#verbatim-context").get_by_text("31,000 tonnes of kelp").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    reply = ask(page, "How much kelp did Wando fishers land this spring?")
+    assert "31,000 tonnes" in reply.inner_text() and "kelp_harvest.txt" in reply.inner_text()
