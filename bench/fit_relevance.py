@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from news import DEFAULT_CLONE, load_news  # noqa: E402
 
-from rag.embed import resolve_model  # noqa: E402
+from rag.embed import passage_input, resolve_model  # noqa: E402
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
 from rag.relevance import FEATURES, Question, features  # noqa: E402
-from rag.search import FOUND_DEPTH, Arms, evidence_text, fuse_arms  # noqa: E402
+from rag.search import FOUND_DEPTH, Arms, fuse_arms  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "calibration.json"
@@ -76,7 +76,7 @@ def collect(bench: Benchmark, model: str | None = None) -> list[Record]:
             sims = searcher._similarities(list(rows), q_vec)
             rec = Record(qid, asked.wide, set(bench.qrels[qid]), set(), arms.lexical, arms.dense or [], {}, {}, {}, {})
             for cid, row in rows.items():
-                evidence = evidence_text(row.title, texts[row.doc_id][row.start : row.end])
+                evidence = passage_input(row.title, texts[row.doc_id][row.start : row.end])
                 rec.doc[cid] = row.source
                 rec.span[cid] = (row.doc_id, row.start, row.end)
                 rec.x_dense[cid] = features(asked, evidence, sims.get(cid, 0.0), strengths.get(cid, 0.0))

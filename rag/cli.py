@@ -151,14 +151,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def format_answer(answer: Answer, width: int = 100) -> str:
+    note = [answer.note] if answer.note else []
     if not answer.passages:
-        return "\n".join(["Nothing in the index matches this question.", *([answer.note] if answer.note else [])])
+        return "\n".join(["Nothing in the index matches this question.", *note])
     head = (
         "Best passages:"
         if answer.found
         else "The articles do not seem to answer this. Closest passages, for what they are worth:"
     )
-    lines = [head, ""] + ([answer.note, ""] if answer.note else [])
+    lines = [head, ""] + ([*note, ""] if note else [])
     for rank, p in enumerate(answer.passages, start=1):
         page = f"page {p.page}" if p.page else None
         where = " | ".join(x for x in (p.source, p.url, p.published, p.author, page) if x)

@@ -24,6 +24,7 @@ from rag.embed import TITLE_TOKENS, Encoder, passage_input
 from rag.errors import IngestError
 from rag.exports import RecordFields
 from rag.ingest import iter_files, not_a_plain_file, read_documents
+from rag.lexical import broken_character
 from rag.records import Chunk, Document, IndexReport
 from rag.store import (
     NewChunk,
@@ -81,7 +82,7 @@ def scan(
             result.scanned_roots.add(str(root))
         for file in iter_files(path):
             source = file.relative_to(root).as_posix()
-            if not is_text(source):
+            if broken_character(source) is not None:
                 _skip(result, printable(source), "the file name is not valid UTF-8: rename the file", on_skip)
                 continue
             refused = not_a_plain_file(file, root)
@@ -113,14 +114,8 @@ def scan(
     return result
 
 
-def is_text(name: str) -> bool:
-    """False for a name holding bytes that are not UTF-8 (Python keeps them as lone surrogates), which
-    SQLite, JSON and the terminal all refuse."""
-    return not any("\ud800" <= c <= "\udfff" for c in name)
-
-
 def printable(name: str) -> str:
-    """A file name that may hold undecodable bytes, with those bytes shown as \\xNN."""
+    """A file name that may hold undecodable bytes (`broken_character`), with those bytes shown as \\xNN."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 

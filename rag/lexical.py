@@ -151,6 +151,16 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _WIDE = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def broken_character(text: str) -> int | None:
+    """Where `text` holds a lone surrogate (half an emoji, or a byte that was not UTF-8, as Python keeps it),
+    which the tokenizer, SQLite and the terminal all refuse; None when it holds none."""
+    match = _SURROGATE.search(text)
+    return match.start() if match else None
+
+
 def has_wide_script(text: str) -> bool:
     """Hangul, kana or CJK ideographs: scripts written without spaces between every word."""
     return bool(_WIDE.search(text))

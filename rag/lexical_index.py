@@ -146,14 +146,6 @@ class LexicalIndex:
             terms = list(dict.fromkeys(fold(p) for t in terms for p in _SEPARATORS.split(t) if p))
         return [t for t in terms if _TERM.fullmatch(t)]
 
-    def ceiling(self, terms: Sequence[str], field: str) -> float:
-        """What a passage scores that holds each of `terms` once at average length: the sum of their idfs
-        (FTS5's). Scores divided by it mean the same for every question; a word that no passage holds
-        raises the ceiling, so a question about something the collection never mentions scores low."""
-        searcher = self._searcher
-        total = max(1, searcher.num_docs)
-        return math.fsum(fts5_idf(total, searcher.doc_freq(field, t)) for t in self._terms(terms, field))
-
     def holds_any(self, terms: Sequence[str], field: str) -> bool:
         """Whether any passage holds any of `terms`."""
         return any(self._searcher.doc_freq(field, t) for t in self._terms(terms, field))
@@ -168,13 +160,27 @@ class LexicalIndex:
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `n` passages matching any of `terms` (words, or phrases of
         words) in `field` (STEMMED or PLAIN), best first."""
+        return self.search_with_ceiling(terms, field, n, allowed, excluded)[0]
+
+    def search_with_ceiling(
+        self,
+        terms: Sequence[str],
+        field: str,
+        n: int,
+        allowed: Sequence[int] | None = None,
+        excluded: Sequence[int] = (),
+    ) -> tuple[list[tuple[int, float]], float]:
+        """`search`, and the query's ceiling: what a passage scores that holds each term once at average
+        length, the sum of their (FTS5) idfs. Scores divided by it mean the same for every question; a word
+        that no passage holds raises the ceiling, so a question about something the collection never
+        mentions scores low. Each term's frequency is looked up once for both."""
         searcher = self._searcher
         total = searcher.num_docs
-        clauses = [
-            f'{field}:"{t}"^{fts5_idf_ratio(total, searcher.doc_freq(field, t)):.6f}' for t in self._terms(terms, field)
-        ]
+        frequencies = [(t, searcher.doc_freq(field, t)) for t in self._terms(terms, field)]
+        ceiling = math.fsum(fts5_idf(max(1, total), f) for _, f in frequencies)
+        clauses = [f'{field}:"{t}"^{fts5_idf_ratio(total, f):.6f}' for t, f in frequencies]
         if not clauses:
-            return []
+            return [], ceiling
         parsed = self.index.parse_query(" ".join(clauses))
         if allowed is not None:
             keep = tantivy.Query.term_set_query(SCHEMA, "cid", [int(i) for i in allowed])
@@ -184,9 +190,9 @@ class LexicalIndex:
             parsed = tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed), (tantivy.Occur.MustNot, drop)])
         hits = searcher.search(parsed, n, count=False).hits
         if not hits:
-            return []
+            return [], ceiling
         ids = searcher.fast_field_values("cid", [address for _, address in hits])
-        return [(int(cid), float(score)) for (score, _), cid in zip(hits, ids) if cid is not None]
+        return [(int(cid), float(score)) for (score, _), cid in zip(hits, ids) if cid is not None], ceiling
 
     # --- writing -----------------------------------------------------------------------------------------
     def writer(self) -> LexicalWriter:

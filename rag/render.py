@@ -114,11 +114,10 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
     lines: list[str] = []
     if searched_for:
         lines.append(f"<small>Searched for: {literal(searched_for)}</small>\n")
+    note = [f"\n{literal(answer.note)}"] if answer.note else []
     if not shown:
         lines.append("**Nothing in the indexed articles matches this question.** Try other words, or add articles.")
-        if answer.note:
-            lines.append(f"\n{literal(answer.note)}")
-        return "\n".join(lines)
+        return "\n".join(lines + note)
     if answer.found:
         articles = len({s.passage.doc_id for s in shown})
         lines.append(
@@ -130,8 +129,7 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
             "**The articles do not answer this.** These are the closest passages, shown for what they are worth; "
             "none of them matches the question well."
         )
-    if answer.note:
-        lines.append(f"\n{literal(answer.note)}")
+    lines += note
     for rank, item in enumerate(shown, start=1):
         label = f"{relevance_label(item.relevance)} · {item.passage.score:.0%} likely to answer"
         lines += ["", f"**{rank}.** <small>{label}</small>", ""]

@@ -19,10 +19,10 @@ from typing import Literal
 
 import numpy as np
 
-from rag.embed import Encoder
+from rag.embed import Encoder, passage_input
 from rag.errors import InvalidQueryError
 from rag.fusion import convex_fusion
-from rag.lexical import bigram_query, has_wide_script, words_and_pairs_query, words_query
+from rag.lexical import bigram_query, broken_character, has_wide_script, words_and_pairs_query, words_query
 from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
 from rag.records import Answer, Copy, Passage, page_at
 from rag.relevance import Question, RelevanceModel, features, load_calibration
@@ -86,7 +86,7 @@ def validate_query(question: object) -> str:
         raise InvalidQueryError(f"the question must be text, not {type(question).__name__}")
     if not question or not question.strip():
         raise InvalidQueryError("the question is empty: type a few words about what you are looking for")
-    surrogate = next((i for i, c in enumerate(question) if "\ud800" <= c <= "\udfff"), None)
+    surrogate = broken_character(question)
     if surrogate is not None:
         raise InvalidQueryError(
             f"the question holds a broken character at position {surrogate + 1} (half of an emoji or a byte that "
@@ -127,9 +127,12 @@ class _Scorer:
     asked: Question
     model: RelevanceModel
     lexical: dict[int, float]
+    dense: bool  # whether the question was encoded, so that a passage's cosine is evidence
 
-    def score(self, cid: int, title: str, text: str, similarity: float | None) -> float:
-        x = features(self.asked, evidence_text(title, text), similarity, self.lexical.get(cid, 0.0))
+    def score(self, cid: int, title: str, text: str, similarity: float) -> float:
+        """The probability for a passage read as its title line and its own text (`passage_input`)."""
+        cosine = similarity if self.dense else None
+        x = features(self.asked, passage_input(title, text), cosine, self.lexical.get(cid, 0.0))
         return self.model.probability(x)
 
 
@@ -145,11 +148,6 @@ def fuse_arms(arms: Arms, lexical_weight: tuple[float, float], lexical_strength:
     share = strong if max(arms.lexical_strengths.values(), default=0.0) >= lexical_strength else weak
     weights = [share / len(arms.lexical)] * len(arms.lexical) + [1.0 - share]
     return convex_fusion([r for r, _ in arms.lexical] + [arms.dense], weights)
-
-
-def evidence_text(title: str, text: str) -> str:
-    """What the relevance features read of a passage: its title line and its own text."""
-    return f"{title}\n{text}" if title else text
 
 
 @dataclass
@@ -282,7 +280,8 @@ class Searcher:
                 allowed = sorted(set(allowed) - set(excluded))
                 excluded = []
             arms = self.arms(asked, max(100, k * 10), ranks_dense, allowed, excluded)
-            scorer = _Scorer(asked, self.calibration.model(q_vec is not None), arms.lexical_strengths)
+            dense = q_vec is not None
+            scorer = _Scorer(asked, self.calibration.model(dense), arms.lexical_strengths, dense)
             passages = self._passages(reader, self.fuse(arms, mode), max(k, FOUND_DEPTH), q_vec, scorer)
         found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
         return Answer(query=question, found=found, passages=passages[:k], note=self.script_note(asked))
@@ -347,18 +346,17 @@ class Searcher:
     def lexical_arms(
         self, question: str, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
     ) -> list[tuple[list[tuple[int, float]], float]]:
-        """The BM25 rankings for `question`, each with its ceiling (`LexicalIndex.ceiling`): for Hangul/CJK
-        the plain fields with two-character pieces; otherwise the stemmed fields queried with words and
-        neighbouring-word phrases, and the plain fields with words (stemming finds "elected" for "election",
-        the plain arm keeps "Apple" apart from "apples")."""
+        """The BM25 rankings for `question`, each with its ceiling (`LexicalIndex.search_with_ceiling`): for
+        Hangul/CJK the plain fields with two-character pieces; otherwise the stemmed fields queried with words
+        and neighbouring-word phrases, and the plain fields with words (stemming finds "elected" for
+        "election", the plain arm keeps "Apple" apart from "apples")."""
         if has_wide_script(question):
             plans = [(bigram_query(question), PLAIN)]
         else:
             plans = [(words_and_pairs_query(question), STEMMED), (words_query(question), PLAIN)]
-        return [
-            (self.bm25(terms, field, n, allowed, excluded), self.lexical.ceiling(terms, field))
-            for terms, field in plans
-        ]
+        if allowed is not None and not allowed:
+            return [([], 0.0) for _ in plans]
+        return [self.lexical.search_with_ceiling(terms, field, n, allowed, excluded) for terms, field in plans]
 
     def bm25(
         self,
@@ -403,15 +401,15 @@ class Searcher:
                     continue
                 chosen.append(hit)
                 if len(chosen) == k:
-                    return self._materialise(reader, chosen, scorer, q_vec is not None)
-        return self._materialise(reader, chosen, scorer, q_vec is not None)
+                    return self._materialise(reader, chosen, scorer)
+        return self._materialise(reader, chosen, scorer)
 
     def _similarities(self, ids: list[int], q_vec: np.ndarray | None) -> dict[int, float]:
         if q_vec is None or not ids:
             return {}
         return dict(zip(ids, (self.vectors.read(ids) @ q_vec[0]).tolist()))
 
-    def _materialise(self, reader: Reader, hits: list[_Hit], scorer: _Scorer, dense: bool) -> list[Passage]:
+    def _materialise(self, reader: Reader, hits: list[_Hit], scorer: _Scorer) -> list[Passage]:
         """Passages with their scores. A passage is scored on the chunk that brought it in (its text before
         neighbours merged into it), so the score of the n-th passage does not depend on how many follow."""
         texts = reader.document_texts({h.row.doc_id for h in hits})
@@ -422,7 +420,7 @@ class Searcher:
                     h.row.id,
                     h.row.title,
                     texts[h.row.doc_id][h.row.start : h.row.end],
-                    h.head_similarity if dense else None,
+                    h.head_similarity,
                 ),
                 doc_id=h.row.doc_id,
                 title=h.row.title,
