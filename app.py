@@ -23,7 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
 from rag.chat import CSS, ChatService, build_app  # noqa: E402
-from rag.errors import RagError  # noqa: E402
+from rag.errors import IndexWriteError, RagError  # noqa: E402
 
 AUTH_ENV = "RAG_AUTH"
 SHARE_CHECK_SECONDS = 5.0
@@ -106,9 +106,15 @@ def open_index(index_dir: Path, corpus_dir: Path, model: str | None) -> Index:
     if fresh or str(corpus_dir.resolve()) in index.roots():
         if fresh:
             print(f"Building the index from {corpus_dir} (first run; later runs start from the saved index)")
-        report = index.add(
-            [corpus_dir], progress=True, on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr)
-        )
+        try:
+            report = index.add(
+                [corpus_dir], progress=True, on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr)
+            )
+        except IndexWriteError as exc:
+            if fresh:
+                raise
+            print(f"warning: serving the index as it is, without the corpus's changes: {exc}", file=sys.stderr)
+            return index
         if fresh or report.added or report.updated or report.removed:
             print(f"{report.added} added, {report.updated} updated, {report.removed} removed -> {index.path}")
     return index

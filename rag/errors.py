@@ -21,6 +21,10 @@ class IndexFormatError(IndexCorruptError):
     """The index was written by an older version; `rag index` rebuilds it."""
 
 
+class IndexWriteError(RagError):
+    """The index folder could not be written (no space left, read-only, no permission); nothing was changed."""
+
+
 class ModelMismatchError(RagError):
     """The index was built with a different embedding model than the one asked for."""
 

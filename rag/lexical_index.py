@@ -15,22 +15,30 @@ index from SQLite. Readers only switch to a tantivy commit whose marker matches 
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import Stemmer
 import tantivy
 
+from rag.errors import IndexCorruptError
 from rag.lexical import bigram_text, fold
 
 FOLDER = "lexical-4"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
+# A filter keeping at most this many passages is handed to tantivy as their ids; a wider one filters a deep
+# enough prefix of the whole ranking instead, which costs less than a long id list (bench/filters.py).
+LISTED_FILTER_MAX = 20_000
 # The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
 # words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
 # text, so that BM25 sees one length per passage and a title word counts like a passage word (the weighting
@@ -112,8 +120,11 @@ class LexicalIndex:
 
     def __init__(self, index_dir: Path) -> None:
         self.path = index_dir / FOLDER
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+        if os.access(index_dir, os.W_OK):
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+        else:
+            self.index = tantivy.Index.open(str(_lockable_view(self.path)))
         self.index.register_tokenizer(STEMMED, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self.index.register_tokenizer(PLAIN, _plain_analyzer())
         self._searcher = self.index.searcher()
@@ -151,24 +162,14 @@ class LexicalIndex:
         return any(self._searcher.doc_freq(field, t) for t in self._terms(terms, field))
 
     def search(
-        self,
-        terms: Sequence[str],
-        field: str,
-        n: int,
-        allowed: Sequence[int] | None = None,
-        excluded: Sequence[int] = (),
+        self, terms: Sequence[str], field: str, n: int, keep: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `n` passages matching any of `terms` (words, or phrases of
-        words) in `field` (STEMMED or PLAIN), best first."""
-        return self.search_with_ceiling(terms, field, n, allowed, excluded)[0]
+        words) in `field` (STEMMED or PLAIN), best first; only chunks `keep` marks, when given."""
+        return self.search_with_ceiling(terms, field, n, keep)[0]
 
     def search_with_ceiling(
-        self,
-        terms: Sequence[str],
-        field: str,
-        n: int,
-        allowed: Sequence[int] | None = None,
-        excluded: Sequence[int] = (),
+        self, terms: Sequence[str], field: str, n: int, keep: np.ndarray | None = None
     ) -> tuple[list[tuple[int, float]], float]:
         """`search`, and the query's ceiling: what a passage scores that holds each term once at average
         length, the sum of their (FTS5) idfs. Scores divided by it mean the same for every question; a word
@@ -181,18 +182,38 @@ class LexicalIndex:
         clauses = [f'{field}:"{t}"^{fts5_idf_ratio(total, f):.6f}' for t, f in frequencies]
         if not clauses:
             return [], ceiling
-        parsed = self.index.parse_query(" ".join(clauses))
-        if allowed is not None:
-            keep = tantivy.Query.term_set_query(SCHEMA, "cid", [int(i) for i in allowed])
-            parsed = tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, keep)])
-        elif len(excluded):
-            drop = tantivy.Query.term_set_query(SCHEMA, "cid", [int(i) for i in excluded])
-            parsed = tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed), (tantivy.Occur.MustNot, drop)])
-        hits = searcher.search(parsed, n, count=False).hits
+        query = self.index.parse_query(" ".join(clauses))
+        if keep is None:
+            return self._hits(query, n), ceiling
+        kept = int(np.count_nonzero(keep))
+        if kept <= LISTED_FILTER_MAX:
+            # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
+            listed = tantivy.Query.const_score_query(
+                tantivy.Query.term_set_query(SCHEMA, "cid", np.flatnonzero(keep).tolist()), 0.0
+            )
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, listed)])
+            return self._hits(query, n), ceiling
+        return self._kept_hits(query, n, keep, kept), ceiling
+
+    def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
+        """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking,
+        which is exactly the filtered ranking. The first depth expects `n` kept hits at the filter's share
+        twice over; a filter that keeps few of the best hits deepens it."""
+        depth = max(n, int(2 * n * len(keep) / max(kept, 1)))
+        while True:
+            hits = self._hits(query, depth)
+            inside = [(cid, score) for cid, score in hits if cid < len(keep) and keep[cid]]
+            if len(inside) >= n or len(hits) < depth:
+                return inside[:n]
+            depth *= 4
+
+    def _hits(self, query: tantivy.Query, n: int) -> list[tuple[int, float]]:
+        searcher = self._searcher
+        hits = searcher.search(query, n, count=False).hits
         if not hits:
-            return [], ceiling
+            return []
         ids = searcher.fast_field_values("cid", [address for _, address in hits])
-        return [(int(cid), float(score)) for (score, _), cid in zip(hits, ids) if cid is not None], ceiling
+        return [(int(cid), float(score)) for (score, _), cid in zip(hits, ids) if cid is not None]
 
     # --- writing -----------------------------------------------------------------------------------------
     def writer(self) -> LexicalWriter:
@@ -243,6 +264,19 @@ class LexicalWriter:
     def rollback(self) -> None:
         self.writer.rollback()
         self.deleted.clear()
+
+
+def _lockable_view(folder: Path) -> Path:
+    """A private folder of links to a read-only lexical index's files, where tantivy can make the lock
+    files it takes even to read (a read-only mount, a snapshot on read-only media)."""
+    if not folder.is_dir():
+        raise IndexCorruptError(f"{folder} is missing: run `rag index` where the index can be written")
+    view = Path(tempfile.mkdtemp(prefix="verbatim-lexical-"))
+    atexit.register(shutil.rmtree, view, True)
+    for entry in folder.iterdir():
+        if not entry.name.startswith(".tantivy"):
+            (view / entry.name).symlink_to(entry)
+    return view
 
 
 def pending_deletions(lexical: LexicalIndex, seq: int) -> list[int] | None:

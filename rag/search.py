@@ -21,6 +21,7 @@ import numpy as np
 
 from rag.embed import Encoder, passage_input
 from rag.errors import InvalidQueryError
+from rag.facets import ChunkFilter
 from rag.fusion import convex_fusion
 from rag.lexical import bigram_query, broken_character, has_wide_script, words_and_pairs_query, words_query
 from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
@@ -178,6 +179,7 @@ class Searcher:
         self._dense_seq = 0
         self._dense_lock = threading.Lock()
         self._refresh_lock = threading.RLock()
+        self._chunk_filter = ChunkFilter()
         self.lexical = LexicalIndex(store.index_dir)
         self._follow_lexical()
         self._read_caches()
@@ -274,12 +276,8 @@ class Searcher:
         q_vec = self.embedder.encode_query(question) if mode != "keyword" else None
         ranks_dense = q_vec if self.uses_dense(asked, mode) else None
         with self.store.read() as reader:
-            allowed = reader.allowed_chunks(filters) if filters.active() else None
-            excluded = reader.chunks_of_sources(exclude) if exclude else []
-            if allowed is not None and excluded:
-                allowed = sorted(set(allowed) - set(excluded))
-                excluded = []
-            arms = self.arms(asked, max(100, k * 10), ranks_dense, allowed, excluded)
+            keep = self.kept_chunks(reader, filters, exclude)
+            arms = self.arms(asked, max(100, k * 10), ranks_dense, keep)
             dense = q_vec is not None
             scorer = _Scorer(asked, self.calibration.model(dense), arms.lexical_strengths, dense)
             passages = self._passages(reader, self.fuse(arms, mode), max(k, FOUND_DEPTH), q_vec, scorer)
@@ -295,20 +293,23 @@ class Searcher:
         to understand the question's script."""
         return mode == "semantic" or (mode == "hybrid" and (self.calibration.dense_wide_script or not asked.wide))
 
-    def arms(
-        self,
-        asked: Question,
-        depth: int,
-        q_vec: np.ndarray | None,
-        allowed: list[int] | None = None,
-        excluded: Sequence[int] = (),
-    ) -> Arms:
+    def arms(self, asked: Question, depth: int, q_vec: np.ndarray | None, keep: np.ndarray | None = None) -> Arms:
         """Every ranking of one search, each with what its scores are measured against. The lexical arms run
         in every mode: in semantic search they rank nothing but still give each passage its lexical evidence,
-        so that its score means what it means in the other modes."""
-        lexical = self.lexical_arms(asked.text, depth, allowed, excluded)
-        dense = self.dense(q_vec, depth, allowed, excluded) if q_vec is not None else None
+        so that its score means what it means in the other modes. `keep` (a mask over chunk ids) limits them
+        all to what filters keep."""
+        lexical = self.lexical_arms(asked.text, depth, keep)
+        dense = self.dense(q_vec, depth, keep) if q_vec is not None else None
         return Arms(lexical, dense)
+
+    def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: Sequence[str] = ()) -> np.ndarray | None:
+        """The mask of chunks that `filters` keep and `exclude` does not leave out, as of the reader's
+        commit; None when nothing is filtered."""
+        if not filters.active() and not exclude:
+            return None
+        with self._refresh_lock:
+            self._chunk_filter.follow(reader, int(reader.meta().get("seq", 0)))
+            return self._chunk_filter.keep(filters, frozenset(exclude))
 
     def fuse(self, arms: Arms, mode: Mode = "hybrid") -> list[tuple[int, float]]:
         if mode == "semantic":
@@ -329,22 +330,13 @@ class Searcher:
             "multilingual model such as paraphrase-multilingual-MiniLM-L12-v2 (rag index --model PATH)."
         )
 
-    def dense(
-        self, q_vec: np.ndarray, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
-    ) -> list[tuple[int, float]]:
-        if allowed is not None and not allowed:
-            return []
+    def dense(self, q_vec: np.ndarray, n: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
         dense = self.dense_index()
         with self._dense_lock:
-            return dense.search(
-                q_vec,
-                n,
-                allowed=None if allowed is None else np.asarray(allowed, dtype=np.int64),
-                excluded=np.asarray(excluded, dtype=np.int64) if len(excluded) else None,
-            )
+            return dense.search(q_vec, n, keep)
 
     def lexical_arms(
-        self, question: str, n: int, allowed: list[int] | None = None, excluded: Sequence[int] = ()
+        self, question: str, n: int, keep: np.ndarray | None = None
     ) -> list[tuple[list[tuple[int, float]], float]]:
         """The BM25 rankings for `question`, each with its ceiling (`LexicalIndex.search_with_ceiling`): for
         Hangul/CJK the plain fields with two-character pieces; otherwise the stemmed fields queried with words
@@ -354,22 +346,11 @@ class Searcher:
             plans = [(bigram_query(question), PLAIN)]
         else:
             plans = [(words_and_pairs_query(question), STEMMED), (words_query(question), PLAIN)]
-        if allowed is not None and not allowed:
-            return [([], 0.0) for _ in plans]
-        return [self.lexical.search_with_ceiling(terms, field, n, allowed, excluded) for terms, field in plans]
+        return [self.lexical.search_with_ceiling(terms, field, n, keep) for terms, field in plans]
 
-    def bm25(
-        self,
-        terms: Sequence[str],
-        field: str,
-        n: int,
-        allowed: list[int] | None = None,
-        excluded: Sequence[int] = (),
-    ) -> list[tuple[int, float]]:
+    def bm25(self, terms: Sequence[str], field: str, n: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score, higher is better) of passages matching any of `terms` in `field`."""
-        if allowed is not None and not allowed:
-            return []
-        return self.lexical.search(terms, field, n, allowed, excluded)
+        return self.lexical.search(terms, field, n)
 
     def _passages(
         self, reader: Reader, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray | None, scorer: _Scorer

@@ -13,6 +13,7 @@ Callers get typed records (`ChunkHit`, `DocumentSummary`, ...) and never a curso
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rag.errors import IndexFormatError, IndexNotFoundError
+from rag.errors import IndexFormatError, IndexNotFoundError, IndexWriteError
 from rag.lexical_index import FOLDER as LEXICAL_FOLDER
 from rag.lexical_index import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
 from rag.store_read import (
@@ -134,66 +135,122 @@ class Store:
 @contextmanager
 def open_writer(index_dir: Path, model: str, dimension: int) -> Iterator[Writer]:
     """The index's one writer, inside one transaction: committed when the block ends, rolled back (and the
-    appended vector tail ignored) when it raises or the process dies."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / LOCK_NAME, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        conn = connect(index_dir / DB_NAME)
-        lexical = LexicalIndex(index_dir)
-        lexical_writer = lexical.writer()
+    appended vector tail ignored) when it raises or the process dies. A folder that cannot be written (full,
+    read-only, not ours) is an `IndexWriteError` naming it, with the index as it was."""
+    with write_errors(index_dir):
+        index_dir.mkdir(parents=True, exist_ok=True)
+        with open(index_dir / LOCK_NAME, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield from _write(index_dir, model, dimension)
+
+
+def _write(index_dir: Path, model: str, dimension: int) -> Iterator[Writer]:
+    conn = connect(index_dir / DB_NAME)
+    lexical = LexicalIndex(index_dir)
+    lexical_writer = lexical.writer()
+    try:
+        conn.executescript(SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        reader = Reader(conn, index_dir)
+        meta = reader.meta()
+        if meta:
+            check_model(meta["model"], model, index_dir)
+        _repair_lexical(reader, lexical, lexical_writer)
+        writer = Writer(conn, index_dir, model, dimension, lexical_writer)
         try:
-            conn.executescript(SCHEMA)
-            conn.execute("BEGIN IMMEDIATE")
-            reader = Reader(conn, index_dir)
-            meta = reader.meta()
-            if meta:
-                check_model(meta["model"], model, index_dir)
-            _repair_lexical(reader, lexical, lexical_writer)
-            writer = Writer(conn, index_dir, model, dimension, lexical_writer)
-            try:
-                yield writer
-                writer.finish()
-                crash_point("before-commit")
-                lexical_writer.commit(writer.seq)
-                crash_point("lexical-committed")
-                conn.execute("COMMIT")
-                crash_point("after-commit")
-            except BaseException:
+            yield writer
+            writer.finish()
+            crash_point("before-commit")
+            lexical_writer.commit(writer.seq)
+            crash_point("lexical-committed")
+            conn.execute("COMMIT")
+            crash_point("after-commit")
+        except BaseException:
+            if conn.in_transaction:  # SQLite ends the transaction itself on some errors (a full disk)
                 conn.execute("ROLLBACK")
-                lexical_writer.rollback()
-                raise
-            clear_pending(lexical)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            write_manifest(index_dir, reader.manifest())
-            remove_unused_files(index_dir, reader.meta())
-        finally:
-            lexical_writer.close()
-            conn.close()
+            lexical_writer.rollback()
+            raise
+        clear_pending(lexical)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        write_manifest(index_dir, reader.manifest())
+        crash_point("manifest-written")
+        remove_unused_files(index_dir, reader.meta())
+    finally:
+        lexical_writer.close()
+        conn.close()
+
+
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on its device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "a file grew past the size this system allows",
+    errno.EROFS: "it is on a read-only file system",
+}
+
+
+@contextmanager
+def write_errors(index_dir: Path) -> Iterator[None]:
+    """Turn the ways a folder refuses a write into one `IndexWriteError` that says what to do."""
+    try:
+        yield
+    except IndexWriteError:
+        raise
+    except OSError as exc:
+        ours = exc.filename is None or str(exc.filename).startswith(str(index_dir))
+        if exc.errno in _WRITE_ERRNOS:
+            raise _write_error(index_dir, _WRITE_ERRNOS[exc.errno]) from exc
+        if exc.errno in (errno.EACCES, errno.EPERM) and ours:
+            raise _write_error(index_dir, "permission denied") from exc
+        raise
+    except sqlite3.OperationalError as exc:
+        reason = str(exc)
+        if "full" in reason:
+            reason = _WRITE_ERRNOS[errno.ENOSPC]
+        raise _write_error(index_dir, reason) from exc
+    except ValueError as exc:  # tantivy reports its I/O failures as ValueError
+        text = str(exc)
+        reason = next((r for code, r in _WRITE_ERRNOS.items() if os.strerror(code) in text), None)
+        if reason is None and "Permission denied" in text:
+            reason = "permission denied"
+        if reason is None:
+            raise
+        raise _write_error(index_dir, reason) from exc
+
+
+def _write_error(index_dir: Path, reason: str) -> IndexWriteError:
+    return IndexWriteError(
+        f"cannot write the index in {index_dir}: {reason}. Nothing was changed; free space or make the folder "
+        "writable, then run `rag index` again"
+    )
 
 
 def recover(index_dir: Path) -> bool:
     """Repair what a killed writer left (a lexical index one commit ahead of SQLite), unless a writer is at
-    work now, which repairs it itself. Returns False when the index folder cannot be written."""
+    work now, which repairs it itself. Returns False when the index folder cannot be written (read-only,
+    full): the reader then searches what is there."""
     try:
-        lock = open(index_dir / LOCK_NAME, "w")  # noqa: SIM115 - held for the whole repair below
-    except OSError:
+        with write_errors(index_dir), open(index_dir / LOCK_NAME, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            _repair(index_dir)
+    except IndexWriteError:
         return False
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        conn = connect(index_dir / DB_NAME)
-        lexical = LexicalIndex(index_dir)
-        writer = lexical.writer()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            _repair_lexical(Reader(conn, index_dir), lexical, writer)
-            conn.execute("ROLLBACK")
-        finally:
-            writer.close()
-            conn.close()
     return True
+
+
+def _repair(index_dir: Path) -> None:
+    conn = connect(index_dir / DB_NAME)
+    lexical = LexicalIndex(index_dir)
+    writer = lexical.writer()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        _repair_lexical(Reader(conn, index_dir), lexical, writer)
+        conn.execute("ROLLBACK")
+    finally:
+        writer.close()
+        conn.close()
 
 
 def _repair_lexical(reader: Reader, lexical: LexicalIndex, writer: LexicalWriter) -> None:

@@ -55,6 +55,8 @@ CREATE INDEX IF NOT EXISTS documents_cluster ON documents(cluster);
 CREATE INDEX IF NOT EXISTS documents_dup_of ON documents(dup_of);
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
 CREATE INDEX IF NOT EXISTS documents_file ON documents(root, file);
+-- what filters read: covering, so reading it for every document never touches the stored texts
+CREATE INDEX IF NOT EXISTS documents_fields ON documents(id, dup_of, source, file, site, url, published);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,          -- also the row of its vector in the vector file
     doc_id INTEGER NOT NULL,
@@ -163,6 +165,15 @@ def crash_point(step: str) -> None:
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """A connection for reading and writing; in a folder that cannot be written (a read-only mount, a copied
+    snapshot on read-only media) an immutable read-only one, since WAL mode needs files beside the database
+    that such a folder cannot get."""
+    if not os.access(path.parent, os.W_OK):
+        if not path.exists():
+            raise no_index_error(path.parent)
+        return sqlite3.connect(
+            f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
+        )
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -355,36 +366,16 @@ class Reader:
         return {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute("SELECT root, file, size, mtime_ns FROM files")}
 
     # --- search ----------------------------------------------------------------------------------------
-    def chunks_of_sources(self, sources: Sequence[str]) -> list[int]:
-        rows = self.conn.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id "
-            "WHERE d.source IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(sources)),),
-        )
-        return [r[0] for r in rows]
+    def document_fields(self) -> list[tuple[int, int | None, str, str, str | None, str | None, str | None]]:
+        """(id, dup_of, source, file, site, url, published) of every document: what filters match."""
+        return self.conn.execute("SELECT id, dup_of, source, file, site, url, published FROM documents").fetchall()
 
-    def allowed_chunks(self, filters: DocFilter) -> list[int]:
-        """Chunks of the documents the filters keep; an exact copy that matches keeps the text it shares."""
-        where, args = [], []
-        if filters.source:
-            host = filters.source.lower().removeprefix("www.")
-            where.append(
-                "(d.source = ? OR d.source GLOB ? OR d.file = ? OR d.file GLOB ? OR lower(d.site) = ? "
-                "OR lower(d.url) GLOB ? OR lower(d.url) GLOB ?)"
-            )
-            args += [filters.source] * 4 + [filters.source.lower(), f"*://{host}/*", f"*://www.{host}/*"]
-        if filters.since:
-            where.append("d.published >= ?")
-            args.append(filters.since)
-        if filters.until:
-            where.append("d.published <= ?")
-            args.append(filters.until)
-        rows = self.conn.execute(
-            "SELECT c.id FROM chunks c WHERE c.doc_id IN "
-            f"(SELECT coalesce(d.dup_of, d.id) FROM documents d WHERE {' AND '.join(where)})",
-            args,
-        )
-        return [r[0] for r in rows]
+    def chunk_owners(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their documents) of the live chunks at or after row `rows`."""
+        pairs = np.array(self.conn.execute("SELECT id, doc_id FROM chunks WHERE id >= ?", (rows,)).fetchall())
+        if not len(pairs):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
 
     def copy_holders(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT DISTINCT dup_of FROM documents WHERE dup_of IS NOT NULL")}

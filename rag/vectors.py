@@ -33,6 +33,7 @@ MIN_NPROBE = 16
 TRAIN_POINTS_PER_LIST = 40
 READ_ROWS = 65_536
 EXACT_SUBSET_ROWS = 20_000  # a filter keeping fewer chunks than this is scored exactly
+MAPPED_READ_ROWS = 256  # reading more rows than this at once maps the file instead of reading row by row
 
 
 def lists_for(rows: int) -> int:
@@ -60,6 +61,12 @@ class VectorFile:
         out = np.zeros((len(ids), self.dimension), dtype=np.float32)
         if not ids:
             return out
+        if len(ids) > MAPPED_READ_ROWS:  # many rows (an exactly scored filter): one mapped gather
+            rows = self.rows_on_disk()
+            if max(ids) >= rows:
+                raise IndexCorruptError(f"{self.path}: no vector for chunk {max(ids)}; rebuild with `rag index`")
+            mapped = np.memmap(self.path, dtype=VECTOR_DTYPE, mode="r", shape=(rows, self.dimension))
+            return mapped[np.asarray(ids, dtype=np.int64)].astype(np.float32)
         with open(self.path, "rb") as f:
             for n, i in enumerate(ids):
                 raw = os.pread(f.fileno(), self.row_bytes, int(i) * self.row_bytes)
@@ -211,25 +218,25 @@ class DenseIndex:
         if len(ids):
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
 
-    def search(
-        self, query: np.ndarray, n: int, allowed: np.ndarray | None = None, excluded: np.ndarray | None = None
-    ) -> list[tuple[int, float]]:
-        """Best `n` (chunk id, inner product). A small `allowed` set is scored exactly from the file: an IVF
-        probe would find too few of its members."""
-        if allowed is not None and len(allowed) <= EXACT_SUBSET_ROWS:
-            return self._search_subset(query, np.unique(allowed), n)
-        if self.ntotal == 0:
-            return []
+    def search(self, query: np.ndarray, n: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Best `n` (chunk id, inner product), among the chunks `keep` marks when given. A filter keeping few
+        chunks is scored exactly from the file (an IVF probe would find too few of them); a wider one goes to
+        FAISS as a bitmap, tested inside the search."""
         params = None
-        if allowed is not None or (excluded is not None and len(excluded)):
-            inner = faiss.IDSelectorBatch(np.ascontiguousarray(allowed if allowed is not None else excluded, np.int64))
-            selector = inner if allowed is not None else faiss.IDSelectorNot(inner)
+        if keep is not None:
+            kept = int(np.count_nonzero(keep))
+            if kept <= EXACT_SUBSET_ROWS:
+                return self._search_subset(query, np.flatnonzero(keep), n)
+            bits = np.packbits(keep, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its size is in bytes
             params = (
                 faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
                 if self.approximate
                 else faiss.SearchParameters(sel=selector)
             )
-            params.keep = (inner, selector)  # the selectors must outlive the search
+            params.keep = (bits, selector)  # the bitmap must outlive the search
+        if self.ntotal == 0:
+            return []
         scores, ids = self.index.search(query, min(n, self.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 

@@ -1,0 +1,150 @@
+"""A filter is applied inside each arm: what it gives must be exactly the unfiltered ranking with the documents
+the filter leaves out taken away, whichever way the arm applies it (a short id list or a deep prefix for the
+lexical arms, an exact subset or a FAISS bitmap for the dense one), and it must follow the index's writes.
+Its cost is measured by bench/filters.py, not here."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS
+
+from rag import Index, lexical_index, vectors
+from rag.search import date_bound
+from rag.store import DocFilter
+
+SITES = ["Harbour Gazette", "Capital Wire", "Valley Times"]
+FILTERS = [
+    {"source": "Harbour Gazette"},
+    {"since": "2020", "until": "2020"},
+    {"until": "2016-06"},
+    {"source": "archive-1.jsonl"},
+    {"source": "archive-*.jsonl", "since": "2023-07"},
+    {"source": "harbour.example.org"},
+    {"source": "nowhere.txt"},
+]
+QUESTIONS = ["When did the president meet the party leader?", "Which talks did the senator welcome in Seoul?"]
+
+
+def write_archive(folder: Path, articles: int, seed: int) -> None:
+    """Short made-up articles in the seed corpus's words, spread over sites, years and four export files."""
+    words = re.findall(r"[A-Za-z][a-z]+", " ".join(p.read_text() for p in CORPUS.glob("*.txt")))
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[int, list[str]] = {}
+    for n in range(articles):
+        sentences = [" ".join(rng.choices(words, k=rng.randint(10, 20))).capitalize() + "." for _ in range(12)]
+        site = rng.choice(SITES)
+        record = {
+            "title": f"{' '.join(rng.choices(words, k=5)).capitalize()} {n}",
+            "text": "\n\n".join(" ".join(sentences[i : i + 4]) for i in range(0, 12, 4)),
+            "site": site,
+            "url": f"https://{'www.' if n % 2 else ''}{site.split()[0].lower()}.example.org/{n}",
+        }
+        if n % 7:  # every seventh article has no date, and no date filter keeps it
+            record["date"] = f"{rng.randint(2014, 2025)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        files.setdefault(n % 4, []).append(json.dumps(record))
+    for k, lines in files.items():
+        (folder / f"archive-{k}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, Path]:
+    corpus = tmp_path_factory.mktemp("filters") / "corpus"
+    write_archive(corpus, 240, seed=5)
+    index = Index(tmp_path_factory.mktemp("filters-index"), model="hashing")
+    index.add([corpus])
+    return index, corpus
+
+
+def kept_by_hand(index: Index, chunk_ids: list[int], filters: dict) -> list[int]:
+    """The chunks whose document (or an exact copy of it) the filter keeps, worked out from each document's
+    own metadata, one by one."""
+    since, until = date_bound(filters.get("since"), "since"), date_bound(filters.get("until"), "until")
+    name = filters.get("source")
+    with index.searcher.store.read() as reader:
+        hits = reader.chunk_hits(chunk_ids)
+        out = []
+        for cid in chunk_ids:
+            doc = reader.document(hits[cid].doc_id)
+            host = re.sub(r"^https?://(www\.)?([^/]+)/.*", r"\2", doc.url or "")
+            named = name is None or (
+                any(
+                    re.fullmatch(name.replace(".", r"\.").replace("*", ".*"), s)
+                    for s in (doc.source, doc.source.split("#")[0])  # the record, or the file that holds it
+                )
+                or (doc.site or "").lower() == name.lower()
+                or host == name
+            )
+            dated = (since is None and until is None) or (
+                doc.published is not None and (since or "") <= doc.published[:10] <= (until or "9999")
+            )
+            if named and dated:
+                out.append(cid)
+        return out
+
+
+def filtered_arms(index: Index, question: str, filters: dict, n: int) -> tuple[list, list]:
+    searcher = index.searcher
+    f = DocFilter(
+        filters.get("source"), date_bound(filters.get("since"), "since"), date_bound(filters.get("until"), "until")
+    )
+    with searcher.store.read() as reader:
+        keep = searcher.kept_chunks(reader, f)
+    q_vec = index.embedder.encode_query(question)
+    return searcher.lexical_arms(question, n, keep), searcher.dense(q_vec, n, keep)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["listed-and-exact", "prefix-and-bitmap"])
+def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out(
+    archive: tuple[Index, Path], wide: bool, monkeypatch: pytest.MonkeyPatch
+):
+    index, _ = archive
+    if wide:  # as a filter keeping a large share of a big collection is applied
+        monkeypatch.setattr(lexical_index, "LISTED_FILTER_MAX", 0)
+        monkeypatch.setattr(vectors, "EXACT_SUBSET_ROWS", 0)
+    everything = index.info()["chunks"]
+    searcher = index.searcher
+    for question in QUESTIONS:
+        whole_lexical = searcher.lexical_arms(question, everything)
+        whole_dense = searcher.dense(index.embedder.encode_query(question), everything)
+        for filters in FILTERS:
+            lexical, dense = filtered_arms(index, question, filters, 20)
+            for (ranking, ceiling), (whole, whole_ceiling) in zip(lexical, whole_lexical):
+                expected = kept_by_hand(index, [cid for cid, _ in whole], filters)[:20]
+                assert [cid for cid, _ in ranking] == expected, filters
+                scores = dict(whole)
+                assert [s for _, s in ranking] == pytest.approx([scores[c] for c in expected]), "scores moved"
+                assert ceiling == whole_ceiling
+            expected = kept_by_hand(index, [cid for cid, _ in whole_dense], filters)[:20]
+            assert sorted(cid for cid, _ in dense) == sorted(expected), filters
+    assert kept_by_hand(index, [cid for cid, _ in whole_dense], {"source": "nowhere.txt"}) == []
+
+
+def test_filters_follow_writes(archive: tuple[Index, Path], tmp_path: Path):
+    index, corpus = archive
+    searcher = index.searcher
+    before = index.search("harbour pilots strike", k=3, mode="keyword", source="Valley Times")
+    (corpus / "pilots.jsonl").write_text(
+        json.dumps(
+            {
+                "title": "Harbour pilots strike",
+                "text": "Harbour pilots stopped work on Monday over pay, and forty ships waited outside.",
+                "site": "Valley Times",
+                "date": "2021-03-04",
+            }
+        )
+        + "\n"
+    )
+    (corpus / "archive-3.jsonl").unlink()
+    Index(index.path).add([corpus])  # another writer: the open index follows its commit
+    after = index.search("harbour pilots strike", k=3, mode="keyword", source="Valley Times", since="2021-03")
+    assert after.passages[0].source == "pilots.jsonl#1"
+    assert "pilots.jsonl#1" not in {p.source for p in before.passages}
+    gone = index.search("harbour pilots strike", k=50, mode="keyword", source="archive-3.jsonl")
+    assert gone.passages == []
+    assert searcher is index.searcher
