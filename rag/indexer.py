@@ -350,6 +350,7 @@ def _vectors_for(
     if todo:
         encoded = embedding.embedder.encode_ids([ids for _, ids in todo])
         found.update(zip((d for d, _ in todo), encoded))
+        crash_point("embedding")
     return found, len(todo)
 
 

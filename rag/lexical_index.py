@@ -31,6 +31,7 @@ import tantivy
 
 from rag.errors import IndexCorruptError
 from rag.lexical import bigram_text, fold
+from rag.store_read import crash_point
 
 FOLDER = "lexical-4"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
@@ -253,6 +254,7 @@ class LexicalWriter:
         with open(tmp) as f:
             os.fsync(f.fileno())
         os.replace(tmp, pending)
+        crash_point("lexical-pending-written")
         self.writer.delete_documents_by_term("marker", MARKER)
         self.writer.add_document(tantivy.Document(seq=seq, marker=MARKER))
         self.writer.commit()

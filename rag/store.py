@@ -163,6 +163,7 @@ def _write(index_dir: Path, model: str, dimension: int) -> Iterator[Writer]:
             crash_point("before-commit")
             lexical_writer.commit(writer.seq)
             crash_point("lexical-committed")
+            crash_point("during-commit")
             conn.execute("COMMIT")
             crash_point("after-commit")
         except BaseException:

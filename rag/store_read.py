@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -159,9 +160,14 @@ class DocFilter:
 
 def crash_point(step: str) -> None:
     """SIGKILL this process at a named step of a write when the fault tests ask for it ($VERBATIM_CRASH_AT), so
-    every step's crash is reproducible instead of hoped for at a random moment."""
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    every step's crash is reproducible instead of hoped for at a random moment. A step named `during-...`
+    is killed from another thread a moment later, while the step that follows it (the SQLite commit) runs."""
+    if os.environ.get(CRASH_ENV) != step:
+        return
+    if step.startswith("during-"):
+        threading.Timer(0.0005, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -1,0 +1,331 @@
+"""The fault campaign: whatever happens to a write, the index is the previous state or the new one, whole,
+and the next write goes on without a person.
+
+- SIGKILL at each named step of a write (`rag.store.crash_point`: after each file is written or renamed,
+  during embedding, during the SQLite commit), at random moments, and on an index of 100,000 chunks;
+- a full disk (a small tmpfs where this machine may mount one, and always a file-size limit, which fails
+  writes the same way), a read-only index folder, two writers at once, a reader open across many writes.
+
+After each case the index must open, its counts must agree (documents, chunk rows, lexical passages, vectors
+the dense index holds), a known question must still find its passage, and the next write must give exactly
+what an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag import Index
+from rag.store import CRASH_ENV
+from tests.conftest import synthetic_articles
+
+QUESTION = "Which senator from Vermont did Kim Jong-hoon meet?"
+EVIDENCE = "Bernie Sanders"
+CHILD = """
+import sys
+from rag import Index
+Index(sys.argv[1], model="hashing").add(sys.argv[2:])
+"""
+STEPS = [
+    "documents-written",
+    "embedding",
+    "chunks-written",
+    "vectors-appended",
+    "before-commit",
+    "lexical-pending-written",
+    "lexical-committed",
+    "during-commit",
+    "after-commit",
+    "manifest-written",
+]
+COMMITTED = {"after-commit", "manifest-written"}
+
+
+def index_in_child(index: Path, *paths: Path, crash_at: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, CRASH_ENV: crash_at or ""}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(index), *map(str, paths)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def state(index_dir: Path) -> dict:
+    """What a reader sees, checked for consistency on the way."""
+    index = Index(index_dir)
+    info = index.info()
+    searcher = index.searcher
+    with searcher.store.read() as reader:
+        counts = reader.counts()
+    rows = counts["chunks"]
+    assert info["chunks"] == rows == searcher.lexical.passages() == searcher.dense_index().ntotal
+    assert len(info["documents"]) == info["document_count"]
+    return {"documents": sorted(d["source"] for d in info["documents"]), "chunks": rows}
+
+
+def state_of_clean_build(folder: Path, *paths: Path) -> dict:
+    Index(folder, model="hashing").add(list(paths))
+    return state(folder)
+
+
+def finds_evidence(index_dir: Path) -> bool:
+    answer = Index(index_dir).search(QUESTION, k=5, mode="keyword")
+    return any(EVIDENCE in p.text for p in answer.passages)
+
+
+def add_copies(corpus: Path, n: int) -> None:
+    for i in range(n):
+        for src in sorted(corpus.glob("00*.txt"))[:2]:
+            (corpus / f"copy{i:02d}_{src.name}").write_text(f"Copy {i} of an article\n" + src.read_text())
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_write_killed_at_each_step_leaves_a_whole_index(tmp_path: Path, corpus_copy: Path, step: str):
+    idx = tmp_path / "idx"
+    Index(idx, model="hashing").add([corpus_copy])
+    before = state(idx)
+    add_copies(corpus_copy, 3)
+    (corpus_copy / "001_33dd8276e80e8104.txt").unlink()
+
+    child = index_in_child(idx, corpus_copy, crash_at=step)
+    child.wait(timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+
+    after = state(idx)
+    if step == "during-commit":  # killed inside the commit, or just after it: either whole state
+        assert after == before or after == state_of_clean_build(tmp_path / "during", corpus_copy)
+    else:
+        assert (after != before) if step in COMMITTED else (after == before)
+    assert finds_evidence(idx)
+    Index(idx).add([corpus_copy])
+    clean = tmp_path / "clean"
+    Index(clean, model="hashing").add([corpus_copy])
+    assert state(idx) == state(clean)
+    assert finds_evidence(idx)
+
+
+def test_writes_killed_at_random_moments(tmp_path: Path, corpus_copy: Path):
+    idx = tmp_path / "idx"
+    Index(idx, model="hashing").add([corpus_copy])
+    states = [state(idx)]
+    rng = random.Random(7)
+    for round_ in range(6):
+        add_copies(corpus_copy, 20 + round_)
+        child = index_in_child(idx, corpus_copy)
+        time.sleep(rng.uniform(0.2, 1.5))
+        child.kill()
+        child.wait()
+        now = state(idx)
+        clean = tmp_path / f"clean{round_}"
+        Index(clean, model="hashing").add([corpus_copy])
+        assert now in (states[-1], state(clean)), "a state that is neither the one before nor the one after"
+        assert finds_evidence(idx)
+        Index(idx).add([corpus_copy])
+        states.append(state(idx))
+    report = Index(idx).add([corpus_copy])
+    assert report.chunks == state(idx)["chunks"]
+    assert not [p for p in idx.iterdir() if p.name.startswith(".staging")]
+
+
+def test_a_killed_write_on_100k_chunks(tmp_path: Path, corpus_copy: Path):
+    """The same promise at a size where the old design copied a gigabyte per write."""
+    big = tmp_path / "archive"
+    synthetic_articles(big, articles=6_500, seed=3)
+    idx = tmp_path / "idx"
+    report = Index(idx, model="hashing").add([big, corpus_copy])
+    assert report.chunks >= 100_000
+    before = state(idx)
+    (corpus_copy / "new_story.txt").write_text(
+        "Harbour pilots strike in Busan\n\nPilots at the port of Busan stopped work on Monday over pay, "
+        "and forty container ships waited outside the breakwater until the evening.\n"
+    )
+    for step in ("vectors-appended", "before-commit"):
+        child = index_in_child(idx, big, corpus_copy, crash_at=step)
+        child.wait(timeout=300)
+        assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+        assert state(idx) == before
+    assert finds_evidence(idx)
+    report = Index(idx).add([big, corpus_copy])
+    assert (report.added, report.removed) == (1, 0)
+    assert state(idx)["chunks"] == before["chunks"] + 1
+    assert (
+        "forty container ships" in Index(idx).search("How many container ships waited in Busan?", k=1).passages[0].text
+    )
+
+
+def test_a_first_build_killed_before_its_commit_leaves_no_index_and_the_next_build_goes_on(
+    tmp_path: Path, corpus_copy: Path
+):
+    idx = tmp_path / "idx"
+    child = index_in_child(idx, corpus_copy, crash_at="chunks-written")
+    child.wait(timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    assert not Index(idx).exists()
+    report = Index(idx, model="hashing").add([corpus_copy])
+    assert report.added == 7 and finds_evidence(idx)
+
+
+# --- the folder refuses writes ----------------------------------------------------------------------------
+def mount(*args: str) -> bool:
+    """Whether this machine lets the tests mount (root with the capability, as CI has); else they fall back."""
+    return os.geteuid() == 0 and subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def unmount(path: Path) -> None:
+    """Unmount once the test's own handles are closed; lazily if one is still held."""
+    gc.collect()
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def rag_index(index: Path, *paths: Path, preexec=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rag", "index", *map(str, paths), "--index", str(index), "--quiet"],
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        timeout=120,
+    )
+
+
+def limit_file_size(limit: int):
+    """For a child: any file write past `limit` bytes fails with EFBIG, as a full disk fails it."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("how", ["tmpfs", "file-size-limit"])
+def test_a_full_disk_leaves_the_index_as_it_was_and_the_next_write_goes_on(tmp_path: Path, corpus_copy: Path, how):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    idx = disk / "idx"
+    more = tmp_path / "more"
+    synthetic_articles(more, articles=120, seed=4)
+    if how == "tmpfs" and not mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)):
+        pytest.skip("this machine may not mount a tmpfs; the file-size limit case covers a full disk")
+    try:
+        Index(idx, model="hashing").add([corpus_copy])
+        before = state(idx)
+        if how == "tmpfs":
+            refused = rag_index(idx, corpus_copy, more)
+        else:
+            refused = rag_index(idx, corpus_copy, more, preexec=limit_file_size((idx / "rag.sqlite").stat().st_size))
+        assert refused.returncode == 2, refused.stderr
+        message = refused.stderr.strip().splitlines()
+        assert len(message) == 1 and message[0].startswith(f"error: cannot write the index in {idx}: "), message
+        assert state(idx) == before and finds_evidence(idx)
+        if how == "tmpfs":
+            assert mount("-o", "remount,size=64m", str(disk))
+        report = Index(idx).add([corpus_copy, more])
+        assert state(idx) == state_of_clean_build(tmp_path / "clean", corpus_copy, more)
+        assert report.added == 120 and finds_evidence(idx)
+    finally:
+        if how == "tmpfs":
+            unmount(disk)
+
+
+def test_a_read_only_index_answers_and_refuses_writes_in_one_line(tmp_path: Path, corpus_copy: Path):
+    idx = tmp_path / "idx"
+    Index(idx, model="hashing").add([corpus_copy])
+    before = state(idx)
+    view = tmp_path / "read-only"
+    view.mkdir()
+    if not mount("--bind", str(idx), str(view)):
+        if os.geteuid() == 0:
+            pytest.skip("root without the right to mount: a read-only folder cannot be made here")
+        view.rmdir()
+        view = idx
+        os.chmod(idx, 0o555)
+    elif not mount("-o", "remount,bind,ro", str(view)):
+        unmount(view)
+        pytest.skip("this machine may not remount read-only")
+    try:
+        assert state(view) == before and finds_evidence(view)
+        answer = Index(view).search(QUESTION, k=3)  # hybrid: the dense index reads the vector file too
+        assert any(EVIDENCE in p.text for p in answer.passages)
+        (corpus_copy / "new.txt").write_text("A new article.\n\nIt says one thing, plainly, in one sentence.\n")
+        refused = rag_index(view, corpus_copy)
+        assert refused.returncode == 2
+        assert (
+            refused.stderr.strip().splitlines()
+            == [
+                f"error: cannot write the index in {view}: it is on a read-only file system. Nothing was changed; "
+                "free space or make the folder writable, then run `rag index` again"
+            ]
+            or "permission denied" in refused.stderr
+        )
+    finally:
+        if view != idx:
+            unmount(view)
+        os.chmod(idx, 0o755)
+    report = Index(idx).add([corpus_copy])
+    assert report.added == 1 and state(idx)["documents"] == [*before["documents"], "new.txt"]
+
+
+# --- more than one process ------------------------------------------------------------------------------
+def test_two_writers_at_once_both_land(tmp_path: Path, corpus_copy: Path):
+    idx = tmp_path / "idx"
+    Index(idx, model="hashing").add([corpus_copy])
+    first, second = tmp_path / "first", tmp_path / "second"
+    synthetic_articles(first, articles=60, seed=11)
+    synthetic_articles(second, articles=60, seed=12)
+    writers = [index_in_child(idx, folder) for folder in (first, second)]
+    for child in writers:
+        child.wait(timeout=120)
+        assert child.returncode == 0, child.stderr.read().decode()
+    assert state(idx) == state_of_clean_build(tmp_path / "clean", corpus_copy, first, second)
+    assert finds_evidence(idx)
+
+
+def open_files_in(folder: Path) -> list[str]:
+    """Files under `folder` this process holds open, once the throw-away `Index` objects are collected (SQLite
+    keeps a closed connection's file open while another connection of the process holds a lock on it)."""
+    for _ in range(2):
+        gc.collect()
+    held = []
+    for fd in list(Path("/proc/self/fd").iterdir()):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            held.append(target)
+    return held
+
+
+def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(tmp_path: Path, corpus_copy: Path):
+    idx = tmp_path / "idx"
+    Index(idx, model="hashing").add([corpus_copy])
+    reader = Index(idx)
+    assert finds_evidence(idx) and reader.search(QUESTION, k=3, mode="hybrid").found is not None
+    held = len(open_files_in(idx))
+    for n in range(12):
+        (corpus_copy / f"wire_{n}.txt").write_text(
+            f"Port story {n}\n\nDock workers in harbour number {n} loaded {100 + n} containers of kimchi on Friday.\n"
+        )
+        if n >= 3:
+            (corpus_copy / f"wire_{n - 3}.txt").unlink()
+        Index(idx).add([corpus_copy])  # another writer
+        answer = reader.search(f"How many containers did harbour number {n} load?", k=1, mode="hybrid")
+        assert answer.passages[0].source == f"wire_{n}.txt"
+        gone = reader.search(f"containers harbour number {n - 3}", k=5, mode="keyword", source=f"wire_{n - 3}.txt")
+        assert n < 3 or gone.passages == []
+        assert state(idx)["chunks"] == reader.info()["chunks"]
+        files = open_files_in(idx)
+        assert not [f for f in files if f.endswith("(deleted)")], "the reader holds deleted files open"
+        assert len(files) <= held + 3, files
