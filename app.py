@@ -24,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
 from rag.chat import CSS, ChatService, build_app  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
+from rag.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
 
 AUTH_ENV = "RAG_AUTH"
 SHARE_CHECK_SECONDS = 5.0
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=Path, default=None, help="index directory (default: index/ beside the corpus)")
     p.add_argument("--corpus", type=Path, default=None, help="article folder to index and to save uploads in")
     p.add_argument("--model", default=None, help="sentence-transformers model for a new index (default: packaged)")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_UPLOAD_MB,
+        help=f"largest file the page accepts, in MB (default {DEFAULT_UPLOAD_MB:g}; bigger ones: `rag index`)",
+    )
     return p
 
 
@@ -161,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             share = False
     import gradio as gr
 
-    demo = build_app(ChatService(index, corpus_dir))
+    max_upload = int(args.max_upload_mb * 1_000_000)
+    demo = build_app(ChatService(index, corpus_dir, max_upload))
     demo.queue(default_concurrency_limit=8)
     warning = exposure_warning(args.host, auth)
     if warning:
@@ -179,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ssr_mode=False,
             quiet=True,  # Gradio's own banner suggests `share=True` even when --share was asked for
             prevent_thread_lock=True,
+            max_file_size=max_upload,
         )
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -55,7 +55,8 @@ def main() -> None:
 def measure(index_dir: Path, qs: list[str], modes: list[str]) -> None:
     from rag import Index
 
-    searcher = Index(index_dir).searcher
+    index = Index(index_dir)
+    searcher = index.searcher
     if "hybrid" in modes or "semantic" in modes:
         searcher.dense_index()
     started = time.perf_counter()
@@ -82,21 +83,50 @@ def measure(index_dir: Path, qs: list[str], modes: list[str]) -> None:
                 f"({load()})",
                 flush=True,
             )
+    if hasattr(searcher, "kept_chunks") and ("hybrid" in modes or "semantic" in modes):
+        dense_recall(searcher, index.embedder, qs)
 
 
-def kept(searcher, filters: dict) -> int:
+def dense_recall(searcher, embedder, qs: list[str]) -> None:
+    """Recall@10 of the filtered dense arm against exact search over the kept vectors (read from the file)."""
+    import numpy as np
+
+    from rag.vectors import VectorFile
+
+    dense = searcher.dense_index()
+    print(f"\ndense arm under each filter, recall@10 against exact search ({'IVF' if dense.approximate else 'exact'}):")
+    for name, filters in CASES[1:]:
+        with searcher.store.read() as reader:
+            keep = searcher.kept_chunks(reader, doc_filter(filters))
+        ids = np.flatnonzero(keep.chunks)
+        if not len(ids):
+            continue
+        vectors = VectorFile(dense.layout.vector_file, dense.layout.dimension).read(ids)
+        found = []
+        for q in qs[:10]:
+            q_vec = embedder.encode_query(q)
+            exact = set(ids[np.argsort(-(vectors @ q_vec[0]))[:10]].tolist())
+            found.append(len(exact & {c for c, _ in searcher.dense(q_vec, 10, keep)}) / len(exact))
+        print(f"  {name:14s} {sum(found) / len(found):.3f}  ({load()})")
+
+
+def doc_filter(filters: dict):
     from rag.search import date_bound
     from rag.store import DocFilter
 
-    if not filters:
-        return searcher.store.manifest.chunks
-    f = DocFilter(
+    return DocFilter(
         filters.get("source"), date_bound(filters.get("since"), "since"), date_bound(filters.get("until"), "until")
     )
+
+
+def kept(searcher, filters: dict) -> int:
+    if not filters:
+        return searcher.store.manifest.chunks
+    f = doc_filter(filters)
     with searcher.store.read() as reader:
         if not hasattr(searcher, "kept_chunks"):  # a version from before the filter masks
             return len(reader.allowed_chunks(f))
-        return int(searcher.kept_chunks(reader, f).sum())
+        return searcher.kept_chunks(reader, f).count
 
 
 if __name__ == "__main__":

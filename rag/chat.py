@@ -25,7 +25,7 @@ from rag.records import Answer
 from rag.render import ShownPassage, answer_markdown, article_html, error_markdown, literal
 from rag.search import MODES, Mode
 from rag.store import DocumentSummary
-from rag.uploads import save_uploads
+from rag.uploads import DEFAULT_UPLOAD_MB, save_uploads
 
 DEFAULT_K = 5
 LISTS_REFRESH_SECONDS = 5.0  # how soon an open tab's Sources list shows another writer's articles
@@ -56,9 +56,10 @@ class Reply:
 class ChatService:
     """What the chat does, for every session of one server."""
 
-    def __init__(self, index: Index, corpus_dir: Path) -> None:
+    def __init__(self, index: Index, corpus_dir: Path, max_upload: int = DEFAULT_UPLOAD_MB * 1_000_000) -> None:
         self.index = index
         self.corpus_dir = corpus_dir
+        self.max_upload = max_upload  # bytes
         self._writing = threading.Lock()
 
     def answer(
@@ -81,7 +82,7 @@ class ChatService:
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query)
         bar = self.index.searcher.bar(mode)
-        marks = best_sentences(answer.query, answer.passages, self.index.embedder)
+        marks = best_sentences(answer.query, answer.passages)
         lengths = {p.doc_id: self.index.document_length(p.doc_id) for p in answer.passages}
         shown = tuple(
             ShownPassage(p, mark, p.score / bar, lengths[p.doc_id]) for p, mark in zip(answer.passages, marks)
@@ -150,7 +151,7 @@ class ChatService:
         """Save uploads into the corpus folder and index them incrementally; a Markdown report of what
         happened to each file. One upload is indexed at a time; searches go on meanwhile."""
         with self._writing:
-            result = save_uploads([Path(f) for f in files], self.corpus_dir)
+            result = save_uploads([Path(f) for f in files], self.corpus_dir, self.max_upload)
             skipped: list[tuple[str, str]] = []
             report = None
             if result.saved:

@@ -20,6 +20,27 @@ import numpy as np
 from rag.store_read import DocFilter, Reader
 
 _GLOB = re.compile(r"[*?\[]")
+MASKS_KEPT = 8
+
+
+class Column:
+    """One text field of every document as integer codes, so that matching a name is one integer comparison
+    over the array instead of one string comparison per document."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.codes_of: dict[str, int] = {}
+        self.codes = np.fromiter(
+            (self.codes_of.setdefault(v, len(self.codes_of)) for v in values), dtype=np.int32, count=len(values)
+        )
+
+    def equals(self, value: str) -> np.ndarray:
+        code = self.codes_of.get(value)
+        return self.codes == code if code is not None else np.zeros(len(self.codes), dtype=bool)
+
+    def matches(self, pattern: re.Pattern[str]) -> np.ndarray:
+        """Documents whose value matches `pattern`, tried once per distinct value."""
+        hits = [code for value, code in self.codes_of.items() if pattern.match(value)]
+        return np.isin(self.codes, hits)
 
 
 @dataclass(frozen=True)
@@ -28,11 +49,11 @@ class DocumentFields:
 
     ids: np.ndarray  # int64
     holders: np.ndarray  # int64: the document holding the chunks (itself, or the one it is an exact copy of)
-    sources: np.ndarray  # object (str)
-    files: np.ndarray  # object (str)
-    sites: np.ndarray  # object (str, lower case, "" when unknown)
-    hosts: np.ndarray  # object (str, the URL's host in lower case without "www.", "" when unknown)
-    days: np.ndarray  # str: YYYY-MM-DD, "" when the date is unknown
+    sources: Column
+    files: Column
+    sites: Column  # lower case, "" when unknown
+    hosts: Column  # the URL's host in lower case without "www.", "" when unknown
+    days: np.ndarray  # int32 YYYYMMDD, 0 when the date is unknown
 
     @classmethod
     def read(cls, reader: Reader) -> DocumentFields:
@@ -42,11 +63,11 @@ class DocumentFields:
         return cls(
             ids,
             holders,
-            np.array([r[2] for r in rows], dtype=object),
-            np.array([r[3] for r in rows], dtype=object),
-            np.array([(r[4] or "").lower() for r in rows], dtype=object),
-            np.array([_host(r[5]) for r in rows], dtype=object),
-            np.array([(r[6] or "")[:10] for r in rows], dtype="U10"),
+            Column([r[2] for r in rows]),
+            Column([r[3] for r in rows]),
+            Column([(r[4] or "").lower() for r in rows]),
+            Column([_host(r[5]) for r in rows]),
+            np.fromiter((_day(r[6]) for r in rows), dtype=np.int32, count=len(rows)),
         )
 
     def matching(self, filters: DocFilter) -> np.ndarray:
@@ -56,21 +77,27 @@ class DocumentFields:
         if filters.source:
             keep &= self._named(filters.source)
         if filters.since or filters.until:
-            keep &= self.days != ""
+            keep &= self.days > 0
         if filters.since:
-            keep &= self.days >= filters.since[:10]
+            keep &= self.days >= _day(filters.since)
         if filters.until:
-            keep &= self.days <= filters.until[:10]
+            keep &= self.days <= _day(filters.until)
         return keep
 
     def _named(self, name: str) -> np.ndarray:
         host = name.lower().removeprefix("www.")
-        named = (self.sources == name) | (self.files == name) | (self.sites == name.lower()) | (self.hosts == host)
+        named = self.sources.equals(name) | self.files.equals(name) | self.sites.equals(name.lower())
+        named |= self.hosts.equals(host)
         if _GLOB.search(name):
             pattern = re.compile(fnmatch.translate(name))
-            named |= np.fromiter((bool(pattern.match(s)) for s in self.sources), dtype=bool, count=len(self.ids))
-            named |= np.fromiter((bool(pattern.match(f)) for f in self.files), dtype=bool, count=len(self.ids))
+            named |= self.sources.matches(pattern) | self.files.matches(pattern)
         return named
+
+
+def _day(value: str | None) -> int:
+    """YYYY-MM-DD (or the start of a longer ISO date) as the integer YYYYMMDD; 0 when there is none."""
+    digits = (value or "")[:10].replace("-", "")
+    return int(digits) if len(digits) == 8 and digits.isdigit() else 0
 
 
 def _host(url: str | None) -> str:
@@ -82,6 +109,16 @@ def _host(url: str | None) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Kept:
+    """What a filter keeps: a mask over chunk ids, and the documents holding those chunks (the lexical index
+    can be filtered by document, eight times fewer terms than chunks)."""
+
+    chunks: np.ndarray  # bool per chunk id
+    documents: np.ndarray  # int64 ids
+    count: int  # chunks kept
+
+
 class ChunkFilter:
     """The document of every chunk and the fields of every document, as of one commit; `keep` turns filters
     into a mask over chunk ids. Not thread-safe: the searcher calls it under its refresh lock."""
@@ -91,7 +128,7 @@ class ChunkFilter:
         self.rows = 0
         self.owners = np.zeros(0, dtype=np.int64)  # chunk id -> its document (0 for a deleted chunk)
         self.documents: DocumentFields | None = None
-        self.fields_seq = -1
+        self._masks: dict[tuple[DocFilter, frozenset[str]], Kept] = {}  # this commit's recent filters
 
     def follow(self, reader: Reader, seq: int) -> None:
         """Catch up with commit `seq`: append chunks written since, clear deleted ones (or read everything
@@ -110,11 +147,21 @@ class ChunkFilter:
             self.owners[np.asarray(removed, dtype=np.int64)] = 0
         self.rows = max(self.rows, rows)
         self.documents = DocumentFields.read(reader)
+        self._masks.clear()
         self.seq = seq
 
-    def keep(self, filters: DocFilter, excluded_sources: frozenset[str] = frozenset()) -> np.ndarray:
-        """Boolean per chunk id: kept by `filters` (an exact copy that matches keeps the text it shares with
-        its holder), and not in a document whose source is excluded."""
+    def keep(self, filters: DocFilter, excluded_sources: frozenset[str] = frozenset()) -> Kept:
+        """The chunks kept by `filters` (an exact copy that matches keeps the text it shares with
+        its holder), and not in a document whose source is excluded. A reader asking several questions with
+        one filter set gets its mask again (the last MASKS_KEPT are kept until the next commit)."""
+        key = (filters, excluded_sources)
+        if key not in self._masks:
+            if len(self._masks) >= MASKS_KEPT:
+                del self._masks[next(iter(self._masks))]
+            self._masks[key] = self._mask(filters, excluded_sources)
+        return self._masks[key]
+
+    def _mask(self, filters: DocFilter, excluded_sources: frozenset[str]) -> Kept:
         documents = self.documents
         assert documents is not None, "follow() first"
         top = int(max(documents.ids.max(initial=0), self.owners.max(initial=0))) + 1
@@ -123,8 +170,8 @@ class ChunkFilter:
             held[documents.holders[documents.matching(filters)]] = True
         else:
             held[documents.ids] = True
-        if excluded_sources:
-            out = np.isin(documents.sources, list(excluded_sources))
-            held[documents.ids[out]] = False
+        for source in excluded_sources:
+            held[documents.ids[documents.sources.equals(source)]] = False
         held[0] = False  # the owner of a deleted chunk
-        return held[self.owners]
+        chunks = held[self.owners]
+        return Kept(chunks, np.flatnonzero(held), int(np.count_nonzero(chunks)))

@@ -1,19 +1,24 @@
 """Which sentence of a passage answers the question, so the chat can point the reader's eye at it.
 
-A passage is several sentences; the reader wants the one that answers. It is picked by the question's key
-terms found in the sentence plus, where the model reads the question's script, the sentence's cosine
-similarity to the question. The result is a pair of offsets into the passage, never a rewritten sentence.
+A passage is several sentences; the reader wants the one that answers. It is the sentence holding the most
+of the question's key terms, each weighted by how few of the passage's sentences hold it: the name a whole
+passage is about tells its sentences apart less than the word only one of them has. The result is a pair
+of offsets into the passage, never a rewritten sentence.
+
+The model is not asked. Adding each sentence's cosine to the question marked the answer's sentence about as
+often (SQuAD dev, 300 questions over their paragraphs: 0.840 against 0.820 here; seed questions: 0.809
+against 0.872 here) and made a chat reply cost many times a bare search, one encoding per sentence shown.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from rag.chunk import split_sentences
-from rag.embed import Embedder
-from rag.lexical import coverage, has_wide_script, query_keys
+from rag.lexical import fold, query_keys
 from rag.records import Passage
 
 Span = tuple[int, int]
@@ -24,25 +29,19 @@ def sentence_spans(text: str) -> list[Span]:
     return [(start, end) for start, end, _ in split_sentences(text, 0, len(text))]
 
 
-def best_sentences(question: str, passages: Sequence[Passage], embedder: Embedder | None = None) -> list[Span | None]:
+def best_sentences(question: str, passages: Sequence[Passage]) -> list[Span | None]:
     """For each passage, the span (relative to `passage.text`) of its sentence that best matches `question`;
     None for a passage with a single sentence, where marking it would add nothing."""
-    spans = [sentence_spans(p.text) for p in passages]
     keys = query_keys(question)
-    texts = [p.text[s:e] for p, sentences in zip(passages, spans) for s, e in sentences]
-    scores = np.array([coverage(keys, t) for t in texts], dtype=np.float32)
-    if embedder is not None and texts and not has_wide_script(question):
-        fits = [n <= embedder.max_tokens for n in embedder.count(texts)]
-        inside = [t for t, ok in zip(texts, fits) if ok]
-        if inside:
-            similarity = embedder.encode(inside) @ embedder.encode_query(question)[0]
-            scores[np.flatnonzero(fits)] += similarity
-    best: list[Span | None] = []
-    at = 0
-    for sentences in spans:
-        if len(sentences) < 2:
-            best.append(None)
-        else:
-            best.append(sentences[int(np.argmax(scores[at : at + len(sentences)]))])
-        at += len(sentences)
-    return best
+    return [_best_sentence(keys, p.text) for p in passages]
+
+
+def _best_sentence(keys: list[str], text: str) -> Span | None:
+    spans = sentence_spans(text)
+    if len(spans) < 2:
+        return None
+    sentences = [fold(text[start:end]) for start, end in spans]
+    holding = {key: sum(key in s for s in sentences) for key in keys}
+    weight = {key: math.log(1 + len(sentences) / (1 + n)) for key, n in holding.items()}
+    scores = [sum(weight[key] for key in keys if key in s) for s in sentences]
+    return spans[int(np.argmax(scores))]

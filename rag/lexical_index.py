@@ -30,16 +30,18 @@ import Stemmer
 import tantivy
 
 from rag.errors import IndexCorruptError
+from rag.facets import Kept
 from rag.lexical import bigram_text, fold
 from rag.store_read import crash_point
 
-FOLDER = "lexical-4"  # the number changes with the analysis: a new number rebuilds it from SQLite
+FOLDER = "lexical-5"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
-# A filter keeping at most this many passages is handed to tantivy as their ids; a wider one filters a deep
-# enough prefix of the whole ranking instead, which costs less than a long id list (bench/filters.py).
-LISTED_FILTER_MAX = 20_000
+# A filter keeping the passages of at most this many documents is handed to tantivy as their ids; a wider one
+# filters a deep enough prefix of the whole ranking instead, which costs less than a long id list
+# (bench/filters.py).
+LISTED_FILTER_MAX = 5_000
 # The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
 # words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
 # text, so that BM25 sees one length per passage and a title word counts like a passage word (the weighting
@@ -53,6 +55,7 @@ _WORD = re.compile(r"[^\W_]+")
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field("cid", stored=True, indexed=True, fast=True)
+    builder.add_integer_field("doc", indexed=True)  # the document holding the passage: what filters name
     builder.add_text_field(STEMMED, stored=False, tokenizer_name=STEMMED, index_option="freq")
     builder.add_text_field(PLAIN, stored=False, tokenizer_name=PLAIN, index_option="freq")
     builder.add_text_field("marker", stored=False, tokenizer_name="raw")
@@ -111,9 +114,9 @@ _TERM = re.compile(r"[^\W_]+(_[^\W_]+)?")  # what `stemmed_query` and the plain 
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
-def passage_document(cid: int, text: str, title: str) -> tantivy.Document:
+def passage_document(cid: int, text: str, title: str, doc_id: int) -> tantivy.Document:
     whole = f"{title}\n{text}"
-    return tantivy.Document(cid=cid, stem=stemmed_terms(whole), plain=bigram_text(whole))
+    return tantivy.Document(cid=cid, doc=doc_id, stem=stemmed_terms(whole), plain=bigram_text(whole))
 
 
 class LexicalIndex:
@@ -162,15 +165,13 @@ class LexicalIndex:
         """Whether any passage holds any of `terms`."""
         return any(self._searcher.doc_freq(field, t) for t in self._terms(terms, field))
 
-    def search(
-        self, terms: Sequence[str], field: str, n: int, keep: np.ndarray | None = None
-    ) -> list[tuple[int, float]]:
+    def search(self, terms: Sequence[str], field: str, n: int, keep: Kept | None = None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `n` passages matching any of `terms` (words, or phrases of
         words) in `field` (STEMMED or PLAIN), best first; only chunks `keep` marks, when given."""
         return self.search_with_ceiling(terms, field, n, keep)[0]
 
     def search_with_ceiling(
-        self, terms: Sequence[str], field: str, n: int, keep: np.ndarray | None = None
+        self, terms: Sequence[str], field: str, n: int, keep: Kept | None = None
     ) -> tuple[list[tuple[int, float]], float]:
         """`search`, and the query's ceiling: what a passage scores that holds each term once at average
         length, the sum of their (FTS5) idfs. Scores divided by it mean the same for every question; a word
@@ -186,15 +187,14 @@ class LexicalIndex:
         query = self.index.parse_query(" ".join(clauses))
         if keep is None:
             return self._hits(query, n), ceiling
-        kept = int(np.count_nonzero(keep))
-        if kept <= LISTED_FILTER_MAX:
+        if len(keep.documents) <= LISTED_FILTER_MAX:
             # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
             listed = tantivy.Query.const_score_query(
-                tantivy.Query.term_set_query(SCHEMA, "cid", np.flatnonzero(keep).tolist()), 0.0
+                tantivy.Query.term_set_query(SCHEMA, "doc", keep.documents.tolist()), 0.0
             )
             query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, listed)])
             return self._hits(query, n), ceiling
-        return self._kept_hits(query, n, keep, kept), ceiling
+        return self._kept_hits(query, n, keep.chunks, keep.count), ceiling
 
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
         """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking,
@@ -229,9 +229,10 @@ class LexicalWriter:
         self.writer = lexical.index.writer(heap_size=WRITER_HEAP, num_threads=1)
         self.deleted: list[int] = []
 
-    def add(self, rows: Iterable[tuple[int, str, str]]) -> None:
-        for cid, text, title in rows:
-            self.writer.add_document(passage_document(cid, text, title))
+    def add(self, rows: Iterable[tuple[int, str, str, int]]) -> None:
+        """Passages as (chunk id, text, document title, document id)."""
+        for cid, text, title, doc_id in rows:
+            self.writer.add_document(passage_document(cid, text, title, doc_id))
 
     def delete(self, ids: Iterable[int]) -> None:
         for cid in ids:

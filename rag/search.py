@@ -21,7 +21,7 @@ import numpy as np
 
 from rag.embed import Encoder, passage_input
 from rag.errors import InvalidQueryError
-from rag.facets import ChunkFilter
+from rag.facets import ChunkFilter, Kept
 from rag.fusion import convex_fusion
 from rag.lexical import bigram_query, broken_character, has_wide_script, words_and_pairs_query, words_query
 from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
@@ -293,18 +293,18 @@ class Searcher:
         to understand the question's script."""
         return mode == "semantic" or (mode == "hybrid" and (self.calibration.dense_wide_script or not asked.wide))
 
-    def arms(self, asked: Question, depth: int, q_vec: np.ndarray | None, keep: np.ndarray | None = None) -> Arms:
+    def arms(self, asked: Question, depth: int, q_vec: np.ndarray | None, keep: Kept | None = None) -> Arms:
         """Every ranking of one search, each with what its scores are measured against. The lexical arms run
         in every mode: in semantic search they rank nothing but still give each passage its lexical evidence,
-        so that its score means what it means in the other modes. `keep` (a mask over chunk ids) limits them
-        all to what filters keep."""
+        so that its score means what it means in the other modes. `keep` limits them all to what filters
+        keep."""
         lexical = self.lexical_arms(asked.text, depth, keep)
         dense = self.dense(q_vec, depth, keep) if q_vec is not None else None
         return Arms(lexical, dense)
 
-    def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: Sequence[str] = ()) -> np.ndarray | None:
-        """The mask of chunks that `filters` keep and `exclude` does not leave out, as of the reader's
-        commit; None when nothing is filtered."""
+    def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: Sequence[str] = ()) -> Kept | None:
+        """The chunks that `filters` keep and `exclude` does not leave out, as of the reader's commit; None
+        when nothing is filtered."""
         if not filters.active() and not exclude:
             return None
         with self._refresh_lock:
@@ -330,13 +330,13 @@ class Searcher:
             "multilingual model such as paraphrase-multilingual-MiniLM-L12-v2 (rag index --model PATH)."
         )
 
-    def dense(self, q_vec: np.ndarray, n: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def dense(self, q_vec: np.ndarray, n: int, keep: Kept | None = None) -> list[tuple[int, float]]:
         dense = self.dense_index()
         with self._dense_lock:
-            return dense.search(q_vec, n, keep)
+            return dense.search(q_vec, n, None if keep is None else keep.chunks)
 
     def lexical_arms(
-        self, question: str, n: int, keep: np.ndarray | None = None
+        self, question: str, n: int, keep: Kept | None = None
     ) -> list[tuple[list[tuple[int, float]], float]]:
         """The BM25 rankings for `question`, each with its ceiling (`LexicalIndex.search_with_ceiling`): for
         Hangul/CJK the plain fields with two-character pieces; otherwise the stemmed fields queried with words

@@ -255,13 +255,13 @@ class Reader:
         """Every chunk's document source (benchmarks score rankings of documents)."""
         return dict(self.conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id"))
 
-    def passages(self) -> Iterator[tuple[int, str, str]]:
-        """(chunk id, passage text, document title) of every chunk: what the lexical index is rebuilt from,
-        and what benchmarks feed other systems."""
-        for cid, text, start, end, title in self.conn.execute(
-            'SELECT c.id, d.text, c.start, c."end", d.title FROM chunks c JOIN documents d ON d.id = c.doc_id'
+    def passages(self) -> Iterator[tuple[int, str, str, int]]:
+        """(chunk id, passage text, document title, document id) of every chunk: what the lexical index is
+        rebuilt from, and what benchmarks feed other systems."""
+        for cid, text, start, end, title, doc_id in self.conn.execute(
+            'SELECT c.id, d.text, c.start, c."end", d.title, d.id FROM chunks c JOIN documents d ON d.id = c.doc_id'
         ):
-            yield cid, text[start:end], title
+            yield cid, text[start:end], title, doc_id
 
     def counts(self) -> dict[str, int]:
         documents, chunks = self.conn.execute(
@@ -269,14 +269,14 @@ class Reader:
         ).fetchone()
         return {"documents": documents, "chunks": chunks}
 
-    def passage_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str]]:
-        """(chunk id, passage text, document title) of the given chunks that exist."""
+    def passage_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, int]]:
+        """(chunk id, passage text, document title, document id) of the given chunks that exist."""
         rows = self.conn.execute(
-            'SELECT c.id, d.text, c.start, c."end", d.title FROM chunks c JOIN documents d ON d.id = c.doc_id '
+            'SELECT c.id, d.text, c.start, c."end", d.title, d.id FROM chunks c JOIN documents d ON d.id = c.doc_id '
             "WHERE c.id IN (SELECT value FROM json_each(?))",
             (json.dumps([int(i) for i in ids]),),
         )
-        return [(cid, text[start:end], title) for cid, text, start, end, title in rows]
+        return [(cid, text[start:end], title, doc_id) for cid, text, start, end, title, doc_id in rows]
 
     def chunks_since(self, rows: int) -> np.ndarray:
         """Live chunks whose vectors were appended at or after row `rows`."""

@@ -131,7 +131,7 @@ class Writer(Reader):
                 for n, (cid, c) in enumerate(zip(ids, chunks))
             ],
         )
-        self.lexical.add((cid, c.chunk.text, title) for cid, c in zip(ids, chunks))
+        self.lexical.add((cid, c.chunk.text, title, doc_id) for cid, c in zip(ids, chunks))
         self.rows += len(chunks)
         self.pending.append(np.asarray(vectors, dtype=np.float32))
         self.pending_rows += len(chunks)

@@ -11,6 +11,8 @@ from pathlib import Path
 from rag.errors import IngestError
 from rag.ingest import SUPPORTED_SUFFIXES, read_documents
 
+DEFAULT_UPLOAD_MB = 50
+
 
 @dataclass
 class UploadResult:
@@ -19,9 +21,10 @@ class UploadResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def save_uploads(files: list[Path], corpus_dir: Path) -> UploadResult:
-    """Copy each readable article into `corpus_dir` under its own name (a new name when a different file has
-    it already); name each rejected one with the reason. Nothing already in the folder is overwritten."""
+def save_uploads(files: list[Path], corpus_dir: Path, max_bytes: int = DEFAULT_UPLOAD_MB * 1_000_000) -> UploadResult:
+    """Copy each readable article into `corpus_dir` under its own name (the last part of the name it came
+    with, so no name can reach outside the folder; a new name when a different file has it already); name
+    each rejected one with the reason. Nothing already in the folder is overwritten."""
     result = UploadResult()
     corpus_dir.mkdir(parents=True, exist_ok=True)
     for file in files:
@@ -29,6 +32,12 @@ def save_uploads(files: list[Path], corpus_dir: Path) -> UploadResult:
         if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
             kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
             result.rejected.append((name, f"not an article file: only {kinds} files can be added"))
+            continue
+        size = Path(file).stat().st_size
+        if size > max_bytes:
+            result.rejected.append(
+                (name, f"{size / 1e6:.1f} MB, over the {max_bytes / 1e6:g} MB upload limit: add it with `rag index`")
+            )
             continue
         try:
             read_documents(Path(file), name)

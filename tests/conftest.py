@@ -137,6 +137,6 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory):
     corpus = base / "corpus"
     shutil.copytree(CORPUS, corpus)
     shutil.copy(DATA / "defaced_museum.txt", corpus / "defaced_museum.txt")
-    server = start_chat(corpus, base / "index", base / "app.log")
+    server = start_chat(corpus, base / "index", base / "app.log", "--max-upload-mb", "1")
     yield server
     server.stop()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,9 +100,21 @@ def test_auth_protects_the_app_and_share_offline_fails_in_one_line(tmp_path: Pat
         chat_server.corpus, chat_server.index, tmp_path / "app.log", "--share", env={"RAG_AUTH": "ana:s3cret"}
     )
     try:
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(server.url + "gradio_api/info", timeout=10)
-        assert refused.value.code == 401
+        for route, data in [
+            ("gradio_api/info", None),
+            ("config", None),
+            ("gradio_api/file=/etc/passwd", None),
+            ("gradio_api/queue/data?session_hash=x", None),
+            ("gradio_api/call/ask", b'{"data": ["Who?"]}'),
+            ("gradio_api/call/chat", b'{"data": ["Who?"]}'),
+            ("gradio_api/queue/join", b'{"data": ["Who?"], "fn_index": 0, "session_hash": "x"}'),
+            ("gradio_api/run/predict", b'{"data": ["Who?"]}'),
+            ("gradio_api/component_server", b"{}"),
+        ]:
+            status, body = status_and_body(server.url + route, data, {"Content-Type": "application/json"})
+            assert status == 401 and b"Roh" not in body, (route, status, body[:100])
+        status, _ = status_and_body(server.url + "gradio_api/upload", *multipart("x.txt", b"Words.\n"))
+        assert status == 401
         client = Client(server.url, auth=("ana", "s3cret"), verbose=False)
         assert "Roh Moo" in client.predict("Who was Kim Kyoung-soo's political mentor?", api_name="/chat")
         log = server.log.read_text()
@@ -161,3 +174,83 @@ def test_listening_on_every_address_without_auth_warns_and_names_the_reachable_u
         assert "0.0.0.0" not in reachable and "127.0.0.1" not in reachable
     finally:
         server.stop()
+
+
+# --- what the server exposes ------------------------------------------------------------------------------
+def status_and_body(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def multipart(name: str, content: bytes) -> tuple[bytes, dict]:
+    boundary = "verbatim-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_the_server_serves_no_file_outside_what_the_page_needs(chat_server):
+    article = sorted(chat_server.corpus.glob("*.txt"))[0]
+    secrets = {
+        "/etc/passwd": b"root:",
+        str(chat_server.index / "rag.sqlite"): b"SQLite format 3",
+        str(article): article.read_bytes()[:60],
+        str(ROOT / "app.py"): b"import",
+    }
+    for path, content in secrets.items():
+        relative = Path(path).relative_to("/")
+        for route in (
+            f"gradio_api/file={path}",
+            f"gradio_api/file={urllib.parse.quote(path, safe='')}",
+            f"file={path}",
+            f"gradio_api/file=../../../../../{relative}",
+            f"static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/{relative}",
+            f"assets/%2e%2e/%2e%2e/%2e%2e/%2e%2e/{relative}",
+        ):
+            status, body = status_and_body(chat_server.url + route)
+            assert status in (403, 404) and content not in body, (route, status, body[:100])
+    status, _ = status_and_body(chat_server.url + f"gradio_api/file=corpus/{article.name}")
+    assert status in (403, 404)
+
+
+def test_an_uploaded_name_cannot_leave_the_corpus_or_replace_an_article(chat_server, tmp_path: Path):
+    from rag.uploads import save_uploads
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "x.txt").write_text("An article already here.\n\nIt must stay as it is, word for word.\n")
+    story = b"Harbour pilots strike\n\nPilots stopped work on Monday over pay, and forty ships waited outside.\n"
+    landed = []
+    for name in ("../../x.txt", "/tmp/x.txt", "..%2F..%2Fx.txt", "x.txt"):
+        status, body = status_and_body(chat_server.url + "gradio_api/upload", *multipart(name, story))
+        assert status == 200, body
+        [path] = json.loads(body)
+        assert Path(path).name.endswith("x.txt") and ".." not in Path(path).parts, path
+        landed.append(Path(path))
+    result = save_uploads(landed, corpus)
+    assert result.saved == ["x (2).txt"] and len(result.already_there) == 3, result
+    assert (corpus / "x.txt").read_text().startswith("An article already here.")
+    assert not (tmp_path / "x.txt").exists() and not Path("/x.txt").exists()
+
+
+def test_an_upload_over_the_limit_is_refused_with_its_reason(chat_server, tmp_path: Path):
+    big = b"Big story\n\n" + b"A sentence that goes on. " * 60_000  # 1.5 MB, over the fixture's 1 MB
+    status, body = status_and_body(chat_server.url + "gradio_api/upload", *multipart("big.txt", big))
+    assert status == 413 and b"1 MB" in body or b"1000000" in body or b"size" in body.lower(), (status, body)
+    from rag.uploads import save_uploads
+
+    (tmp_path / "big.txt").write_bytes(big)
+    result = save_uploads([tmp_path / "big.txt"], tmp_path / "corpus", max_bytes=1_000_000)
+    assert result.saved == [] and result.rejected == [
+        ("big.txt", "1.5 MB, over the 1 MB upload limit: add it with `rag index`")
+    ]

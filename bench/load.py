@@ -1,0 +1,204 @@
+"""Many readers at once: `python app.py` under concurrent gradio_client users asking `/ask` and `/chat`.
+
+    python bench/load.py [--users 50] [--requests 1000] [--corpus DIR] [--work DIR] [--model NAME]
+
+Starts the chat as a user does (`python app.py` on the seed corpus by default, with the packaged model), waits
+until it answers, then runs a fixed number of requests from `--users` concurrent users, each its own
+gradio_client.Client asking questions about the corpus in turn, half through `/ask`, half through `/chat`.
+Before that, each endpoint is timed alone, one request at a time, for the cost of `/chat` against `/ask`
+for the same questions. Prints, with the load average beside every figure:
+
+- alone: p50 per endpoint and their ratio;
+- under load: throughput, p50/p95/p99 per endpoint, errors (any exception, or a reply without a passage or
+  a verdict);
+- the server's memory (RSS of the app process and its children): after start, at the end of the load,
+  and after 30 s idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = [
+    "Who is Lee Jae-myung's main rival according to the poll?",
+    "Which senator from Vermont did Kim Jong-hoon meet?",
+    "What did the DPK leader say about the talks between the US and North Korea?",
+    "When did Lee Jae-myung become the party's candidate?",
+    "What is the Minjung Party made of?",
+    "How did the Democratic Party react to the summit?",
+    "Who was Kim Kyoung-soo's political mentor?",
+    "What did the poll say about support for the ruling party?",
+]
+
+
+def load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total, pids = 0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            pids += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            continue
+    return total / 1024
+
+
+def start_app(corpus: Path, index: Path, model: str | None) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, str(ROOT / "app.py"), "--corpus", str(corpus), "--index", str(index), "--port", str(port)]
+    if model:
+        cmd += ["--model", model]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit("app.py exited before it answered") from None
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("app.py did not answer within 600 s")
+
+
+def ask(client, endpoint: str, question: str) -> None:
+    """One request; raises when the reply is not a whole answer."""
+    if endpoint == "/ask":
+        reply = client.predict(question, api_name="/ask")
+        if not isinstance(reply, dict) or "found" not in reply or not reply.get("passages"):
+            raise RuntimeError(f"/ask gave {json.dumps(reply)[:200]}")
+    else:
+        reply = client.predict(question, api_name="/chat")
+        if not isinstance(reply, str) or "**[1]**" not in reply and "[1]" not in reply:
+            raise RuntimeError(f"/chat gave {str(reply)[:200]}")
+
+
+def alone(url: str, rounds: int) -> dict[str, float]:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    out = {}
+    for endpoint in ("/ask", "/chat"):
+        times = []
+        for n in range(rounds * len(QUESTIONS)):
+            started = time.perf_counter()
+            ask(client, endpoint, QUESTIONS[n % len(QUESTIONS)])
+            times.append(time.perf_counter() - started)
+        out[endpoint] = percentile(times, 0.5)
+    return out
+
+
+def under_load(url: str, users: int, requests: int) -> dict:
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(users)]
+    times: dict[str, list[float]] = {"/ask": [], "/chat": []}
+    errors: list[str] = []
+    counter = iter(range(requests))
+    lock = threading.Lock()
+
+    def user(client) -> None:
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            endpoint = "/ask" if n % 2 == 0 else "/chat"
+            started = time.perf_counter()
+            try:
+                ask(client, endpoint, QUESTIONS[(n // 2) % len(QUESTIONS)])
+            except Exception as exc:  # noqa: BLE001 - every failure is counted, whatever it is
+                with lock:
+                    errors.append(f"{endpoint}: {type(exc).__name__}: {str(exc)[:200]}")
+                continue
+            with lock:
+                times[endpoint].append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "times": times, "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    parser.add_argument("--work", type=Path, default=None, help="where the index is built (default: a temp dir)")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last memory reading")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="verbatim-load-"))
+    index = work / "index"
+    proc, url = start_app(args.corpus, index, args.model)
+    try:
+        time.sleep(3)  # the model and dense index load behind the page
+        single = alone(url, rounds=2)
+        start_mb = rss_mb(proc.pid)
+        print(f"server up at {url}; RSS after start and a first round of questions {start_mb:.0f} MB ({load()})")
+        ratio = single["/chat"] / single["/ask"]
+        print(
+            f"alone, one request at a time: /ask p50 {single['/ask'] * 1000:.0f} ms, /chat p50 "
+            f"{single['/chat'] * 1000:.0f} ms, /chat / /ask = {ratio:.2f} ({load()})"
+        )
+        result = under_load(url, args.users, args.requests)
+        end_mb = rss_mb(proc.pid)
+        done = sum(len(v) for v in result["times"].values())
+        print(
+            f"\n{args.users} users, {args.requests} requests in {result['wall_s']:.1f} s: "
+            f"{done / result['wall_s']:.1f} answers/s, {len(result['errors'])} errors ({load()})"
+        )
+        print("| endpoint | answers | p50 | p95 | p99 |\n|---|---|---|---|---|")
+        for endpoint, times in result["times"].items():
+            p50, p95, p99 = (percentile(times, q) for q in (0.5, 0.95, 0.99))
+            print(f"| {endpoint} | {len(times)} | {p50:.2f} s | {p95:.2f} s | {p99:.2f} s |")
+        for error in result["errors"][:5]:
+            print("error:", error)
+        time.sleep(args.idle)
+        idle_mb = rss_mb(proc.pid)
+        print(
+            f"\nserver RSS: start {start_mb:.0f} MB, end of load {end_mb:.0f} MB, after {args.idle:.0f} s idle "
+            f"{idle_mb:.0f} MB ({load()})"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
