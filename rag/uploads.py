@@ -29,7 +29,10 @@ def save_uploads(files: list[Path], corpus_dir: Path, max_bytes: int = DEFAULT_U
     corpus_dir.mkdir(parents=True, exist_ok=True)
     for file in files:
         name = Path(file).name
-        if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        if name.startswith("."):
+            result.rejected.append((name, "a hidden file's name (it starts with '.'): rename it to add it"))
+            continue
+        if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
             kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
             result.rejected.append((name, f"not an article file: only {kinds} files can be added"))
             continue
