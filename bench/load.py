@@ -11,8 +11,9 @@ for the same questions. Prints, with the load average beside every figure:
 - alone: p50 per endpoint and their ratio;
 - under load: throughput, p50/p95/p99 per endpoint, errors (any exception, or a reply without a passage or
   a verdict);
-- the server's memory (RSS of the app process and its children): after start, at the end of the load,
-  and after 30 s idle.
+- the server's CPU time per answer (the clients share the machine: the rest of it is theirs);
+- the server's memory (RSS of the app process and its children): after start, at the end of each load
+  round, and after 30 s idle (rounds on one server show whether it grows or settles).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its children have used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def start_app(corpus: Path, index: Path, model: str | None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +104,7 @@ def ask(client, endpoint: str, question: str) -> None:
             raise RuntimeError(f"/ask gave {json.dumps(reply)[:200]}")
     else:
         reply = client.predict(question, api_name="/chat")
-        if not isinstance(reply, str) or "**[1]**" not in reply and "[1]" not in reply:
+        if not isinstance(reply, str) or "**1.**" not in reply:
             raise RuntimeError(f"/chat gave {str(reply)[:200]}")
 
 
@@ -152,6 +159,32 @@ def under_load(url: str, users: int, requests: int) -> dict:
     return {"wall_s": wall, "times": times, "errors": errors}
 
 
+def load_round(proc: subprocess.Popen, url: str, args: argparse.Namespace, round_: int, start_mb: float) -> None:
+    cpu_before = cpu_seconds(proc.pid)
+    result = under_load(url, args.users, args.requests)
+    server_cpu = cpu_seconds(proc.pid) - cpu_before
+    end_mb = rss_mb(proc.pid)
+    done = sum(len(v) for v in result["times"].values())
+    print(
+        f"\nround {round_}: {args.users} users, {args.requests} requests in {result['wall_s']:.1f} s: "
+        f"{done / result['wall_s']:.1f} answers/s, {len(result['errors'])} errors ({load()}); the server used "
+        f"{server_cpu:.1f} CPU s ({server_cpu / max(done, 1) * 1000:.0f} ms an answer), the clients the rest"
+    )
+    print("| endpoint | answers | p50 | p95 | p99 |\n|---|---|---|---|---|")
+    for endpoint, times in result["times"].items():
+        p50, p95, p99 = (percentile(times, q) for q in (0.5, 0.95, 0.99))
+        print(f"| {endpoint} | {len(times)} | {p50:.2f} s | {p95:.2f} s | {p99:.2f} s |")
+    for error in result["errors"][:5]:
+        print("error:", error)
+    time.sleep(args.idle)
+    idle_mb = rss_mb(proc.pid)
+    print(
+        f"server RSS: start {start_mb:.0f} MB, end of load {end_mb:.0f} MB, after {args.idle:.0f} s idle "
+        f"{idle_mb:.0f} MB ({load()})",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=50)
@@ -159,7 +192,8 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
     parser.add_argument("--work", type=Path, default=None, help="where the index is built (default: a temp dir)")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last memory reading")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before each memory reading")
+    parser.add_argument("--rounds", type=int, default=2, help="load rounds on the same server (memory growth)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="verbatim-load-"))
     index = work / "index"
@@ -174,25 +208,8 @@ def main() -> None:
             f"alone, one request at a time: /ask p50 {single['/ask'] * 1000:.0f} ms, /chat p50 "
             f"{single['/chat'] * 1000:.0f} ms, /chat / /ask = {ratio:.2f} ({load()})"
         )
-        result = under_load(url, args.users, args.requests)
-        end_mb = rss_mb(proc.pid)
-        done = sum(len(v) for v in result["times"].values())
-        print(
-            f"\n{args.users} users, {args.requests} requests in {result['wall_s']:.1f} s: "
-            f"{done / result['wall_s']:.1f} answers/s, {len(result['errors'])} errors ({load()})"
-        )
-        print("| endpoint | answers | p50 | p95 | p99 |\n|---|---|---|---|---|")
-        for endpoint, times in result["times"].items():
-            p50, p95, p99 = (percentile(times, q) for q in (0.5, 0.95, 0.99))
-            print(f"| {endpoint} | {len(times)} | {p50:.2f} s | {p95:.2f} s | {p99:.2f} s |")
-        for error in result["errors"][:5]:
-            print("error:", error)
-        time.sleep(args.idle)
-        idle_mb = rss_mb(proc.pid)
-        print(
-            f"\nserver RSS: start {start_mb:.0f} MB, end of load {end_mb:.0f} MB, after {args.idle:.0f} s idle "
-            f"{idle_mb:.0f} MB ({load()})"
-        )
+        for round_ in range(1, args.rounds + 1):
+            load_round(proc, url, args, round_, start_mb)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -23,6 +23,11 @@ PERMUTATIONS = 128
 BANDS = 32
 NEAR_DUPLICATE = 0.6
 MIN_SHINGLES = 8  # below this, a few shared phrases would look like a copy
+# Near-duplicate candidates looked at per LSH bucket: a new document is compared with the most recent members
+# of each bucket it falls into, and a cluster with the first members of each, so that templated records (all
+# in the same buckets) cost the same per document at any collection size. A cluster is found through any one
+# of its members; one whose members are all older than a bucket's most recent ones can stay apart.
+NEIGHBOURS_PER_BUCKET = 8
 
 _rng = np.random.default_rng(20250123)  # fixed: signatures are stored in the index and must stay comparable
 _A = (_rng.integers(1, 2**32, PERMUTATIONS, dtype=np.uint64) | np.uint64(1)).astype(np.uint64)
@@ -95,7 +100,7 @@ def clusters(signatures: Iterable[tuple[int, bytes]]) -> dict[int, int]:
     checked: set[tuple[int, int]] = set()
     for members in buckets.values():
         for i, a in enumerate(members):
-            for b in members[i + 1 :]:
+            for b in members[i + 1 : i + 1 + NEIGHBOURS_PER_BUCKET]:  # a window: chains join the rest
                 pair = (a, b) if a < b else (b, a)
                 if pair in checked:
                     continue

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.chunk import ChunkPlan, chunk_document
-from rag.dedup import NEAR_DUPLICATE, clusters, lsh_keys, minhash, similarity, text_fingerprint
+from rag.dedup import NEAR_DUPLICATE, NEIGHBOURS_PER_BUCKET, clusters, lsh_keys, minhash, similarity, text_fingerprint
 from rag.embed import TITLE_TOKENS, Encoder, passage_input
 from rag.errors import IngestError
 from rag.exports import RecordFields
@@ -300,7 +300,7 @@ def _settle_clusters(writer: Writer, dirty: set[int], added: list[int]) -> None:
         _, signature, cluster = writer.document_keys(doc_id)
         linked = {
             other_cluster
-            for _, other, other_cluster in writer.lsh_neighbours(lsh_keys(signature), doc_id)
+            for _, other, other_cluster in writer.lsh_neighbours(lsh_keys(signature), doc_id, NEIGHBOURS_PER_BUCKET)
             if similarity(signature, other) >= NEAR_DUPLICATE
         }
         if linked:

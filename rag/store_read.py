@@ -408,12 +408,20 @@ class Reader:
             (text_hash,),
         ).fetchall()
 
-    def lsh_neighbours(self, keys: Sequence[int], doc_id: int) -> list[tuple[int, bytes, int]]:
-        """(id, minhash, cluster) of the other documents sharing an LSH bucket with these keys."""
+    def lsh_neighbours(self, keys: Sequence[int], doc_id: int, per_key: int) -> list[tuple[int, bytes, int]]:
+        """(id, minhash, cluster) of other documents sharing an LSH bucket with these keys: the `per_key` most
+        recent of each bucket, so that a bucket every templated record falls into costs the same at a
+        thousand members as at a million."""
+        ids: set[int] = set()
+        for key in keys:
+            rows = self.conn.execute(
+                "SELECT doc_id FROM lsh WHERE key = ? AND doc_id != ? ORDER BY doc_id DESC LIMIT ?",
+                (key, doc_id, per_key),
+            )
+            ids.update(r[0] for r in rows)
         return self.conn.execute(
-            "SELECT d.id, d.minhash, d.cluster FROM documents d WHERE d.id != ? AND d.id IN "
-            "(SELECT doc_id FROM lsh WHERE key IN (SELECT value FROM json_each(?)))",
-            (doc_id, json.dumps(list(keys))),
+            "SELECT id, minhash, cluster FROM documents WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
         ).fetchall()
 
     def cluster_members(self, cluster: int) -> list[tuple[int, bytes]]:

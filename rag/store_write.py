@@ -92,9 +92,10 @@ class Writer(Reader):
         self.conn.executemany("UPDATE documents SET cluster = ? WHERE id = ?", [(cluster, d) for d in doc_ids])
 
     def merge_clusters(self, clusters: Iterable[int], into: int) -> None:
+        """Move the members of `clusters` into cluster `into` (its own members are not rewritten)."""
         self.conn.execute(
-            "UPDATE documents SET cluster = ? WHERE cluster IN (SELECT value FROM json_each(?))",
-            (into, json.dumps(list(clusters))),
+            "UPDATE documents SET cluster = ? WHERE cluster IN (SELECT value FROM json_each(?)) AND cluster != ?",
+            (into, json.dumps(list(clusters)), into),
         )
 
     def add_lsh(self, doc_id: int, keys: Sequence[int]) -> None:

@@ -68,6 +68,50 @@ def test_incremental_duplicates_equal_a_full_recount(tmp_path: Path):
     assert "Daegu" in index.search("rail fares Daegu", k=1).passages[0].text
 
 
+TEMPLATE = (
+    "Harbour market report for {day}. Container volumes at the port of Busan reached {volume} units this week, "
+    "the port authority said. Rates for a forty-foot box to Rotterdam stood at {rate} dollars, while feeder "
+    "services to Incheon and Kaohsiung ran on their usual schedules. Analysts expect volumes to stay near this "
+    "level until the end of the quarter, citing steady demand for electronics and car parts."
+)
+
+
+def templated(n: int, start: int) -> list[Document]:
+    """Records made from one template: every one a near-duplicate of every other, all in the same buckets."""
+    return [
+        story(f"report-{i}.txt", TEMPLATE.format(day=f"2024-03-{i % 28 + 1:02d}", volume=10_000 + i, rate=900 + i))
+        for i in range(start, start + n)
+    ]
+
+
+def test_grouping_work_per_added_record_is_bounded_whatever_the_collection_size(tmp_path: Path, monkeypatch):
+    """Each added record is compared with at most the most recent members of its buckets: a constant, where
+    comparing it with every record it shares a bucket with grew with the collection (quadratic in all)."""
+    import rag.indexer
+    from rag.dedup import BANDS, NEIGHBOURS_PER_BUCKET
+
+    compared = 0
+    real = rag.indexer.similarity
+
+    def counted(a: bytes, b: bytes) -> float:
+        nonlocal compared
+        compared += 1
+        return real(a, b)
+
+    monkeypatch.setattr(rag.indexer, "similarity", counted)
+    index = Index(tmp_path / "idx", model="hashing")
+    per_record, start = [], 0
+    for size in (60, 600):
+        index.add_documents(templated(size, start=start))
+        start += size
+        compared = 0
+        index.add_documents(templated(5, start=10_000 + size))
+        per_record.append(compared / 5)
+    assert max(per_record) <= BANDS * NEIGHBOURS_PER_BUCKET and per_record[1] < 660 / 4, per_record
+    state, _, _ = duplicate_state(index)
+    assert len({cluster for _, cluster in state.values()}) == 1, "the template's records are one story"
+
+
 def test_removing_a_holder_promotes_its_copy_without_embedding(tmp_path: Path):
     folder = tmp_path / "corpus"
     folder.mkdir()
