@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from rag.embed import get_embedder, resolve_model
 from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
 from rag.exports import RecordFields
-from rag.indexer import ScanResult, from_documents, scan, update_index
+from rag.indexer import ScanResult, from_documents, index_exports, scan, update_index
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
 from rag.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
@@ -67,9 +68,18 @@ class Index:
         fields: RecordFields | None = None,
     ) -> IndexReport:
         """Index new and changed files under `paths`, drop files deleted from them; returns what it did.
-        `fields` names the keys of JSON/JSONL records (see `rag.exports.RecordFields`)."""
+        `fields` names the keys of JSON/JSONL records (see `rag.exports.RecordFields`). Exports over
+        `rag.indexer.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`)."""
+        started = time.perf_counter()
         known = self._file_stats()
-        return self._update(scan([Path(p) for p in paths], on_skip, fields, known), progress)
+        found = scan([Path(p) for p in paths], on_skip, fields, known)
+        report = update_index(self.path, found, self.embedder, progress=progress)
+        if found.streamed:
+            self.reload()  # searches see the rest while the large exports are read a batch at a time
+            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report)
+            report.seconds = time.perf_counter() - started
+        self.reload()
+        return report
 
     def _file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
         if not self.exists() or is_legacy(self.path):

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import ijson
 
 from rag.dates import parse_date
 from rag.errors import IngestError
@@ -124,3 +127,73 @@ def _pick(item: dict, keys: tuple[str, ...]) -> str | None:
             return str(value.get("name") or value.get("text") or "") or None
         return str(value)
     return None
+
+
+def stream_records(
+    path: Path, source: str, jsonl: bool, fields: RecordFields, at: Callable[[int], None] | None = None
+) -> Iterator[Document | tuple[str, str]]:
+    """The records of a large export one at a time, never the whole file in memory: each a Document, or
+    (name, reason) for a bad one. JSON Lines are read a line at a time, a JSON array (or an object holding
+    one under LIST_KEYS) with ijson's incremental parser. Records are numbered as `parse_records` numbers
+    them. `at` is told how many bytes have been read, for a progress bar."""
+    with open(path, "rb") as f:
+        items = _stream_jsonl(f, source) if jsonl else _stream_json(f, source)
+        for number, item in items:
+            name = f"{source}#{number}"
+            if at is not None:
+                at(f.tell())
+            if isinstance(item, _Problem):
+                yield name, item.reason
+                continue
+            try:
+                yield record_document(item, name, fields)
+            except IngestError as exc:
+                yield name, str(exc).removeprefix(f"{name}: ")
+
+
+@dataclass(frozen=True)
+class _Problem:
+    reason: str
+
+
+def _stream_jsonl(f: BinaryIO, source: str) -> Iterator[tuple[int, Any]]:
+    number = 0
+    while line := f.readline():
+        number += 1
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError:
+            yield number, _Problem("not UTF-8 text")
+        except json.JSONDecodeError as exc:
+            yield number, _Problem(f"not JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            yield number, _Problem("nested too deeply to read")
+
+
+def _stream_json(f: BinaryIO, source: str) -> Iterator[tuple[int, Any]]:
+    prefix = _records_prefix(f, source)
+    f.seek(0)
+    try:
+        yield from enumerate(ijson.items(f, prefix, use_float=True), start=1)
+    except ijson.JSONError as exc:
+        raise IngestError(f"{source}: not valid JSON ({str(exc)[:120]})") from exc
+
+
+def _records_prefix(f: BinaryIO, source: str) -> str:
+    """Where the records are: the top-level array (`item`), or the array under one of LIST_KEYS."""
+    depth_one_key = None
+    try:
+        for prefix, event, value in ijson.parse(f):
+            if prefix == "" and event == "start_array":
+                return "item"
+            if prefix == "" and event == "map_key":
+                depth_one_key = value
+            elif event == "start_array" and prefix == depth_one_key and depth_one_key in LIST_KEYS:
+                return f"{depth_one_key}.item"
+            elif prefix == "" and event == "end_map":
+                break
+    except ijson.JSONError as exc:
+        raise IngestError(f"{source}: not valid JSON ({str(exc)[:120]})") from exc
+    raise IngestError(f"{source}: expected a list of records, or an object holding one under {', '.join(LIST_KEYS)}")

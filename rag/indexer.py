@@ -22,8 +22,8 @@ from rag.chunk import ChunkPlan, chunk_document
 from rag.dedup import NEAR_DUPLICATE, NEIGHBOURS_PER_BUCKET, clusters, lsh_keys, minhash, similarity, text_fingerprint
 from rag.embed import TITLE_TOKENS, Encoder, passage_input
 from rag.errors import IngestError
-from rag.exports import RecordFields
-from rag.ingest import iter_files, not_a_plain_file, read_documents
+from rag.exports import RecordFields, stream_records
+from rag.ingest import RECORD_SUFFIXES, iter_files, not_a_plain_file, read_documents
 from rag.lexical import broken_character
 from rag.records import Chunk, Document, IndexReport
 from rag.store import (
@@ -40,6 +40,8 @@ from rag.store import (
 )
 
 MEMORY_ROOT = "<memory>"
+STREAM_BYTES = 8_000_000  # a JSON/JSONL export larger than this is read and committed a batch at a time
+EXPORT_BATCH = 2_000  # records of a streamed export per commit: what a restart does not read again
 DOC_BATCH = 64  # documents chunked and embedded together: enough for full model batches, little memory
 STAT_SETTLE_SECONDS = 2.0  # a file modified this recently is read again next run (same-tick edits)
 
@@ -58,6 +60,10 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unchanged_files: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
     stats: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (root, file) -> size, mtime
+    # Exports too large to hold in memory: read a batch of records at a time after the rest (`index_exports`);
+    # until then their documents stay as they are.
+    streamed: list[tuple[str, str, Path, tuple[int, int] | None]] = field(default_factory=list)
+    deferred: set[tuple[str, str]] = field(default_factory=set)  # (root, file) of the streamed ones
 
 
 def scan(
@@ -98,6 +104,10 @@ def scan(
             if stat is not None and known.get(key) == stat:
                 result.unchanged_files.add(key)
                 continue
+            if stat is not None and stat[0] > STREAM_BYTES and file.suffix.lower() in RECORD_SUFFIXES:
+                result.streamed.append((str(root), source, file, stat if stat[1] < settled * 1e9 else None))
+                result.deferred.add(key)
+                continue
             try:
                 ingested = read_documents(file, source, fields)
             except IngestError as exc:
@@ -119,7 +129,7 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _skip(result: ScanResult, name: str, reason: str, on_skip: Callable[[str, str], None] | None) -> None:
+def _skip(result: ScanResult | IndexReport, name: str, reason: str, on_skip: Callable[[str, str], None] | None) -> None:
     result.skipped.append((name, reason))
     if on_skip:
         on_skip(name, reason)
@@ -137,8 +147,14 @@ class Changes:
 
 
 def diff(reader: Reader | None, found: ScanResult) -> Changes:
+    """What `found` changes in the index. Without scanned folders or files (documents given in memory, a batch
+    of a streamed export) nothing can be removed, so only the documents named are looked up."""
     changes = Changes()
-    known = reader.known_documents() if reader is not None else []
+    narrow = not found.scanned_roots and not found.unchanged_files and not found.unreadable
+    if reader is None:
+        known = []
+    else:
+        known = reader.known_documents_named(found.documents) if narrow else reader.known_documents()
     by_key = {(d.root, d.source): d for d in known}
     for key, doc in found.documents.items():
         old = by_key.get(key)
@@ -153,7 +169,7 @@ def diff(reader: Reader | None, found: ScanResult) -> Changes:
         if file in found.unchanged_files:
             changes.unchanged += 1
             continue
-        kept = file in found.unreadable  # a file that failed to read keeps its last version
+        kept = file in found.unreadable or file in found.deferred  # failed to read, or read later in batches
         if d.root in found.scanned_roots and key not in found.documents and not kept:
             changes.removed.append(d.id)
     return changes
@@ -207,13 +223,87 @@ def update_index(
     return report
 
 
+def index_exports(
+    index_dir: Path,
+    found: ScanResult,
+    embedder: Encoder,
+    fields: RecordFields | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: bool = True,
+    report: IndexReport | None = None,
+) -> IndexReport:
+    """Index the exports `scan` left for streaming, EXPORT_BATCH records per commit, so memory stays flat and a
+    run stopped halfway (killed, restarted) reads the file again but embeds only the records it had not
+    committed. Once a file is read to its end, its records that are gone are removed and its size and time
+    recorded."""
+    report = report or IndexReport()
+    for root, source, path, stat in found.streamed:
+        seen = _stream_export(
+            index_dir, root, source, path, embedder, fields or RecordFields(), on_skip, progress, report
+        )
+        with open_writer(index_dir, embedder.name, embedder.dimension) as writer:
+            gone = [d.id for d in writer.known_documents_of_file(root, source) if d.source not in seen]
+            plan = ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)  # nothing is chunked: removals only
+            _apply(writer, Changes(removed=gone), {}, _Embedding(embedder, plan, {}, False), IndexReport())
+            if stat is not None:
+                writer.record_files([(root, source, *stat)])
+            report.removed += len(gone)
+            report.chunks = writer.counts()["chunks"]
+    return report
+
+
+def _stream_export(
+    index_dir: Path,
+    root: str,
+    source: str,
+    path: Path,
+    embedder: Encoder,
+    fields: RecordFields,
+    on_skip: Callable[[str, str], None] | None,
+    progress: bool,
+    report: IndexReport,
+) -> set[str]:
+    """Commit an export's records a batch at a time; returns the sources of the records it holds now."""
+    bar = tqdm(total=path.stat().st_size, desc=source, unit="B", unit_scale=True, disable=not progress, file=sys.stderr)
+    seen: set[str] = set()
+    batch = ScanResult()
+    jsonl = path.suffix.lower() != ".json"
+    for item in stream_records(path, source, jsonl, fields, at=lambda n: bar.update(n - bar.n)):
+        if isinstance(item, Document):
+            seen.add(item.source)
+            batch.documents[(root, item.source)] = item
+            batch.files[(root, item.source)] = source
+        else:
+            _skip(report, *item, on_skip)
+        if len(batch.documents) >= EXPORT_BATCH:
+            _merge(report, update_index(index_dir, batch, embedder, progress=False))
+            crash_point("export-batch-committed")
+            batch = ScanResult()
+    _merge(report, update_index(index_dir, batch, embedder, progress=False))
+    bar.close()
+    return seen
+
+
+def _merge(total: IndexReport, part: IndexReport) -> None:
+    total.added += part.added
+    total.updated += part.updated
+    total.unchanged += part.unchanged
+    total.embedded += part.embedded
+    total.chunks = part.chunks or total.chunks
+
+
 def _file_changes(reader: Reader, found: ScanResult) -> list[tuple[str, str]]:
     """Recorded file stats to forget: files gone from a scanned folder, or unreadable now."""
     return [
         key
         for key in reader.file_stats()
         if key in found.unreadable
-        or (key[0] in found.scanned_roots and key not in found.unchanged_files and key not in found.stats)
+        or (
+            key[0] in found.scanned_roots
+            and key not in found.unchanged_files
+            and key not in found.stats
+            and key not in found.deferred
+        )
     ]
 
 

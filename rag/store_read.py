@@ -368,6 +368,21 @@ class Reader:
         wanted = set(roots) if roots is not None else None
         return [KnownDocument(*r) for r in rows if wanted is None or r[1] in wanted]
 
+    def known_documents_named(self, keys: Iterable[tuple[str, str]]) -> list[KnownDocument]:
+        """The stored documents among (root, source) `keys`: a batch's lookups, whatever the index's size."""
+        rows = self.conn.execute(
+            "SELECT d.id, d.root, d.source, d.file, d.content_hash FROM json_each(?) k "
+            "JOIN documents d ON d.root = json_extract(k.value, '$[0]') AND d.source = json_extract(k.value, '$[1]')",
+            (json.dumps([list(k) for k in keys]),),
+        )
+        return [KnownDocument(*r) for r in rows]
+
+    def known_documents_of_file(self, root: str, file: str) -> list[KnownDocument]:
+        rows = self.conn.execute(
+            "SELECT id, root, source, file, content_hash FROM documents WHERE root = ? AND file = ?", (root, file)
+        )
+        return [KnownDocument(*r) for r in rows]
+
     def file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
         return {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute("SELECT root, file, size, mtime_ns FROM files")}
 

@@ -14,6 +14,7 @@ what an uninterrupted run gives.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import random
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+import rag.indexer
 from rag import Index
 from rag.store import CRASH_ENV
 from tests.conftest import synthetic_articles
@@ -329,3 +331,42 @@ def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(t
         files = open_files_in(idx)
         assert not [f for f in files if f.endswith("(deleted)")], "the reader holds deleted files open"
         assert len(files) <= held + 3, files
+
+
+# --- a large export ---------------------------------------------------------------------------------------
+STREAMING = (
+    "import rag.indexer as i; i.STREAM_BYTES = 100_000; i.EXPORT_BATCH = 1_000; from rag.cli import main; main()"
+)
+
+
+def write_feed(path: Path, records: int) -> None:
+    with path.open("w") as f:
+        for i in range(records):
+            text = f"Record {i}: the harbour at Busan loaded {i % 97} container ships on day {i % 31} of the month."
+            f.write(json.dumps({"title": f"Harbour record {i}", "text": text, "date": "2024-01-02"}) + "\n")
+
+
+def test_a_large_export_killed_halfway_resumes_where_it_stopped(tmp_path: Path, monkeypatch):
+    corpus, idx = tmp_path / "feeds", tmp_path / "idx"
+    corpus.mkdir()
+    write_feed(corpus / "feed.jsonl", 5_000)
+    child = subprocess.run(
+        [sys.executable, "-c", STREAMING, "index", str(corpus), "--index", str(idx), "--model", "hashing"],
+        env={**os.environ, CRASH_ENV: "export-batch-committed"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL
+    assert "feed.jsonl" in child.stderr, "no progress shown while the export was read"
+    assert state(idx)["chunks"] == 1_000, "the first batch was committed before the kill"
+    monkeypatch.setattr(rag.indexer, "STREAM_BYTES", 100_000)
+    monkeypatch.setattr(rag.indexer, "EXPORT_BATCH", 1_000)
+    report = Index(idx).add([corpus])
+    assert (report.added, report.unchanged, report.embedded) == (4_000, 1_000, 4_000), report
+    assert state(idx) == state_of_clean_build(tmp_path / "clean", corpus)
+    answer = Index(idx).search("How many container ships did record 4321 say Busan loaded?", k=1, mode="keyword")
+    assert answer.passages[0].source == "feed.jsonl#4322"
+    write_feed(corpus / "feed.jsonl", 3_000)  # the export shrank: its last 2,000 records are gone
+    report = Index(idx).add([corpus])
+    assert report.removed == 2_000 and state(idx)["chunks"] == 3_000

@@ -59,7 +59,7 @@ def test_bigrams_for_korean():
 def tiny_lexical(tmp_path_factory: pytest.TempPathFactory) -> LexicalIndex:
     lexical = LexicalIndex(Path(tmp_path_factory.mktemp("lexical")))
     writer = lexical.writer()
-    writer.add([(1, "value near start prefix minus unbalanced", "Values"), (2, "이재명 후보 과반 득표", "여론")])
+    writer.add([(1, "value near start prefix minus unbalanced", "Values", 1), (2, "이재명 후보 과반 득표", "여론", 2)])
     writer.commit(1)
     writer.close()
     lexical.follow(1)
@@ -85,8 +85,8 @@ def test_neighbouring_words_score_as_a_pair(tmp_path: Path):
     writer = lexical.writer()
     writer.add(
         [
-            (1, "The bowl of soup was super hot, and the game went on.", "Lunch"),
-            (2, "The Super Bowl was played in Santa Clara, and the game went on.", "Football"),
+            (1, "The bowl of soup was super hot, and the game went on.", "Lunch", 1),
+            (2, "The Super Bowl was played in Santa Clara, and the game went on.", "Football", 2),
         ]
     )
     writer.commit(1)
