@@ -172,3 +172,65 @@ def test_an_open_index_answers_from_what_another_process_wrote(tmp_path: Path):
     for mode in ("keyword", "hybrid"):
         answer = index.search("Ulleungdo ferry storms", mode=mode)
         assert answer.passages[0].source == "b.txt", mode
+
+
+def hostile_pdf(objects: list[bytes]) -> bytes:
+    """A PDF whose cross-reference table is right, so that the reader gets as far as the objects' content."""
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    table = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    return out + f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{table}\n%%EOF\n".encode()
+
+
+def test_hostile_pages_and_pdfs_are_each_one_line_and_the_run_goes_on(tmp_path: Path):
+    """A truncated PDF, a page tree that loops, a decompression bomb, a 45 MB one-line page, a page nested
+    100,000 deep and a name with a newline in it: one line each, the good files indexed, memory bounded."""
+    import resource
+    import subprocess
+    import sys
+    import zlib
+
+    from fpdf import FPDF
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    report = FPDF()
+    report.add_page()
+    report.set_font("Helvetica", size=12)
+    for i in range(30):
+        report.cell(
+            0, 8, f"Line {i}: container ships waited outside the breakwater at Busan.", new_x="LMARGIN", new_y="NEXT"
+        )
+    good = bytes(report.output())
+    (corpus / "good.pdf").write_bytes(good)
+    (corpus / "truncated.pdf").write_bytes(good[: len(good) // 2])
+    catalog = b"<< /Type /Catalog /Pages 2 0 R >>"
+    (corpus / "loop.pdf").write_bytes(hostile_pdf([catalog, b"<< /Type /Pages /Kids [2 0 R] /Count 1000000000 >>"]))
+    bomb = zlib.compress(b"BT /F1 12 Tf (A) Tj ET\n" * 40_000_000, 9)  # 2 MB that inflate to 920 MB
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>"
+    stream = f"<< /Length {len(bomb)} /Filter /FlateDecode >>\nstream\n".encode() + bomb + b"\nendstream"
+    (corpus / "bomb.pdf").write_bytes(
+        hostile_pdf([catalog, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page, stream])
+    )
+    (corpus / "oneline.html").write_text("<html><body><p>" + "word " * 9_000_000 + "</p></body></html>")
+    (corpus / "deep.html").write_text(
+        "<html><body>" + "<div>" * 100_000 + "Deep." + "</div>" * 100_000 + "</body></html>"
+    )
+    (corpus / "ferry\nnews.txt").write_text("Ferry returns\n\nThe ferry to Ulleungdo resumed on Monday after storms.\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "index", str(corpus), "--index", str(tmp_path / "idx"), "--model", "hashing"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)),  # a bomb would hit this
+    )
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    skipped = sorted(line.split(":")[0] for line in run.stderr.splitlines() if line.startswith("skipped "))
+    hostile = ["bomb.pdf", "deep.html", "loop.pdf", "oneline.html", "truncated.pdf"]
+    assert skipped == [f"skipped {name}" for name in hostile], run.stderr
+    sources = {d.source for d in Index(tmp_path / "idx", model="hashing").documents(0, 50)[0]}
+    assert sources == {"good.pdf", "ferry\nnews.txt"}
