@@ -203,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quiet=True,  # Gradio's own banner suggests `share=True` even when --share was asked for
             prevent_thread_lock=True,
             max_file_size=max_upload,
+            show_error=True,  # a program calling the API gets Gradio's own reason too, never {"error": null}
         )
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -255,3 +255,43 @@ def test_an_upload_over_the_limit_is_refused_with_its_reason(chat_server, tmp_pa
     assert result.saved == [] and result.rejected == [
         ("big.txt", "1.5 MB, over the 1 MB upload limit: add it with `rag index`")
     ]
+
+
+def test_nasty_questions_over_http_get_an_answer_or_a_reason(chat_server):
+    """The fuzz corpus of tests/test_fuzz.py through `/ask` and `/chat`: a JSON answer or a message, never an
+    empty error or a traceback."""
+    from gradio_client.exceptions import AppError
+    from test_fuzz import NASTY
+
+    client = Client(chat_server.url, verbose=False)
+    for question in NASTY:
+        if any("\ud800" <= c <= "\udfff" for c in question):  # not UTF-8: only a raw JSON escape can send it
+            assert_escaped_question_gets_a_reason(chat_server.url, question)
+            continue
+        try:
+            answer = client.predict(question, api_name="/ask")
+            assert set(answer) >= {"query", "found", "passages"}, answer
+        except AppError as exc:
+            assert str(exc).strip() and "Traceback" not in str(exc), repr(question)
+        reply = client.predict(question, api_name="/chat")
+        assert isinstance(reply, str) and reply.strip() and "Traceback" not in reply, repr(question)
+
+
+def raw_call(url: str, api: str, data: list) -> str:
+    """One call through Gradio's plain HTTP API, as curl makes it: the event stream of its result."""
+    body = json.dumps({"data": data}).encode()  # ensure_ascii: a lone surrogate travels as \udxxx
+    status, started = status_and_body(url + f"gradio_api/call/{api}", body, {"Content-Type": "application/json"})
+    assert status == 200, started
+    event = json.loads(started)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=60) as response:
+        return response.read().decode()
+
+
+def assert_escaped_question_gets_a_reason(url: str, question: str) -> None:
+    stream = raw_call(url, "ask", [question, 5, "hybrid", "", "", ""])
+    assert "event: error" in stream and "broken character" in stream, stream
+
+
+def test_a_raw_call_with_missing_values_gets_a_message_not_null(chat_server):
+    stream = raw_call(chat_server.url, "ask", ["G7"])
+    assert "event: error" in stream and '"error": null' not in stream and "input values" in stream, stream
