@@ -316,7 +316,7 @@ def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(t
     reader = Index(idx)
     assert finds_evidence(idx) and reader.search(QUESTION, k=3, mode="hybrid").found is not None
     held = len(open_files_in(idx))
-    for n in range(12):
+    for n in range(8):
         (corpus_copy / f"wire_{n}.txt").write_text(
             f"Port story {n}\n\nDock workers in harbour number {n} loaded {100 + n} containers of kimchi on Friday.\n"
         )
