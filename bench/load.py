@@ -11,7 +11,8 @@ for the same questions. Prints, with the load average beside every figure:
 - alone: p50 per endpoint and their ratio;
 - under load: throughput, p50/p95/p99 per endpoint, errors (any exception, or a reply without a passage or
   a verdict);
-- the server's CPU time per answer (the clients share the machine: the rest of it is theirs);
+- the server's CPU time per answer (the clients share the machine: the rest of it is theirs; `--nice`
+  gives them the lowest priority, so that they take only what the server leaves);
 - the server's memory (RSS of the app process and its children): after start, at the end of each load
   round, and after 30 s idle (rounds on one server show whether it grows or settles).
 """
@@ -194,10 +195,15 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before each memory reading")
     parser.add_argument("--rounds", type=int, default=2, help="load rounds on the same server (memory growth)")
+    parser.add_argument(
+        "--nice", action="store_true", help="run the clients at the lowest CPU priority, the server at its own"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="verbatim-load-"))
     index = work / "index"
     proc, url = start_app(args.corpus, index, args.model)
+    if args.nice:
+        os.nice(19)  # the clients yield the CPU to the server they measure, as clients on other machines would
     try:
         time.sleep(3)  # the model and dense index load behind the page
         single = alone(url, rounds=2)

@@ -38,7 +38,8 @@ class HashingEmbedder:
     max_tokens = MAX_TOKENS
 
     def __init__(self) -> None:
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, int] = {}  # lower-cased word -> its hash
+        self._ids: dict[str, int] = {}  # token as written -> its id
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(_TOKEN.findall(t)) for t in texts]
@@ -46,12 +47,19 @@ class HashingEmbedder:
     def offsets(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _TOKEN.finditer(text)]
 
+    def _id(self, token: str) -> int:
+        """`_token_id`, remembered per token: tokenising is most of what the stand-in encoder costs."""
+        found = self._ids.get(token)
+        if found is None:
+            found = self._ids[token] = _token_id(token)
+        return found
+
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        return [[_token_id(t) for t in _TOKEN.findall(x)] for x in texts]
+        return [[self._id(t) for t in _TOKEN.findall(x)] for x in texts]
 
     def token_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         matches = list(_TOKEN.finditer(text))
-        return [_token_id(m.group()) for m in matches], [m.span() for m in matches]
+        return [self._id(m.group()) for m in matches], [m.span() for m in matches]
 
     def title_prefix(self, title: str) -> tuple[str, list[int]]:
         spans = self.offsets(title)

@@ -162,7 +162,7 @@ def test_wrong_passwords_are_slowed_and_a_right_one_is_not(monkeypatch):
 
 
 def test_listening_on_every_address_without_auth_warns_and_names_the_reachable_url(tmp_path: Path):
-    server = start_chat(CORPUS, tmp_path / "index", tmp_path / "app.log", "--host", "0.0.0.0")
+    server = start_chat(CORPUS, tmp_path / "index", tmp_path / "app.log", "--host", "0.0.0.0", "--model", "hashing")
     try:
         deadline = time.monotonic() + 30  # the page answers a moment before the start-up lines are printed
         while "Press Ctrl-C" not in server.log.read_text() and time.monotonic() < deadline:

@@ -151,7 +151,7 @@ def test_a_killed_write_on_100k_chunks(tmp_path: Path, corpus_copy: Path):
         "Harbour pilots strike in Busan\n\nPilots at the port of Busan stopped work on Monday over pay, "
         "and forty container ships waited outside the breakwater until the evening.\n"
     )
-    for step in ("vectors-appended", "before-commit"):
+    for step in ("before-commit",):  # every step is killed on the small index above; here the largest write
         child = index_in_child(idx, big, corpus_copy, crash_at=step)
         child.wait(timeout=300)
         assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
@@ -349,7 +349,7 @@ def write_feed(path: Path, records: int) -> None:
 def test_a_large_export_killed_halfway_resumes_where_it_stopped(tmp_path: Path, monkeypatch):
     corpus, idx = tmp_path / "feeds", tmp_path / "idx"
     corpus.mkdir()
-    write_feed(corpus / "feed.jsonl", 5_000)
+    write_feed(corpus / "feed.jsonl", 3_000)
     child = subprocess.run(
         [sys.executable, "-c", STREAMING, "index", str(corpus), "--index", str(idx), "--model", "hashing"],
         env={**os.environ, CRASH_ENV: "export-batch-committed"},
@@ -363,10 +363,10 @@ def test_a_large_export_killed_halfway_resumes_where_it_stopped(tmp_path: Path, 
     monkeypatch.setattr(rag.indexer, "STREAM_BYTES", 100_000)
     monkeypatch.setattr(rag.indexer, "EXPORT_BATCH", 1_000)
     report = Index(idx).add([corpus])
-    assert (report.added, report.unchanged, report.embedded) == (4_000, 1_000, 4_000), report
+    assert (report.added, report.unchanged, report.embedded) == (2_000, 1_000, 2_000), report
     assert state(idx) == state_of_clean_build(tmp_path / "clean", corpus)
-    answer = Index(idx).search("How many container ships did record 4321 say Busan loaded?", k=1, mode="keyword")
-    assert answer.passages[0].source == "feed.jsonl#4322"
-    write_feed(corpus / "feed.jsonl", 3_000)  # the export shrank: its last 2,000 records are gone
+    answer = Index(idx).search("How many container ships did record 2345 say Busan loaded?", k=1, mode="keyword")
+    assert answer.passages[0].source == "feed.jsonl#2346"
+    write_feed(corpus / "feed.jsonl", 2_000)  # the export shrank: its last 1,000 records are gone
     report = Index(idx).add([corpus])
-    assert report.removed == 2_000 and state(idx)["chunks"] == 3_000
+    assert report.removed == 1_000 and state(idx)["chunks"] == 2_000
