@@ -33,8 +33,12 @@ from tests.conftest import synthetic_articles
 QUESTION = "Which senator from Vermont did Kim Jong-hoon meet?"
 EVIDENCE = "Bernie Sanders"
 CHILD = """
-import sys
+import os, sys
+import rag.store_write
 from rag import Index
+if "ANN_MIN_ROWS" in os.environ:  # IVF on a small index: a few lists, trained from what there is
+    rag.store_write.ANN_MIN_ROWS = int(os.environ["ANN_MIN_ROWS"])
+    rag.store_write.lists_for = lambda rows: 4
 Index(sys.argv[1], model="hashing").add(sys.argv[2:])
 """
 STEPS = [
@@ -48,12 +52,13 @@ STEPS = [
     "during-commit",
     "after-commit",
     "manifest-written",
+    "ann-trained",  # the child trains IVF centroids at 20 passages (ANN_MIN_ROWS), then dies before its commit
 ]
 COMMITTED = {"after-commit", "manifest-written"}
 
 
 def index_in_child(index: Path, *paths: Path, crash_at: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, CRASH_ENV: crash_at or ""}
+    env = {**os.environ, CRASH_ENV: crash_at or "", **({"ANN_MIN_ROWS": "20"} if crash_at == "ann-trained" else {})}
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(index), *map(str, paths)],
         env=env,
