@@ -223,30 +223,34 @@ class DenseIndex:
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
 
     def search(self, query: np.ndarray, n: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Best `n` (chunk id, inner product), among the chunks `keep` marks when given. The mask goes to FAISS
-        as a bitmap tested inside the search. An IVF search under a filter visits more lists the narrower the
-        filter, until it scores about FILTERED_KEPT_SHARE of the collection among the kept chunks: a filter
-        keeping 4% or less is searched exactly, and none costs more than an unfiltered search."""
+        """Best `n` (chunk id, inner product), among the chunks `keep` marks when given."""
         if self.ntotal == 0:
             return []
-        params = None
-        if keep is not None and np.count_nonzero(keep) >= WIDE_FILTER_SHARE * self.ntotal:
-            # A filter keeping most chunks: the plain search, deep enough, less what it leaves out, is cheaper
-            # than testing a bitmap on every visited vector.
-            hits = self.search(query, math.ceil(2 * n * self.ntotal / np.count_nonzero(keep)))
-            kept = [(i, s) for i, s in hits if i < len(keep) and keep[i]]
-            if len(kept) >= min(n, np.count_nonzero(keep)):
-                return kept[:n]
         if keep is not None:
-            bits = np.packbits(keep, bitorder="little")
-            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its size is in bytes
-            if self.approximate:
-                share = max(int(np.count_nonzero(keep)), 1) / self.ntotal
-                lists = self._quantizer.ntotal
-                nprobe = min(lists, max(self.index.nprobe, math.ceil(lists * FILTERED_KEPT_SHARE / share)))
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-            else:
-                params = faiss.SearchParameters(sel=selector)
-            params.keep = (bits, selector)  # the bitmap must outlive the search
+            return self._search_kept(query, n, keep, int(np.count_nonzero(keep)))
+        scores, ids = self.index.search(query, min(n, self.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _search_kept(self, query: np.ndarray, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
+        """A filter keeping most chunks filters a deeper plain search (cheaper than testing a bitmap on every
+        vector visited). Otherwise the mask goes to FAISS as a bitmap tested inside the search, and an IVF
+        search visits more lists the narrower the filter, until it scores about FILTERED_KEPT_SHARE of the
+        collection among the kept chunks: a filter keeping 4% or less is searched exactly, at about the cost of
+        an unfiltered search (bench/filters.py)."""
+        if kept >= WIDE_FILTER_SHARE * self.ntotal:
+            hits = self.search(query, math.ceil(2 * n * self.ntotal / kept))
+            inside = [(i, s) for i, s in hits if i < len(keep) and keep[i]]
+            if len(inside) >= min(n, kept):
+                return inside[:n]
+        bits = np.packbits(keep, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its size is in bytes
+        if self.approximate:
+            lists = self._quantizer.ntotal
+            share = max(kept, 1) / self.ntotal
+            nprobe = min(lists, max(self.index.nprobe, math.ceil(lists * FILTERED_KEPT_SHARE / share)))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        params.keep = (bits, selector)  # the bitmap must outlive the search
         scores, ids = self.index.search(query, min(n, self.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
