@@ -178,7 +178,11 @@ def _stream_json(f: BinaryIO, source: str) -> Iterator[tuple[int, Any]]:
     try:
         yield from enumerate(ijson.items(f, prefix, use_float=True), start=1)
     except ijson.JSONError as exc:
-        raise IngestError(f"{source}: not valid JSON ({str(exc)[:120]})") from exc
+        raise _invalid_json(source, exc) from exc
+
+
+def _invalid_json(source: str, exc: Exception) -> IngestError:
+    return IngestError(f"{source}: not valid JSON ({str(exc)[:120]})")
 
 
 def _records_prefix(f: BinaryIO, source: str) -> str:
@@ -195,5 +199,5 @@ def _records_prefix(f: BinaryIO, source: str) -> str:
             elif prefix == "" and event == "end_map":
                 break
     except ijson.JSONError as exc:
-        raise IngestError(f"{source}: not valid JSON ({str(exc)[:120]})") from exc
+        raise _invalid_json(source, exc) from exc
     raise IngestError(f"{source}: expected a list of records, or an object holding one under {', '.join(LIST_KEYS)}")

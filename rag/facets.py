@@ -125,7 +125,6 @@ class ChunkFilter:
 
     def __init__(self) -> None:
         self.seq = -1
-        self.rows = 0
         self.owners = np.zeros(0, dtype=np.int64)  # chunk id -> its document (0 for a deleted chunk)
         self.documents: DocumentFields | None = None
         self._masks: dict[tuple[DocFilter, frozenset[str]], Kept] = {}  # this commit's recent filters
@@ -137,15 +136,14 @@ class ChunkFilter:
             return
         removed = reader.tombstones_since(self.seq) if self.seq >= 0 else None
         if removed is None:
-            self.owners, self.rows = np.zeros(0, dtype=np.int64), 0
-        ids, docs = reader.chunk_owners(self.rows)
-        rows = int(ids.max()) + 1 if len(ids) else self.rows
-        if rows > len(self.owners):
-            self.owners = np.concatenate([self.owners, np.zeros(rows - len(self.owners), dtype=np.int64)])
+            self.owners = np.zeros(0, dtype=np.int64)
+        ids, docs = reader.chunk_owners(len(self.owners))
+        if len(ids):
+            grown = int(ids.max()) + 1 - len(self.owners)
+            self.owners = np.concatenate([self.owners, np.zeros(grown, dtype=np.int64)])
         self.owners[ids] = docs
         if removed:
             self.owners[np.asarray(removed, dtype=np.int64)] = 0
-        self.rows = max(self.rows, rows)
         self.documents = DocumentFields.read(reader)
         self._masks.clear()
         self.seq = seq

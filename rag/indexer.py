@@ -184,6 +184,11 @@ def from_documents(documents: Iterable[Document], root: str = MEMORY_ROOT) -> Sc
     return result
 
 
+def chunk_plan(embedder: Encoder) -> ChunkPlan:
+    """Passage budgets for `embedder`: its limit, less the title put in front of each passage."""
+    return ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)
+
+
 def update_index(
     index_dir: Path,
     found: ScanResult,
@@ -210,7 +215,7 @@ def update_index(
             report.unchanged = preview.unchanged
             report.seconds = time.perf_counter() - started
             return report
-    plan = plan or ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)
+    plan = plan or chunk_plan(embedder)
     with open_writer(index_dir, embedder.name, dimension or embedder.dimension) as writer:
         changes = diff(writer, found)
         _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress), report)
@@ -243,8 +248,8 @@ def index_exports(
         )
         with open_writer(index_dir, embedder.name, embedder.dimension) as writer:
             gone = [d.id for d in writer.known_documents_of_file(root, source) if d.source not in seen]
-            plan = ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)  # nothing is chunked: removals only
-            _apply(writer, Changes(removed=gone), {}, _Embedding(embedder, plan, {}, False), IndexReport())
+            embedding = _Embedding(embedder, chunk_plan(embedder), {}, False)  # removals only: nothing is chunked
+            _apply(writer, Changes(removed=gone), {}, embedding, IndexReport())
             if stat is not None:
                 writer.record_files([(root, source, *stat)])
             report.removed += len(gone)
