@@ -97,6 +97,46 @@ def start_app(corpus: Path, index: Path, model: str | None) -> tuple[subprocess.
     raise SystemExit("app.py did not answer within 600 s")
 
 
+class PlainHttpClient:
+    """Gradio's REST calls over plain HTTP (a POST, then the reply's event stream), with each endpoint's
+    defaults filled in from `/gradio_api/info`, as gradio_client fills them. It costs the machine a few ms
+    a request where gradio_client costs about 60 ms, so on a shared machine the clients leave the server
+    the CPU that clients on other machines would (`--client http`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        with urllib.request.urlopen(url + "gradio_api/info", timeout=30) as reply:
+            endpoints = json.load(reply)["named_endpoints"]
+        self.defaults = {name: [p.get("parameter_default") for p in e["parameters"]] for name, e in endpoints.items()}
+
+    def predict(self, question: str, api_name: str):
+        data = json.dumps({"data": [question, *self.defaults[api_name][1:]]}).encode()
+        call = self.url + "gradio_api/call" + api_name
+        request = urllib.request.Request(call, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            event_id = json.load(reply)["event_id"]
+        event = None
+        with urllib.request.urlopen(f"{call}/{event_id}", timeout=120) as stream:
+            for raw in stream:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event in ("complete", "error"):
+                    payload = json.loads(line[6:])
+                    if event == "error":
+                        raise RuntimeError(f"{api_name}: {payload}")
+                    return payload[0]
+        raise RuntimeError(f"{api_name}: the event stream ended without a reply")
+
+
+def make_client(url: str, kind: str):
+    if kind == "http":
+        return PlainHttpClient(url)
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
 def ask(client, endpoint: str, question: str) -> None:
     """One request; raises when the reply is not a whole answer."""
     if endpoint == "/ask":
@@ -109,10 +149,8 @@ def ask(client, endpoint: str, question: str) -> None:
             raise RuntimeError(f"/chat gave {str(reply)[:200]}")
 
 
-def alone(url: str, rounds: int) -> dict[str, float]:
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
+def alone(url: str, rounds: int, kind: str) -> dict[str, float]:
+    client = make_client(url, kind)
     out = {}
     for endpoint in ("/ask", "/chat"):
         times = []
@@ -124,10 +162,8 @@ def alone(url: str, rounds: int) -> dict[str, float]:
     return out
 
 
-def under_load(url: str, users: int, requests: int) -> dict:
-    from gradio_client import Client
-
-    clients = [Client(url, verbose=False) for _ in range(users)]
+def under_load(url: str, users: int, requests: int, kind: str) -> dict:
+    clients = [make_client(url, kind) for _ in range(users)]
     times: dict[str, list[float]] = {"/ask": [], "/chat": []}
     errors: list[str] = []
     counter = iter(range(requests))
@@ -162,7 +198,7 @@ def under_load(url: str, users: int, requests: int) -> dict:
 
 def load_round(proc: subprocess.Popen, url: str, args: argparse.Namespace, round_: int, start_mb: float) -> None:
     cpu_before = cpu_seconds(proc.pid)
-    result = under_load(url, args.users, args.requests)
+    result = under_load(url, args.users, args.requests, args.client)
     server_cpu = cpu_seconds(proc.pid) - cpu_before
     end_mb = rss_mb(proc.pid)
     done = sum(len(v) for v in result["times"].values())
@@ -198,6 +234,12 @@ def main() -> None:
     parser.add_argument(
         "--nice", action="store_true", help="run the clients at the lowest CPU priority, the server at its own"
     )
+    parser.add_argument(
+        "--client",
+        choices=("gradio", "http"),
+        default="gradio",
+        help="gradio_client (as most programs call it) or plain HTTP (light enough to leave the server the CPU)",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="verbatim-load-"))
     index = work / "index"
@@ -206,7 +248,7 @@ def main() -> None:
         os.nice(19)  # the clients yield the CPU to the server they measure, as clients on other machines would
     try:
         time.sleep(3)  # the model and dense index load behind the page
-        single = alone(url, rounds=2)
+        single = alone(url, rounds=2, kind=args.client)
         start_mb = rss_mb(proc.pid)
         print(f"server up at {url}; RSS after start and a first round of questions {start_mb:.0f} MB ({load()})")
         ratio = single["/chat"] / single["/ask"]
