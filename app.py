@@ -158,8 +158,11 @@ def release_freed_memory(every: float = 15.0) -> None:
 
 
 def warm_up(index: Index) -> None:
+    """The torch model and the dense index load behind the page. Until the model is in, questions are
+    encoded in numpy (`rag.query_encoder`); after, concurrent questions share its batches."""
     try:
         index.search("warm up", k=1)
+        index.embedder.load()
     except RagError as exc:
         print(f"warning: {exc}", file=sys.stderr)
 

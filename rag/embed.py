@@ -15,6 +15,7 @@ import numpy as np
 
 from rag.errors import ModelLoadError, RagError
 from rag.hashing import HASHING_MODEL, HashingEmbedder
+from rag.query_encoder import NumpyBertEncoder, light_encoder
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TITLE_TOKENS = 24
@@ -47,6 +48,8 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], checked: bool = False) -> np.ndarray: ...
 
     def encode_query(self, text: str) -> np.ndarray: ...
+
+    def load(self) -> None: ...
 
 
 def passage_input(title_line: str, text: str) -> str:
@@ -88,6 +91,12 @@ class Embedder:
         self._model = None
         self._lock = threading.RLock()  # re-entered: tokenizer use holds it and may trigger the load
         self._queries = QueryBatch(self._lock, self._encode_questions)
+        self._light: NumpyBertEncoder | None | bool = True  # True: not looked for yet
+        self._light_lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load the torch model now (a server, behind its page), rather than on the first passage to embed."""
+        _ = self.model
 
     @property
     def model(self):
@@ -199,12 +208,24 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         """Queries longer than the model's window are cut to it: the lexical arm still reads all of it.
-        Questions that arrive while the model is busy are encoded together (`QueryBatch`)."""
+        Until the torch model is loaded, the default model's questions are encoded in numpy
+        (`rag.query_encoder`), so a one-shot `rag ask` never imports torch. Once it is loaded, questions that
+        arrive while the model is busy are encoded together (`QueryBatch`)."""
+        if self._model is None:
+            light = self._light_encoder()
+            if light is not None:
+                with self._light_lock:
+                    return light.encode(text, light.max_tokens)
         with self._lock:
             ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
             if len(ids) > self.max_tokens:
                 text = self.tokenizer.decode(ids[: self.max_tokens])
         return self._queries.encode(text)
+
+    def _light_encoder(self) -> NumpyBertEncoder | None:
+        if self._light is True:
+            self._light = light_encoder(self._location) if self.name == DEFAULT_MODEL else None
+        return self._light or None
 
     def _encode_questions(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)

@@ -108,3 +108,6 @@ class HashingEmbedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self._vectors([text])
+
+    def load(self) -> None:
+        """Nothing to load: the stand-in is ready when made."""

@@ -1,14 +1,19 @@
-"""The real model's question vectors: encoding the questions of many concurrent users together must give
-each user the vector of their own question, exactly as if it had been encoded alone."""
+"""The real model's question vectors: encoded together for many concurrent users, or in numpy for a one-shot
+command, each must be the vector the model gives that question alone."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag.embed import QUERY_BATCH_MAX, QueryBatch, get_embedder
+from rag.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, get_embedder
+from rag.query_encoder import light_encoder
 
 QUESTIONS = [
     "Who is leading the presidential race in South Korea?",
@@ -61,3 +66,53 @@ def test_a_failing_encode_reaches_every_waiting_caller():
     with pytest.raises(MemoryError, match="no room"):
         batch.encode("Who won?")
     assert batch._queue == []
+
+
+def test_the_numpy_encoder_gives_the_models_own_vectors():
+    """`rag ask` encodes questions without torch: the vectors must be the model's, to float32 rounding."""
+    embedder = get_embedder()
+    light = light_encoder(str(default_model_path()))
+    assert light is not None and light.max_tokens == embedder.max_tokens
+    questions = [*QUESTIONS, "Pelé — 1,000 goals?", "x", "Why did the harbour exports fall this spring? " * 60]
+    for question in questions:
+        ids = embedder.tokenize([question])[0][: embedder.max_tokens]
+        reference = embedder.encode_ids([ids])
+        vector = light.encode(question, light.max_tokens)
+        assert vector.shape == reference.shape and vector.dtype == np.float32
+        assert float(np.abs(vector - reference).max()) < 1e-5, question
+
+
+def test_a_model_it_cannot_reproduce_is_left_to_torch(tmp_path: Path):
+    model = default_model_path()
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json", "model.safetensors"):
+        (copy / name).symlink_to(model / name)
+    (copy / "1_Pooling").mkdir()
+    pooling = json.loads((model / "1_Pooling" / "config.json").read_text())
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    assert light_encoder(str(copy)) is not None
+    (copy / "1_Pooling" / "config.json").write_text(
+        json.dumps({**pooling, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True})
+    )
+    assert light_encoder(str(copy)) is None
+    assert light_encoder(str(tmp_path / "absent")) is None
+
+
+def test_rag_ask_answers_without_torch_exactly_as_with_it(seed_index):
+    """A one-shot question never imports torch, and its answer is the torch-encoded one, scores included."""
+    question = "Who is Lee Jae-myung's main rival according to the poll?"
+    program = (
+        "import contextlib, io, sys\n"
+        "from rag.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    main(['ask', {question!r}, '--index', {str(seed_index.path)!r}, '--json'])\n"
+        "print(out.getvalue())\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed, verdict = run.stdout.rsplit("\n", 2)[0], run.stdout.split("\n")[-2]
+    assert verdict == "no torch"
+    assert json.loads(printed) == seed_index.search(question).to_dict()
