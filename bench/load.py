@@ -145,7 +145,7 @@ def ask(client, endpoint: str, question: str) -> None:
             raise RuntimeError(f"/ask gave {json.dumps(reply)[:200]}")
     else:
         reply = client.predict(question, api_name="/chat")
-        if not isinstance(reply, str) or "**1.**" not in reply:
+        if not isinstance(reply, str) or "\n1. " not in reply:
             raise RuntimeError(f"/chat gave {str(reply)[:200]}")
 
 

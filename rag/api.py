@@ -139,9 +139,10 @@ class Index:
             raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
         return document
 
-    def document_length(self, doc_id: int) -> int:
+    def article_facts(self, doc_id: int) -> tuple[int, str | None]:
+        """An article's length in characters and its site (publication name or web host), for attribution."""
         with self.searcher.store.read() as reader:
-            return reader.document_length(doc_id)
+            return reader.article_facts(doc_id)
 
     def documents(self, offset: int = 0, limit: int = 50, search: str = "") -> tuple[list[DocumentSummary], int]:
         """One page of the table of contents (file order) and how many documents match `search` in all."""

@@ -22,7 +22,7 @@ from rag.errors import RagError
 from rag.highlight import best_sentences
 from rag.ingest import SUPPORTED_SUFFIXES
 from rag.records import Answer
-from rag.render import ShownPassage, answer_markdown, article_html, error_markdown, literal
+from rag.render import ShownPassage, answer_markdown, answer_text, article_html, error_markdown, literal
 from rag.search import MODES, Mode
 from rag.store import DocumentSummary
 from rag.uploads import DEFAULT_UPLOAD_MB, save_uploads
@@ -51,6 +51,14 @@ class Reply:
     answer: Answer | None
     searched_for: str
     shown: tuple[ShownPassage, ...] = ()
+    context: str | None = None  # the search text, when it differs from what the user typed
+    error: str | None = None
+
+    def text(self, marked: tuple[str, str] = ("", "")) -> str:
+        """The reply as plain text (`/chat`, `rag chat`): article text as it is, no markup to undo."""
+        if self.answer is None:
+            return f"Cannot search: {self.error}"
+        return answer_text(self.answer, self.shown, self.context, marked)
 
 
 class ChatService:
@@ -80,15 +88,13 @@ class ChatService:
                 query, k=k, mode=mode, source=source or None, since=since or None, until=until or None
             )
         except RagError as exc:
-            return Reply(error_markdown(str(exc)), None, query)
+            return Reply(error_markdown(str(exc)), None, query, error=str(exc))
         bar = self.index.searcher.bar(mode)
         marks = best_sentences(answer.query, answer.passages)
-        lengths = {p.doc_id: self.index.document_length(p.doc_id) for p in answer.passages}
-        shown = tuple(
-            ShownPassage(p, mark, p.score / bar, lengths[p.doc_id]) for p, mark in zip(answer.passages, marks)
-        )
+        facts = {p.doc_id: self.index.article_facts(p.doc_id) for p in answer.passages}
+        shown = tuple(ShownPassage(p, mark, p.score / bar, *facts[p.doc_id]) for p, mark in zip(answer.passages, marks))
         context = query if query != message.strip() else None
-        return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown)
+        return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown, context)
 
     def articles(self, search: str = "", page: int = 1, limit: int = SOURCES_PAGE) -> tuple[list[DocumentSummary], int]:
         """One page of the collection's articles matching `search`, and how many match in all."""
@@ -257,8 +263,9 @@ def build_app(service: ChatService) -> gr.Blocks:
     def chat_api(
         message: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""
     ) -> str:
-        """Ask a question; returns the reply as the chat shows it (Markdown, article text escaped)."""
-        return service.answer(message, (), k, mode, source, since, until).markdown
+        """Ask a question; returns the chat's reply as plain text: the verdict, then each passage quoted
+        exactly with its source. `/ask` gives the same answer as JSON."""
+        return service.answer(message, (), k, mode, source, since, until).text()
 
     def ask_api(
         question: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""

@@ -2,9 +2,11 @@
 
 Passages are other people's text: a saved page may hold `<script>`, `<img onerror=…>`, a markdown link or a
 row of `**`. The chat renders Markdown with inline HTML, so every character of article text (passages, titles,
-sources, URLs) goes through `literal()`: HTML-escaped, and every ASCII punctuation mark written as a numeric
-character reference, which Markdown never reads as syntax but the browser shows as the same character. Only
-markup written here (`<mark>`, the attribution line) is live. The Gradio sanitizer stays on as a second wall.
+sources, URLs) goes through `literal()`: every ASCII punctuation mark that Markdown or HTML could read as
+syntax where it stands is written as a numeric character reference, which the browser shows as the same
+character. Marks that are never syntax where they stand stay as they are ("4,812", "Moon-soo", "said:"), so
+the Markdown a screen reader or a copy button gets reads as text. Only markup written here (`<mark>`, the
+attribution) is live. The Gradio sanitizer stays on as a second wall. Programs get plain text (`answer_text`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ STRONG = 1.0  # relevance (score over the calibrated `found` bar) at or above th
 PARTIAL = 0.5
 
 _PUNCTUATION = {c: f"&#{ord(c)};" for c in string.punctuation}
+# Never syntax anywhere: , ; ? % ' " / ! and (. Syntax only in some places, so referenced only there: a hyphen
+# that is not inside a word (lists, rules, tables), a full stop after a digit or before a word character
+# (numbered lists, web addresses), a colon before "/" (links), ")" after a digit (numbered lists).
+_ALWAYS_PLAIN = set(",;?%'\"/!(")
+_SYNTAX = re.compile(
+    "(?<![A-Za-z0-9])-|-(?![A-Za-z0-9])|(?<=[0-9])\\.|\\.(?=\\w)|:(?=/)|(?<=[0-9])\\)|["
+    + re.escape("".join(c for c in string.punctuation if c not in _ALWAYS_PLAIN | set("-.:)")))
+    + "]"
+)
 _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 PASSAGE_ANCHOR = "verbatim-passage"
 
@@ -32,7 +43,7 @@ def literal(text: str) -> str:
 
 
 def _escape(text: str) -> str:
-    return "".join(_PUNCTUATION.get(c, c) for c in text)
+    return _SYNTAX.sub(lambda m: _PUNCTUATION[m.group()], text)
 
 
 def _keep_indent(source: str) -> str:
@@ -51,12 +62,14 @@ def url_html(url: str, shown: str) -> str:
 
 @dataclass(frozen=True)
 class ShownPassage:
-    """A passage as the chat shows it: which sentence to mark, how strong a match, how long its article is."""
+    """A passage as the chat shows it: which sentence to mark, how strong a match, how long its article is,
+    and the publication it comes from (the document's site: a name the page gave, or its web host)."""
 
     passage: Passage
     mark: Span | None
     relevance: float
     article_chars: int
+    site: str | None = None
 
 
 def relevance_label(relevance: float) -> str:
@@ -87,54 +100,105 @@ def location(passage: Passage, article_chars: int) -> str:
     return where
 
 
-def attribution(passage: Passage, article_chars: int) -> str:
-    """Title, source file, URL (a link when it is http/https), date and position, as one line."""
-    parts = [f"<strong>{literal(passage.title or passage.source)}</strong>", f"<code>{literal(passage.source)}</code>"]
-    if passage.url:
-        parts.append(url_html(passage.url, literal(passage.url)))
+def display_title(passage: Passage) -> str:
+    return passage.title or passage.source
+
+
+def byline(passage: Passage, site: str | None) -> list[str]:
+    """What a reader asks of a quote, after its title: the publication, the author, the date, the page."""
+    parts = [site] if site and site.lower() not in display_title(passage).lower() else []
     if passage.author:
-        parts.append("by " + literal(passage.author))
+        parts.append("by " + passage.author)
     if passage.published:
-        parts.append(literal(passage.published))
+        parts.append(passage.published)
     if passage.page:
         parts.append(f"page {passage.page}")
-    parts.append(location(passage, article_chars))
-    line = "— " + " · ".join(parts)
+    return parts
+
+
+def file_details(passage: Passage, article_chars: int) -> str:
+    """The machinery, for whoever checks a quote: the file and the exact offsets."""
+    return f"{passage.source} · {location(passage, article_chars)}"
+
+
+def attribution(item: ShownPassage) -> str:
+    """One line for the reader (title, publication, author, date, page, link), then the file and offsets
+    folded away, then other copies of the story."""
+    passage = item.passage
+    parts = [f"<strong>{literal(display_title(passage))}</strong>"] + [literal(x) for x in byline(passage, item.site)]
+    if passage.url:
+        parts.append(url_html(passage.url, literal(passage.url)))
+    line = '<span class="verbatim-attribution">' + " · ".join(parts) + "</span>"
+    line += (
+        '<details class="verbatim-details"><summary>File and position</summary>'
+        f"{literal(file_details(passage, item.article_chars))}</details>"
+    )
     if passage.copies:
-        named = ", ".join(
-            f"<code>{literal(c.source)}</code>" + ("" if c.exact else " (near-duplicate)") for c in passage.copies
-        )
-        line += f"<br>Same story also in: {named}"
+        named = ", ".join(literal(c.source) + ("" if c.exact else " (near-duplicate)") for c in passage.copies)
+        line += f'<span class="verbatim-copies">Same story also in: {named}</span>'
     return line
 
 
+def verdict(answer: Answer, shown: Sequence[ShownPassage]) -> tuple[str, str]:
+    """The reply's opening, (headline, what it means): the same words in the browser, over HTTP and in the
+    terminal."""
+    if not shown:
+        return "Nothing in the indexed articles matches this question.", "Try other words, or add articles."
+    if answer.found:
+        articles = len({s.passage.doc_id for s in shown})
+        many = f"{len(shown)} passage{'s' * (len(shown) != 1)} from {articles} article{'s' * (articles != 1)}"
+        return f"{many}, best first, quoted exactly:", ""
+    return (
+        "The articles do not answer this.",
+        "These are the closest passages, shown for what they are worth; none of them matches the question well.",
+    )
+
+
+def strength(item: ShownPassage) -> str:
+    return f"{relevance_label(item.relevance)} · {item.passage.score:.0%} likely to answer"
+
+
 def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None) -> str:
-    """The bot's reply: a plain verdict first, then each passage quoted with its attribution. `searched_for`
-    is shown when the search text differs from what the user typed (a follow-up with its context)."""
+    """The bot's reply: a plain verdict first, then each passage as a card: the quote with its marked
+    sentence, then its attribution. `searched_for` is shown when the search text differs from what the user
+    typed (a follow-up with its context)."""
     lines: list[str] = []
     if searched_for:
         lines.append(f"<small>Searched for: {literal(searched_for)}</small>\n")
-    note = [f"\n{literal(answer.note)}"] if answer.note else []
-    if not shown:
-        lines.append("**Nothing in the indexed articles matches this question.** Try other words, or add articles.")
-        return "\n".join(lines + note)
-    if answer.found:
-        articles = len({s.passage.doc_id for s in shown})
-        lines.append(
-            f"**{len(shown)} passage{'s' * (len(shown) != 1)}** from {articles} article"
-            f"{'s' * (articles != 1)}, best first, quoted exactly:"
-        )
-    else:
-        lines.append(
-            "**The articles do not answer this.** These are the closest passages, shown for what they are worth; "
-            "none of them matches the question well."
-        )
-    lines += note
+    headline, meaning = verdict(answer, shown)
+    lines.append(f"**{literal(headline)}**" + (f" {literal(meaning)}" if meaning else ""))
+    if answer.note:
+        lines.append(f"\n{literal(answer.note)}")
     for rank, item in enumerate(shown, start=1):
-        label = f"{relevance_label(item.relevance)} · {item.passage.score:.0%} likely to answer"
-        lines += ["", f"**{rank}.** <small>{label}</small>", ""]
+        lines += ["", f"**{rank}.** <small>{strength(item)}</small>", ""]
         lines.append(quoted(item.passage.text, item.mark))
-        lines += ["", attribution(item.passage, item.article_chars)]
+        lines += ["", attribution(item)]
+    return "\n".join(lines)
+
+
+def answer_text(
+    answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None, marked: tuple[str, str] = ("", "")
+) -> str:
+    """The same reply as plain text, for programs reading `/chat` and for `rag chat`: the passages exactly
+    as the article has them, each line of a quote opened by "> ". `marked` wraps the marked sentence
+    (a terminal's bold, say); by default nothing is added to the text."""
+    lines = [f"Searched for: {searched_for}", ""] if searched_for else []
+    lines.append(" ".join(x for x in verdict(answer, shown) if x))
+    if answer.note:
+        lines += ["", answer.note]
+    for rank, item in enumerate(shown, start=1):
+        text = item.passage.text
+        if item.mark is not None and any(marked):
+            start, end = item.mark
+            text = text[:start] + marked[0] + text[start:end] + marked[1] + text[end:]
+        lines += ["", f"{rank}. {strength(item)}"]
+        lines += [f"> {line}" if line.strip() else ">" for line in text.split("\n")]
+        source = [display_title(item.passage), *byline(item.passage, item.site)]
+        lines.append("— " + " · ".join(source + ([item.passage.url] if item.passage.url else [])))
+        lines.append(f"  {file_details(item.passage, item.article_chars)}")
+        if item.passage.copies:
+            copies = ", ".join(c.source + ("" if c.exact else " (near-duplicate)") for c in item.passage.copies)
+            lines.append(f"  Same story also in: {copies}")
     return "\n".join(lines)
 
 

@@ -308,9 +308,9 @@ class Reader:
         )
         return dict(rows.fetchall())
 
-    def document_length(self, doc_id: int) -> int:
-        row = self.conn.execute("SELECT length(text) FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return int(row[0]) if row else 0
+    def article_facts(self, doc_id: int) -> tuple[int, str | None]:
+        row = self.conn.execute("SELECT length(text), site FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return (int(row[0]), row[1]) if row else (0, None)
 
     def document(self, doc_id: int) -> Document | None:
         """A document as the index stores it (segments and pages decoded), or None when there is no such id."""

@@ -30,7 +30,7 @@ def test_reply_quotes_the_passage_with_its_source_and_marks_a_sentence(service):
     assert any("Roh Moo" in s.passage.text for s in reply.shown[:3])
     assert reply.shown[0].passage.source == "002_4545c625dd368776.txt"
     assert "<mark>" in reply.markdown and "002&#95;4545c625dd368776&#46;txt" in reply.markdown
-    assert reply.markdown.startswith("**5 passages**")
+    assert reply.markdown.startswith("**5 passages from ")
 
 
 def test_unanswerable_question_says_so_plainly(service):
@@ -156,7 +156,7 @@ def test_a_different_file_with_a_taken_name_gets_a_new_name(tmp_path: Path):
     (incoming / "solar.md").write_text(ARTICLE.replace("Mokpo", "Gunsan"))
     index = Index(tmp_path / "index")
     status = ChatService(index, corpus).add_files([incoming / "solar.md"])
-    assert "solar &#40;2&#41;&#46;md" in status
+    assert "solar (2&#41;&#46;md" in status
     assert (corpus / "solar.md").read_text() == ARTICLE
     assert "Gunsan" in (corpus / "solar (2).md").read_text()
 

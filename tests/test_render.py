@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from rag.records import Answer, Copy, Document, Passage
-from rag.render import ShownPassage, answer_markdown, article_html, literal, location, quoted
+from rag.render import ShownPassage, answer_markdown, answer_text, article_html, literal, location, quoted
 
 HOSTILE = [
     "<script>alert('x')</script>",
@@ -118,7 +118,8 @@ def test_attribution_names_author_page_and_copies():
         copies=(Copy("mirror/report.pdf", "Report", None, True), Copy("wire.txt", "Other head", None, False)),
     )
     shown = visible(render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)])))
-    assert "by Gangneung City · 2024-11-30 · page 2 · characters 0–5 of 100" in shown
+    assert "Report · by Gangneung City · 2024-11-30 · page 2" in shown
+    assert "report.pdf · characters 0–5 of 100" in shown
     assert "Same story also in: mirror/report.pdf, wire.txt (near-duplicate)" in shown
 
 
@@ -169,3 +170,49 @@ def test_article_view_escapes_text_and_marks_the_passage_at_its_offsets():
 def test_any_text_round_trips_through_markdown(text):
     shown = visible(render(literal(text)))
     assert " ".join(shown.split()) == " ".join(text.split())
+
+
+def test_the_reader_sees_title_publication_date_and_link_and_the_file_only_on_request():
+    p = Passage(
+        text="Turnout reached 4,812 voters.",
+        score=0.7,
+        doc_id=1,
+        title="Poll closes",
+        source="2025/002_4545c625dd368776.txt",
+        url="https://www.koreaherald.com/article/1",
+        start=1116,
+        end=1145,
+        published="2025-06-01",
+    )
+    seen = render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 4035, "The Korea Herald")]))
+    tags = [t for t, _ in seen.tags]
+    assert "details" in tags and "summary" in tags
+    shown = visible(seen)
+    line = shown[shown.index("Poll closes") :]
+    assert line.startswith("Poll closes · The Korea Herald · 2025-06-01 · https://www.koreaherald.com/article/1")
+    details = line[line.index("File and position") :]
+    assert details.startswith("File and position2025/002_4545c625dd368776.txt · characters 1,116–1,145 of 4,035")
+    assert "002_4545" not in line[: line.index("File and position")]
+
+
+def test_common_punctuation_stays_readable_in_the_markdown_source():
+    source = literal("Lee Jae-myung won 4,812 votes (27%), she said: 'a record'. Really?")
+    assert source == "Lee Jae-myung won 4,812 votes (27%), she said: 'a record'. Really?"
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_the_plain_text_reply_carries_the_passage_exactly_and_no_markup(text):
+    p = passage(text)
+    reply = answer_text(Answer("q", True, [p]), [ShownPassage(p, (0, 3), 1.0, 400, "news.example")])
+    quoted_lines = [line[2:] for line in reply.split("\n") if line.startswith("> ")]
+    assert "\n".join(quoted_lines).strip() == "\n".join(x for x in text.split("\n") if x.strip()).strip()
+    ours = "\n".join(line for line in reply.split("\n") if not line.startswith(">"))
+    assert "&#" not in ours and "<strong>" not in ours and "<mark>" not in ours
+    assert "— A *title* <b> · news.example · https://news.example/a?id=1&x=2" in reply
+    assert "  news/<a>.txt · characters 10–" in reply
+
+
+def test_the_terminal_can_mark_the_sentence_without_touching_the_rest():
+    p = passage("First sentence. Second one.")
+    reply = answer_text(Answer("q", True, [p]), [ShownPassage(p, (16, 27), 1.0, 400)], marked=("[", "]"))
+    assert "> First sentence. [Second one.]" in reply
