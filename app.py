@@ -27,7 +27,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
-from rag.chat import CSS, ChatService, build_app  # noqa: E402
+from rag.chat import CSS, build_app  # noqa: E402
+from rag.chat_service import ChatService  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
 from rag.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
 

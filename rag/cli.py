@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
@@ -46,14 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search the index and print the most relevant passages verbatim.",
     )
     p.add_argument("question")
-    p.add_argument("--k", type=int, default=5, help=f"number of passages, 1-{MAX_K} (default 5)")
-    p.add_argument("--mode", choices=MODES, default="hybrid", help="search mode (default hybrid)")
-    p.add_argument(
-        "--source", help="only this source file (a glob such as '2025/*.html' works) or site ('koreaherald.com')"
-    )
-    p.add_argument("--since", help="only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
-    p.add_argument("--until", help="only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+    _filters(p)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _common(p)
+
+    p = sub.add_parser(
+        "chat",
+        help="a conversation in the terminal: ask, read, ask a follow-up (Ctrl-D to leave)",
+        description='Ask questions one after another; a follow-up ("and what about Japan?") is searched with '
+        "the question it follows, as in the browser chat. Ctrl-D leaves.",
+    )
+    _filters(p)
     _common(p)
 
     p = sub.add_parser(
@@ -86,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, default=5, help=f"number of passages, 1-{MAX_K} (default 5)")
+    p.add_argument("--mode", choices=MODES, default="hybrid", help="search mode (default hybrid)")
+    p.add_argument(
+        "--source", help="only this source file (a glob such as '2025/*.html' works) or site ('koreaherald.com')"
+    )
+    p.add_argument("--since", help="only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+    p.add_argument("--until", help="only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
     p.add_argument(
@@ -97,8 +111,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"index": cmd_index, "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval, "info": cmd_info}
     try:
-        return {"index": cmd_index, "ask": cmd_ask, "eval": cmd_eval, "info": cmd_info}[args.command](args)
+        return commands[args.command](args)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -148,6 +163,37 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         print(format_answer(answer))
     return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A question loop over the same `ChatService` as the browser: the same follow-up logic, verdict and
+    attribution, as plain text. The marked sentence is bold on a terminal."""
+    from rag.chat_service import ChatService
+
+    with contextlib.suppress(ImportError):  # line editing and history for input(), where the platform has it
+        import readline  # noqa: F401
+    index = _open(args)
+    service = ChatService(index, default_corpus_dir())
+    _, articles = service.articles(limit=1)
+    marked = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"Verbatim: ask about {articles:,} articles in {index.path}. Answers are quoted exactly. Ctrl-D to leave.")
+    earlier: list[str] = []
+    while True:
+        try:
+            question = input("\nask> ")
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:  # Ctrl-C drops the line being typed, as a shell does
+            print()
+            continue
+        if not question.strip():
+            continue
+        reply = service.answer(
+            question, earlier, args.k, args.mode, args.source or "", args.since or "", args.until or ""
+        )
+        print(reply.text(marked), flush=True)
+        earlier.append(question)
 
 
 def format_answer(answer: Answer, width: int = 100) -> str:

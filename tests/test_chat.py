@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from rag import Index
-from rag.chat import ChatService, user_questions
+from rag.chat import user_questions
+from rag.chat_service import ChatService
 
 ARTICLE = """Harbour city opens floating solar farm
 Posted March 4, 2025

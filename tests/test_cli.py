@@ -56,3 +56,25 @@ def test_every_command_has_help(command, capsys):
         build_parser().parse_args([command, "--help"])
     assert exit_info.value.code == 0
     assert "--index" in capsys.readouterr().out
+
+
+def test_rag_chat_follows_up_like_the_browser_and_leaves_on_end_of_input(seed_index):
+    first = "Who was Kim Kyoung-soo's political mentor?"
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "chat", "--index", str(seed_index.path), "--k", "2"],
+        input=f"{first}\n\n   \nand what about Sejong?\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    greeting, *turns = run.stdout.split("ask> ")
+    assert greeting.startswith("Verbatim: ask about 7 articles") and len(turns) == 5  # 4 lines, then the end
+    turns = [t for t in turns if t.strip()]  # blank lines ask nothing
+    assert len(turns) == 2
+    expected = seed_index.search(first, k=2)
+    assert turns[0].startswith("2 passages from 1 article, best first, quoted exactly:")
+    assert f"> {expected.passages[0].text.splitlines()[0]}" in turns[0]
+    assert f"— {expected.passages[0].title}" in turns[1] and expected.passages[0].source in turns[0]
+    assert turns[1].startswith(f"Searched for: {first} and what about Sejong?")
+    assert "\033[" not in run.stdout  # not a terminal: no bold codes in the text

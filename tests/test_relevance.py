@@ -8,7 +8,7 @@ from conftest import load_questions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chat import ChatService
+from rag.chat_service import ChatService
 from rag.cli import format_answer
 from rag.relevance import (
     FEATURES,
