@@ -27,7 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
-from rag.chat import CSS, build_app  # noqa: E402
+from rag.chat import CSS, HEAD, build_app  # noqa: E402
 from rag.chat_service import ChatService  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
 from rag.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
@@ -205,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_message="This Verbatim chat is protected: sign in with the user and password you were given.",
             theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
             css=CSS,
+            head=HEAD,
             footer_links=["api"],
             ssr_mode=False,
             quiet=True,  # Gradio's own banner suggests `share=True` even when --share was asked for

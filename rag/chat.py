@@ -7,7 +7,9 @@ CLI and the Python API never pay for Gradio.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -36,52 +38,50 @@ def user_questions(history: Sequence[dict[str, Any]]) -> list[str]:
     return [_text_of(m.get("content")) for m in history if m.get("role") == "user"]
 
 
-CSS = """
-.verbatim-article { max-height: 480px; overflow-y: auto; }
-.verbatim-text { white-space: pre-wrap; line-height: 1.55; }
-.verbatim-meta { opacity: .75; font-size: .9em; }
-mark { background: #ffe58a; color: inherit; padding: 0 .1em; }
-"""
-
-SHOW_ANSWER_START = (
-    "() => { setTimeout(() => [...document.querySelectorAll('#verbatim-chat .user-row')].pop()"
-    "?.scrollIntoView({block: 'start', behavior: 'smooth'}), 100); }"
-)
-SCROLL_TO_PASSAGE = (
-    "() => { setTimeout(() => document.getElementById('verbatim-passage')"
-    "?.scrollIntoView({block: 'center', behavior: 'smooth'}), 50); }"
+PAGE = Path(__file__).with_name("page")
+CSS = (PAGE / "chat.css").read_text(encoding="utf-8")
+HEAD = f"<script>{(PAGE / 'chat.js').read_text(encoding='utf-8')}</script>"
+SHOW_ANSWER_START = "() => window.verbatim?.showAnswerStart()"
+SHOW_QUOTE = "() => window.verbatim?.showQuote()"
+READ_TARGET_JS = "() => window.verbatim?.readTarget() ?? ''"
+READ_TARGET = re.compile(r"(\d+)-(\d+)-(\d+)")
+NO_ARTICLE = (
+    '<p class="verbatim-meta">Click <strong>Read in its article</strong> under a passage, or an article in '
+    "<em>Sources</em>, to read it here.</p>"
 )
 
 
 def build_app(service: ChatService) -> gr.Blocks:
-    """The Gradio page over one shared service; each browser tab keeps its own conversation."""
+    """The Gradio page over one shared service; each browser tab keeps its own conversation. The chat takes
+    the window's height; beside it (over it, on a narrow screen) the article being read and the Sources."""
 
     def respond(message: str, history: list, k: float, mode: str, source: str, since: str, until: str):
         history = list(history or [])
         if not message or not message.strip():
-            return history, "", gr.update(), []
+            return history, ""
         reply = service.answer(message, user_questions(history), int(k), mode, source, since, until)
         history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
-        located = [(s.passage.doc_id, s.passage.start, s.passage.end) for s in reply.shown]
-        choices = [(f"{i}. {s.passage.title or s.passage.source}", i - 1) for i, s in enumerate(reply.shown, 1)]
-        return history, "", gr.update(choices=choices, value=None), located
+        return history, ""
 
     def respond_example(history: list, k: float, mode: str, source: str, since: str, until: str, evt: gr.SelectData):
         return respond(_text_of(evt.value), history, k, mode, source, since, until)
 
-    def open_passage(choice: int | None, located: list) -> str:
-        if choice is None or not located or choice >= len(located):
-            return ""
-        doc_id, start, end = located[choice]
-        return service.article(doc_id, start, end)
+    def read_passage(target: str):
+        """A "Read in its article" link: the page's script hands over its "doc-start-end"."""
+        found = READ_TARGET.fullmatch(target or "")
+        if not found:
+            return gr.skip(), gr.skip()
+        doc_id, start, end = (int(x) for x in found.groups())
+        return service.article(doc_id, start, end), gr.Tabs(selected="article")
 
-    def open_source(search: str, page: float, evt: gr.SelectData) -> str:
+    def open_source(search: str, page: float, evt: gr.SelectData):
         clicked = evt.row_value[1] if evt.row_value and len(evt.row_value) > 1 else None
         if clicked:
-            return service.article_by_source(str(clicked), search, int(page or 1))
+            return service.article_by_source(str(clicked), search, int(page or 1)), gr.Tabs(selected="article")
         articles, _ = service.articles(search, int(page or 1))
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return service.article(articles[row].doc_id) if 0 <= row < len(articles) else ""
+        shown = service.article(articles[row].doc_id) if 0 <= row < len(articles) else gr.skip()
+        return shown, gr.Tabs(selected="article")
 
     def follow_index(search: str, page: float, shown: int):
         """Redraw the Sources list and the filter choices when the index has a newer commit than they show
@@ -98,7 +98,7 @@ def build_app(service: ChatService) -> gr.Blocks:
 
     def upload(files: list | None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's injection idiom
         if not files:
-            return gr.update(), gr.update(), gr.update(), None
+            return gr.update(), gr.update(), gr.update(), None, gr.update(), gr.update()
         progress(0, desc="Reading the files")
         status = service.add_files(files)
         return status, service.source_rows(), gr.update(choices=service.source_choices()), None, 1, ""
@@ -123,13 +123,16 @@ def build_app(service: ChatService) -> gr.Blocks:
             raise gr.Error(str(exc)) from exc
 
     with gr.Blocks(title="Verbatim") as demo:
-        gr.Markdown("## Verbatim\nAnswers quoted word for word from your articles, each with its source.")
-        located = gr.State([])
+        gr.Markdown(
+            "**Verbatim** · answers quoted word for word from your articles, each with its source.",
+            elem_id="verbatim-header",
+        )
         with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
+            with gr.Column(scale=7, min_width=340):
                 chatbot = gr.Chatbot(
-                    label="Verbatim",
-                    height=600,
+                    show_label=False,
+                    height="calc(100dvh - 150px)",
+                    min_height=380,
                     examples=[{"text": q} for q in service.examples()],
                     placeholder="Ask about the articles. Every answer is quoted from them, with its source.",
                     latex_delimiters=[],
@@ -147,9 +150,10 @@ def build_app(service: ChatService) -> gr.Blocks:
                     elem_id="verbatim-question",
                     max_length=2000,
                 )
-                with gr.Row():
-                    k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label="Passages")
-                    mode = gr.Radio(list(MODES), value="hybrid", label="Search")
+                with gr.Accordion("Search options: passages, mode, article or site, dates", open=False):
+                    with gr.Row():
+                        k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label="Passages")
+                        mode = gr.Radio(list(MODES), value="hybrid", label="Search")
                     source = gr.Dropdown(
                         service.source_choices(),
                         value=ALL_SOURCES,
@@ -157,51 +161,56 @@ def build_app(service: ChatService) -> gr.Blocks:
                         allow_custom_value=True,
                         info="pick one, or type a file name, a glob such as 2025/*.html, or a site",
                     )
-                with gr.Row():
-                    since = gr.Textbox(label="Published from", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1)
-                    until = gr.Textbox(label="Published until", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1)
-                with gr.Accordion("Read a passage in its article", open=True):
-                    passage_pick = gr.Dropdown([], value=None, label="Passage from the last answer")
-                    context = gr.HTML(elem_id="verbatim-context")
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                with gr.Row():
-                    source_search = gr.Textbox(
-                        placeholder="Find an article by title or file", show_label=False, scale=3, max_lines=1
+                    with gr.Row():
+                        since = gr.Textbox(
+                            label="Published from", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1
+                        )
+                        until = gr.Textbox(
+                            label="Published until", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1
+                        )
+            with gr.Column(scale=4, min_width=340, elem_id="verbatim-side"), gr.Tabs(selected="sources") as side:
+                with gr.Tab("Article", id="article"):
+                    context = gr.HTML(NO_ARTICLE, elem_id="verbatim-context")
+                with gr.Tab("Sources", id="sources"):
+                    with gr.Row():
+                        source_search = gr.Textbox(
+                            placeholder="Find an article by title or file", show_label=False, scale=3, max_lines=1
+                        )
+                        source_page = gr.Number(value=1, minimum=1, precision=0, label="Page", scale=1)
+                    sources_caption = gr.Markdown(service.sources_caption(), elem_id="verbatim-sources-caption")
+                    sources = gr.Dataframe(
+                        value=service.source_rows(),
+                        headers=["Title", "File", "Date", "Passages"],
+                        datatype="str",
+                        interactive=False,
+                        latex_delimiters=[],
+                        wrap=True,
+                        column_widths=["44%", "22%", "15%", "19%"],
+                        max_height=520,
+                        elem_id="verbatim-sources",
                     )
-                    source_page = gr.Number(value=1, minimum=1, precision=0, label="Page", scale=1)
-                sources_caption = gr.Markdown(service.sources_caption(), elem_id="verbatim-sources-caption")
-                sources = gr.Dataframe(
-                    value=service.source_rows(),
-                    headers=["Title", "Source", "Date", "Passages"],
-                    datatype="str",
-                    interactive=False,
-                    latex_delimiters=[],
-                    wrap=True,
-                    column_widths=["46%", "30%", "14%", "10%"],
-                    elem_id="verbatim-sources",
-                )
-                gr.Markdown("Click an article to read it. Add articles (text, Markdown, saved web pages, PDF, JSONL):")
-                files = gr.File(
-                    file_count="multiple",
-                    file_types=sorted(SUPPORTED_SUFFIXES),
-                    label="Add articles",
-                    elem_id="verbatim-upload",
-                )
-                upload_status = gr.Markdown(elem_id="verbatim-upload-status")
+                with gr.Tab("Add articles", id="add"):
+                    files = gr.File(
+                        file_count="multiple",
+                        file_types=sorted(SUPPORTED_SUFFIXES),
+                        label="Text, Markdown, saved web pages, PDF, JSON or JSONL exports",
+                        elem_id="verbatim-upload",
+                    )
+                    upload_status = gr.Markdown(elem_id="verbatim-upload-status")
+        reading = gr.Textbox(visible="hidden")  # not a State: a State's value never comes from the page
+        open_reading = gr.Button(visible="hidden", elem_id="verbatim-open")
 
         ask = [message, chatbot, k, mode, source, since, until]
-        answered = [chatbot, message, passage_pick, located]
-        message.submit(respond, ask, answered, api_visibility="private", show_progress="minimal").then(
+        message.submit(respond, ask, [chatbot, message], api_visibility="private", show_progress="minimal").then(
             None, js=SHOW_ANSWER_START
         )
         chatbot.example_select(
-            respond_example, [chatbot, k, mode, source, since, until], answered, api_visibility="private"
+            respond_example, [chatbot, k, mode, source, since, until], [chatbot, message], api_visibility="private"
         ).then(None, js=SHOW_ANSWER_START)
-        passage_pick.input(open_passage, [passage_pick, located], context, api_visibility="private").then(
-            None, js=SCROLL_TO_PASSAGE
+        open_reading.click(read_passage, reading, [context, side], js=READ_TARGET_JS, api_visibility="private").then(
+            None, js=SHOW_QUOTE
         )
-        sources.select(open_source, [source_search, source_page], context, api_visibility="private")
+        sources.select(open_source, [source_search, source_page], [context, side], api_visibility="private")
         for changed in (source_search.submit, source_page.submit, source_page.change):
             changed(browse, [source_search, source_page], [sources, sources_caption], api_visibility="private")
         files.upload(

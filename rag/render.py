@@ -35,6 +35,7 @@ _SYNTAX = re.compile(
 )
 _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 PASSAGE_ANCHOR = "verbatim-passage"
+READ_LINK = "#verbatim-read-"  # + "doc-start-end": the page's script opens that passage in the reading panel
 
 
 def literal(text: str) -> str:
@@ -128,6 +129,8 @@ def attribution(item: ShownPassage) -> str:
     parts = [f"<strong>{literal(display_title(passage))}</strong>"] + [literal(x) for x in byline(passage, item.site)]
     if passage.url:
         parts.append(url_html(passage.url, literal(passage.url)))
+    read = f"{READ_LINK}{passage.doc_id}-{passage.start}-{passage.end}"
+    parts.append(f'<a href="{read}" class="verbatim-read">Read in its article</a>')
     line = '<span class="verbatim-attribution">' + " · ".join(parts) + "</span>"
     line += (
         '<details class="verbatim-details"><summary>File and position</summary>'
@@ -170,9 +173,9 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
     if answer.note:
         lines.append(f"\n{literal(answer.note)}")
     for rank, item in enumerate(shown, start=1):
-        lines += ["", f"**{rank}.** <small>{strength(item)}</small>", ""]
+        lines += ["", '<div class="verbatim-card">', "", f"**{rank}.** <small>{strength(item)}</small>", ""]
         lines.append(quoted(item.passage.text, item.mark))
-        lines += ["", attribution(item)]
+        lines += ["", attribution(item), "</div>"]
     return "\n".join(lines)
 
 
@@ -207,8 +210,9 @@ def error_markdown(message: str) -> str:
 
 
 def article_html(document: Document, start: int | None = None, end: int | None = None) -> str:
-    """A whole article for reading a passage in context: text escaped, the passage marked with an anchor the
-    page scrolls to. Shown in an HTML component, so nothing here is Markdown."""
+    """A whole article for reading a passage in context: its title and attribution first, then the text
+    (escaped) with the passage marked by an anchor the panel scrolls to. Shown in an HTML component, so
+    nothing here is Markdown."""
     text = document.text
     if start is None or end is None:
         body = html.escape(text)
@@ -220,15 +224,23 @@ def article_html(document: Document, start: int | None = None, end: int | None =
             + "</mark>"
             + html.escape(text[end:])
         )
-    meta = [f"<code>{html.escape(document.source)}</code>"]
-    if document.url:
-        meta.append(url_html(document.url, html.escape(document.url)))
+    meta = [html.escape(document.site)] if document.site else []
+    if document.author:
+        meta.append("by " + html.escape(document.author))
     if document.published:
         meta.append(html.escape(document.published))
+    if document.url:
+        meta.append(url_html(document.url, html.escape(document.url)))
+    meta.append(f"<code>{html.escape(document.source)}</code>")
+    if start is not None and end is not None:
+        meta.append(f"quote at characters {start:,}–{end:,} of {len(text):,}")
     return (
         '<div class="verbatim-article">'
+        '<div class="verbatim-article-head">'
+        '<button type="button" class="verbatim-close" aria-label="Close the article">Close</button>'
         f"<h3>{html.escape(document.title or document.source)}</h3>"
         f'<p class="verbatim-meta">{" · ".join(meta)}</p>'
-        f'<div class="verbatim-text">{body}</div>'
+        "</div>"
+        f'<div class="verbatim-text" tabindex="0">{body}</div>'
         "</div>"
     )

@@ -25,6 +25,9 @@ FLAGS = [
     "--disable-sync",
 ]
 ANSWER_TIMEOUT_MS = 60_000
+# How many lines an element's text takes on screen (one box per line of each text run).
+LINES_OF_TEXT = """e => { const r = document.createRange(); r.selectNodeContents(e);
+    return new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top))).size; }"""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, chat_server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1366, "height": 768})  # a common laptop screen
     page = context.new_page()
     page.dialogs = []
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
@@ -56,13 +59,33 @@ def ask(page, question: str, nth: int = 1):
     return reply
 
 
+def in_view(element, pane) -> float:
+    """How many pixels of `element` show inside `pane` (both locators), vertically."""
+    box, frame = element.bounding_box(), pane.bounding_box()
+    return max(0.0, min(box["y"] + box["height"], frame["y"] + frame["height"]) - max(box["y"], frame["y"]))
+
+
 def test_a_question_gets_the_passage_and_its_source(page, tmp_path):
     reply = ask(page, "Who was Kim Kyoung-soo's political mentor?")
+    page.wait_for_timeout(500)  # the page script scrolls the question to the top
     text = reply.inner_text()
-    assert "passages" in text and "Roh Moo-hyun" in text
-    assert "Kim Kyoung-soo enters race championing Roh's Sejong-centered vision" in text
-    assert "002_4545c625dd368776.txt" in text and "characters" in text
+    assert text.startswith("5 passages from 1 article") and "Roh Moo-hyun" in text
+    assert "Kim Kyoung-soo enters race championing Roh's Sejong-centered vision · Read in its article" in text
+    # The file and offsets are there for whoever opens "File and position", not in the reader's way.
+    assert "002_4545c625dd368776.txt" not in text
+    details = reply.locator("details.verbatim-details").first
+    details.locator("summary").click()
+    assert details.inner_text().startswith("File and position\n002_4545c625dd368776.txt · characters ")
     assert reply.locator("mark").count() >= 1 and reply.locator("blockquote").count() == 5
+    # More than one passage in view on a 1366x768 screen, each with its marked sentence.
+    pane = page.locator("#verbatim-chat .bubble-wrap")
+    quotes = reply.locator("blockquote")
+    assert in_view(quotes.nth(0), pane) > 80 and in_view(quotes.nth(1), pane) > 60
+    assert in_view(quotes.nth(0).locator("mark").first, pane) > 10
+    # The reply's accessible name is what it shows, not its Markdown.
+    name = page.locator('#verbatim-chat [data-testid="bot"]').first.get_attribute("aria-label")
+    assert name.startswith("Verbatim's answer: 5 passages from 1 article") and "**" not in name and "&#" not in name
+    details.locator("summary").click()
     page.screenshot(path=str(Path(os.environ.get("VERBATIM_SCREENSHOT_DIR", tmp_path)) / "chat-answer.png"))
 
 
@@ -104,15 +127,53 @@ def test_two_readers_at_once_keep_their_own_conversations(browser, chat_server):
         p.context.close()
 
 
-def test_a_passage_opens_in_its_article_with_the_quote_marked(page):
-    reply = ask(page, "What is the China-North Korea mutual defense pledge?")
-    first_quote = reply.locator("blockquote").first.inner_text().strip().splitlines()[0][:40]
-    page.get_by_label("Passage from the last answer").click()
-    page.get_by_role("option").first.click()
+def open_in_article(page, reply, n: int):
+    """Click passage n's "Read in its article"; returns the passage's first line and the marked quote."""
+    card = reply.locator(".verbatim-card").nth(n)
+    first_line = card.locator("blockquote").text_content().strip().splitlines()[0].strip()
+    card.get_by_text("Read in its article").click()
     marked = page.locator("#verbatim-context mark#verbatim-passage")
-    marked.wait_for(timeout=ANSWER_TIMEOUT_MS)
-    assert marked.inner_text().startswith(first_quote)
-    assert len(page.locator("#verbatim-context").inner_text()) > len(marked.inner_text())
+    page.wait_for_function(
+        "line => document.getElementById('verbatim-passage')?.textContent.trim().startsWith(line)",
+        arg=first_line[:40],
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    page.wait_for_timeout(300)  # the page script scrolls the quote into view
+    return first_line, marked
+
+
+def test_a_passage_opens_beside_the_chat_titled_and_scrolled_to_the_quote(page):
+    reply = ask(page, "What is the China-North Korea mutual defense pledge?")
+    titles = reply.locator(".verbatim-attribution strong").all_inner_texts()
+    assert len(set(titles)) >= 2, titles  # more than one article answers: each link must open its own
+    for n in (0, next(i for i, t in enumerate(titles) if t != titles[0])):
+        _, marked = open_in_article(page, reply, n)
+        panel = page.locator("#verbatim-context")
+        assert panel.locator("h3").inner_text() == titles[n]  # the article clicked, whatever was open before
+        assert in_view(panel.locator("h3"), page.locator("body")) > 0  # its title and attribution in view
+        assert in_view(marked, panel.locator(".verbatim-text")) > 20  # the quote scrolled into view
+        beside = panel.bounding_box()
+        assert beside["x"] > page.locator("#verbatim-chat").bounding_box()["x"] + 300  # next to the chat
+        assert 0 <= beside["y"] < 768
+
+
+def test_a_narrow_screen_reads_an_article_over_the_chat_and_closes_it(browser, chat_server):
+    context = browser.new_context(viewport={"width": 400, "height": 800})
+    page = context.new_page()
+    page.goto(chat_server.url)
+    page.wait_for_selector("#verbatim-question textarea")
+    reply = ask(page, "Who was Kim Kyoung-soo's political mentor?")
+    question = page.locator("#verbatim-chat .user-row").first.bounding_box()
+    chat = page.locator("#verbatim-chat").bounding_box()
+    assert question["x"] >= chat["x"] and question["x"] + question["width"] <= chat["x"] + chat["width"] + 1
+    assert page.locator("#verbatim-chat label").count() == 0  # no label for the question to overlap
+    first_line, marked = open_in_article(page, reply, 0)
+    side = page.locator("#verbatim-side").bounding_box()
+    assert side["x"] <= 1 and side["y"] <= 1 and side["width"] >= 398  # over the page, not 1,000 px below it
+    assert in_view(marked, page.locator("#verbatim-context .verbatim-text")) > 20
+    page.get_by_role("button", name="Close the article").click()
+    assert page.locator("#verbatim-side").evaluate("e => getComputedStyle(e).position") != "fixed"
+    context.close()
 
 
 def test_an_example_question_on_the_empty_chat_answers(page):
@@ -132,14 +193,18 @@ def test_uploaded_article_is_indexed_listed_and_answerable(page, tmp_path):
     )
     bad = tmp_path / "scan.txt"
     bad.write_bytes(b"\x00\x01binary\x00")
+    page.get_by_role("tab", name="Add articles").click()
     page.locator("#verbatim-upload input[type=file]").set_input_files([str(article), str(bad)])
     status = page.locator("#verbatim-upload-status")
     status.get_by_text("Added 1 article").wait_for(timeout=ANSWER_TIMEOUT_MS)
     assert "lacquer_fair.txt" in status.inner_text()
     assert "Rejected scan.txt" in status.inner_text()
+    page.get_by_role("tab", name="Sources").click()
     page.locator("#verbatim-sources").get_by_text("Tongyeong lacquer fair draws record crowd").wait_for()
     reply = ask(page, "How many visitors came to the Tongyeong lacquer fair?")
-    assert "52,000 visitors" in reply.inner_text() and "lacquer_fair.txt" in reply.inner_text()
+    assert (
+        "52,000 visitors" in reply.inner_text() and "lacquer_fair.txt" in reply.locator("details").first.text_content()
+    )
 
 
 def test_an_open_tab_follows_articles_another_process_indexed(page, chat_server, tmp_path):
@@ -158,9 +223,12 @@ def test_an_open_tab_follows_articles_another_process_indexed(page, chat_server,
         check=True,
         capture_output=True,
     )
+    for header in ("Title", "File", "Date", "Passages"):  # readable headers: each on one line, never "Pas/sag/es"
+        cell = page.locator("#verbatim-sources th span.header").filter(has_text=header).first
+        assert cell.evaluate(LINES_OF_TEXT) == 1, header
     title = page.locator("#verbatim-sources").get_by_text("Wando kelp harvest hits record")
     title.wait_for(timeout=30_000)
     title.click()
     page.locator("#verbatim-context").get_by_text("31,000 tonnes of kelp").wait_for(timeout=ANSWER_TIMEOUT_MS)
     reply = ask(page, "How much kelp did Wando fishers land this spring?")
-    assert "31,000 tonnes" in reply.inner_text() and "kelp_harvest.txt" in reply.inner_text()
+    assert "31,000 tonnes" in reply.inner_text() and "kelp_harvest.txt" in reply.locator("details").first.text_content()

@@ -94,7 +94,8 @@ def test_whole_reply_keeps_attribution_and_shows_title_url_and_source_literally(
     seen = render(answer_markdown(answer, [ShownPassage(p, (0, 31), 1.2, 400)]))
     links = [attrs for tag, attrs in seen.tags if tag == "a"]
     assert links == [
-        {"href": "https://news.example/a?id=1&x=2", "target": "_blank", "rel": "noopener noreferrer nofollow"}
+        {"href": "https://news.example/a?id=1&x=2", "target": "_blank", "rel": "noopener noreferrer nofollow"},
+        {"href": f"#verbatim-read-1-10-{p.end}", "class": "verbatim-read"},  # this passage, in its article
     ]
     assert not any(tag in {"script", "b", "em", "img"} for tag, _ in seen.tags)
     shown = visible(seen)
@@ -126,7 +127,7 @@ def test_attribution_names_author_page_and_copies():
 def test_a_javascript_url_is_text_not_a_link():
     p = passage("Text.", url="javascript:alert(1)")
     seen = render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)]))
-    assert not [t for t, _ in seen.tags if t == "a"]
+    assert [a["href"] for t, a in seen.tags if t == "a"] == ["#verbatim-read-1-10-15"]
     assert "javascript:alert(1)" in visible(seen)
 
 
