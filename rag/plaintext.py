@@ -192,12 +192,21 @@ def parse_document(text: str, source: str, content_hash: str = "", site_names: s
     return Document(
         source=source,
         text=text,
-        title=content[0].text[:200],
+        title=headline(content[0].text)[:200],
         url=find_url(lines),
         published=find_date(lines),
         segments=_segments(lines, content),
         content_hash=content_hash or hashlib.sha256(text.encode()).hexdigest(),
     )
+
+
+def headline(line: str) -> str:
+    """A title as a reader writes it: a Markdown heading's "# " and closing "#"s are its markup, not its words.
+    The text itself (and every offset into it) keeps them."""
+    return _HEADING.sub("", line).strip() or line
+
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+|\s+#+\s*$")
 
 
 def _site_names(lines: list[Line]) -> set[str]:

@@ -193,3 +193,14 @@ def test_a_headline_list_kept_by_html_extraction_is_fenced_off_too():
     content = "".join(doc.text[a:b] for a, b in doc.segments)
     assert "Tariffs" in doc.text and "Subway Fares" in doc.text, "extraction kept the list: the fence must act"
     assert "30,000 homes" in content and "Tariffs" not in content and "Subway Fares" not in content
+
+
+def test_a_markdown_heading_gives_its_words_as_the_title_and_the_text_keeps_its_marks(tmp_path: Path):
+    (tmp_path / "solar.md").write_text(
+        "# Mokpo floating solar farm opens #\n\nThe 40-megawatt farm on the Yeongsan river will supply 18,000 "
+        "households, the city said.\n\n## C# tooling, and #hashtags, stay as written\n"
+    )
+    (doc,) = read_documents(tmp_path / "solar.md", "solar.md").documents
+    assert doc.title == "Mokpo floating solar farm opens"
+    assert doc.text.startswith("# Mokpo floating solar farm opens #\n")  # offsets point into the file as it is
+    assert parse_document("C# 12 released today\nThe compiler is faster.", "c.txt").title == "C# 12 released today"
