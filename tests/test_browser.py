@@ -86,7 +86,6 @@ def test_a_question_gets_the_passage_and_its_source(page, tmp_path):
     name = page.locator('#verbatim-chat [data-testid="bot"]').first.get_attribute("aria-label")
     assert name.startswith("Verbatim's answer: 5 passages from 1 article") and "**" not in name and "&#" not in name
     details.locator("summary").click()
-    page.screenshot(path=str(Path(os.environ.get("VERBATIM_SCREENSHOT_DIR", tmp_path)) / "chat-answer.png"))
 
 
 def test_markup_in_an_article_shows_literally_and_never_runs(page):
@@ -155,6 +154,20 @@ def test_a_passage_opens_beside_the_chat_titled_and_scrolled_to_the_quote(page):
         beside = panel.bounding_box()
         assert beside["x"] > page.locator("#verbatim-chat").bounding_box()["x"] + 300  # next to the chat
         assert 0 <= beside["y"] < 768
+
+
+def test_korean_headlines_show_in_a_korean_font_beside_the_answer(page, tmp_path):
+    """The README's screenshot: an answer, and the article of its first passage with its Korean headlines.
+    Without a CJK font (Debian's fonts-noto-cjk, which `.ci/run` installs) Hangul shows as empty boxes."""
+    import subprocess
+
+    fonts = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True).stdout
+    assert fonts.strip(), "no font for Korean: apt-get install -y fonts-noto-cjk"
+    reply = ask(page, "Who is Lee Jae-myung's main rival according to the poll?")
+    open_in_article(page, reply, 0)
+    korean = page.locator("#verbatim-context .verbatim-text").get_by_text("이재명, 이미 완연한 국가지도자 행보").first
+    assert in_view(korean, page.locator("#verbatim-context .verbatim-text")) > 0
+    page.screenshot(path=str(Path(os.environ.get("VERBATIM_SCREENSHOT_DIR", tmp_path)) / "chat-answer.png"))
 
 
 def test_a_narrow_screen_reads_an_article_over_the_chat_and_closes_it(browser, chat_server):
