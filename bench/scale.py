@@ -1,6 +1,6 @@
 """What the index costs as the collection grows: build, writes, disk, memory, query latency, ANN recall.
 
-    python bench/scale.py [--sizes 10k,100k,1M] [--real-model 10k] [--queries 300] [--work DIR]
+    python bench/scale.py [--sizes 10k,100k,1M] [--real-model 10k] [--ray 2k] [--queries 300] [--work DIR]
 
 For each size it makes a collection of that many passages (JSONL exports of articles assembled from the
 sentences of ../shared/eval: SQuAD paragraphs and SciFact abstracts, about 8 passages an article), builds it
@@ -16,8 +16,10 @@ the store and search show rather than the model's, and prints in one run:
 - `python app.py` time to its first HTTP 200.
 
 With `--real-model SIZE` the same build also runs with the packaged all-MiniLM-L6-v2 at that size, for the
-build/raw-encode ratio where the model dominates. Every timing prints the load average beside it: compare
-ratios measured in one run, not figures from different runs.
+build/raw-encode ratio where the model dominates. With `--ray SIZE` that size is indexed with the packaged
+model in-process and then with `--ray` on a local Ray instance of 1 and 2 embedding workers (`--ray-workers`),
+in the same run: passages a second each, and the largest difference between their vectors. Every timing
+prints the load average beside it: compare ratios measured in one run, not figures from different runs.
 """
 
 from __future__ import annotations
@@ -131,6 +133,53 @@ def measure_size(label: str, passages: int, work: Path, model: str, n_queries: i
     fig["app_ready_s"] = app_ready(index, corpus)
     print(f"app.py ready in {fig['app_ready_s']:.1f} s ({load()})", flush=True)
     return fig
+
+
+def measure_ray(label: str, passages: int, work: Path, workers: list[int]) -> dict:
+    """`rag index` with the packaged model here, then with `--ray` on a local instance of 1, 2... embedding
+    workers, in one run: wall time, passages a second, and how far the vectors are from the ones made here."""
+    corpus = work / f"corpus-{label}"
+    make_corpus(corpus, passages)
+    (corpus / "added.txt").unlink(missing_ok=True)
+    print(f"\n== {label} passages on Ray, the packaged model ==", flush=True)
+    fig: dict = {"size": label, "ray": {}}
+    reference = work / f"ray-{label}-here"
+    shutil.rmtree(reference, ignore_errors=True)
+    wall, peak, out = run(rag("index", str(corpus), "--index", str(reference), "--quiet"))
+    chunks = int(re.search(r"(\d+) chunks", out).group(1))
+    fig.update(chunks=chunks, here_s=wall, here_rate=chunks / wall)
+    print(f"in-process: {wall:.1f} s, {chunks / wall:.1f} passages/s, peak {peak} MB ({load()})", flush=True)
+    for n in workers:
+        index = work / f"ray-{label}-{n}"
+        shutil.rmtree(index, ignore_errors=True)
+        cmd = rag("index", str(corpus), "--index", str(index), "--quiet", "--ray", "--ray-workers", str(n))
+        wall, peak, _ = run(cmd)
+        differ = max_vector_difference(reference, index)
+        fig["ray"][n] = {"wall_s": wall, "rate": chunks / wall, "max_vector_difference": differ}
+        print(
+            f"--ray, {n} worker(s): {wall:.1f} s, {chunks / wall:.1f} passages/s "
+            f"({fig['here_s'] / wall:.2f}x in-process); vectors within {differ:.1e} ({load()})",
+            flush=True,
+        )
+    return fig
+
+
+def max_vector_difference(a: Path, b: Path) -> float:
+    import sqlite3
+
+    import numpy as np
+
+    from rag.vectors import VectorFile
+
+    vectors = []
+    for index in (a, b):
+        with sqlite3.connect(index / "rag.sqlite") as db:
+            rows = db.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY d.source, c.start"
+            )
+            ids = [r[0] for r in rows]
+        vectors.append(VectorFile(next(index.glob("vectors-*.f16")), 384).read(ids))
+    return float(np.abs(vectors[0] - vectors[1]).max())
 
 
 def app_ready(index: Path, corpus: Path) -> float:
@@ -291,6 +340,8 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "verbatim-scale")
     p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--ray", default="", help="also index this size with --ray on 1 and 2 local workers (e.g. 2k)")
+    p.add_argument("--ray-workers", default="1,2", help="worker counts for --ray (default 1,2)")
     args = p.parse_args()
     if args.serve:
         serve(args.serve, args.queries)
@@ -300,6 +351,9 @@ def main() -> None:
         results.append(measure_size(label, parse_size(label), args.work, "hashing", args.queries))
     for label in [s for s in args.real_model.split(",") if s]:
         results.append(measure_size(label, parse_size(label), args.work, "all-MiniLM-L6-v2", args.queries))
+    for label in [s for s in args.ray.split(",") if s]:
+        workers = [int(n) for n in args.ray_workers.split(",")]
+        results.append(measure_ray(label, parse_size(label), args.work, workers))
     print(json.dumps(results, indent=2))
 
 

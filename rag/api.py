@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.embed import get_embedder, resolve_model
 from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
@@ -16,6 +16,9 @@ from rag.indexer import ScanResult, from_documents, index_exports, scan, update_
 from rag.records import Answer, Document, IndexReport
 from rag.search import Mode, Searcher
 from rag.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
+
+if TYPE_CHECKING:
+    from rag.cluster import RayCluster
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -66,17 +69,20 @@ class Index:
         progress: bool = False,
         on_skip: Callable[[str, str], None] | None = None,
         fields: RecordFields | None = None,
+        cluster: RayCluster | None = None,
     ) -> IndexReport:
         """Index new and changed files under `paths`, drop files deleted from them; returns what it did.
         `fields` names the keys of JSON/JSONL records (see `rag.exports.RecordFields`). Exports over
-        `rag.indexer.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`)."""
+        `rag.indexer.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`). With a
+        `cluster` (`rag.cluster.RayCluster`), files are read and documents chunked and embedded on its workers;
+        this process stays the one writer."""
         started = time.perf_counter()
         known = self._file_stats()
-        found = scan([Path(p) for p in paths], on_skip, fields, known)
-        report = update_index(self.path, found, self.embedder, progress=progress)
+        found = scan([Path(p) for p in paths], on_skip, fields, known, cluster)
+        report = update_index(self.path, found, self.embedder, progress=progress, cluster=cluster)
         if found.streamed:
             self.reload()  # searches see the rest while the large exports are read a batch at a time
-            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report)
+            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report, cluster)
             report.seconds = time.perf_counter() - started
         self.reload()
         return report

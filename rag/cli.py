@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, chunk and embed on a Ray cluster: 'auto', a head's address, or nothing for a local instance "
+        '(pip install -e ".[cluster]")',
+    )
+    p.add_argument("--ray-workers", type=int, metavar="N", help="embedding actors (default: one per cluster CPU)")
+    p.add_argument(
         "--field",
         action="append",
         default=[],
@@ -128,11 +137,17 @@ def cmd_index(args: argparse.Namespace) -> int:
         fields = fields.with_override(spec)
     index = Index(args.index, model=args.model)
     paths = args.paths or [str(default_corpus_dir())]
+    cluster = None
+    if args.ray:
+        from rag.cluster import RayCluster
+
+        cluster = RayCluster(None if args.ray == "local" else args.ray, args.ray_workers)
     report = index.add(
         paths,
         progress=not args.quiet,
         on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr),
         fields=fields,
+        cluster=cluster,
     )
     print(summary_line(report, index))
     return 0

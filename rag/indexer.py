@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -23,9 +24,12 @@ from rag.dedup import NEAR_DUPLICATE, NEIGHBOURS_PER_BUCKET, clusters, lsh_keys,
 from rag.embed import TITLE_TOKENS, Encoder, passage_input
 from rag.errors import IngestError
 from rag.exports import RecordFields, stream_records
-from rag.ingest import RECORD_SUFFIXES, iter_files, not_a_plain_file, read_documents
+from rag.ingest import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents
 from rag.lexical import broken_character
 from rag.records import Chunk, Document, IndexReport
+
+if TYPE_CHECKING:
+    from rag.cluster import RayCluster
 from rag.store import (
     NewChunk,
     Reader,
@@ -71,12 +75,14 @@ def scan(
     on_skip: Callable[[str, str], None] | None = None,
     fields: RecordFields | None = None,
     known: dict[tuple[str, str], tuple[int, int]] | None = None,
+    cluster: RayCluster | None = None,
 ) -> ScanResult:
-    """Read every supported file under `paths` that is not in `known` with the same size and mtime; each
-    unreadable file or record is reported through `on_skip`."""
+    """Read every supported file under `paths` that is not in `known` with the same size and mtime (on the
+    `cluster`'s workers when given); each unreadable file or record is reported through `on_skip`."""
     result = ScanResult()
     known = known or {}
     settled = time.time() - STAT_SETTLE_SECONDS
+    to_read: list[tuple[tuple[str, str], Path, tuple[int, int] | None]] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -108,20 +114,30 @@ def scan(
                 result.streamed.append((str(root), source, file, stat if stat[1] < settled * 1e9 else None))
                 result.deferred.add(key)
                 continue
-            try:
-                ingested = read_documents(file, source, fields)
-            except IngestError as exc:
-                result.unreadable.add(key)
-                _skip(result, source, str(exc).removeprefix(f"{source}: "), on_skip)
-                continue
-            if stat is not None and stat[1] < settled * 1e9:  # a file still being written is read again next time
-                result.stats[key] = stat
-            for doc in ingested.documents:
-                result.documents[(str(root), doc.source)] = doc
-                result.files[(str(root), doc.source)] = source
-            for name, reason in ingested.problems:
-                _skip(result, name, reason, on_skip)
+            to_read.append((key, file, stat))
+    files = [(file, key[1]) for key, file, _ in to_read]
+    read = cluster.read(files, fields) if cluster else (_read(file, source, fields) for file, source in files)
+    for (key, _, stat), ingested in zip(to_read, read, strict=True):
+        root, source = key
+        if isinstance(ingested, IngestError):
+            result.unreadable.add(key)
+            _skip(result, source, str(ingested).removeprefix(f"{source}: "), on_skip)
+            continue
+        if stat is not None and stat[1] < settled * 1e9:  # a file still being written is read again next time
+            result.stats[key] = stat
+        for doc in ingested.documents:
+            result.documents[(root, doc.source)] = doc
+            result.files[(root, doc.source)] = source
+        for name, reason in ingested.problems:
+            _skip(result, name, reason, on_skip)
     return result
+
+
+def _read(file: Path, source: str, fields: RecordFields | None) -> Ingested | IngestError:
+    try:
+        return read_documents(file, source, fields)
+    except IngestError as exc:
+        return exc
 
 
 def printable(name: str) -> str:
@@ -195,6 +211,7 @@ def update_index(
     embedder: Encoder,
     plan: ChunkPlan | None = None,
     progress: bool = True,
+    cluster: RayCluster | None = None,
 ) -> IndexReport:
     started = time.perf_counter()
     report = IndexReport(skipped=found.skipped)
@@ -218,7 +235,7 @@ def update_index(
     plan = plan or chunk_plan(embedder)
     with open_writer(index_dir, embedder.name, dimension or embedder.dimension) as writer:
         changes = diff(writer, found)
-        _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress), report)
+        _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress, cluster=cluster), report)
         writer.record_files((root, file, size, mtime) for (root, file), (size, mtime) in found.stats.items())
         writer.forget_files(_file_changes(writer, found))
         report.chunks = writer.counts()["chunks"]
@@ -236,6 +253,7 @@ def index_exports(
     on_skip: Callable[[str, str], None] | None = None,
     progress: bool = True,
     report: IndexReport | None = None,
+    cluster: RayCluster | None = None,
 ) -> IndexReport:
     """Index the exports `scan` left for streaming, EXPORT_BATCH records per commit, so memory stays flat and a
     run stopped halfway (killed, restarted) reads the file again but embeds only the records it had not
@@ -244,7 +262,7 @@ def index_exports(
     report = report or IndexReport()
     for root, source, path, stat in found.streamed:
         seen = _stream_export(
-            index_dir, root, source, path, embedder, fields or RecordFields(), on_skip, progress, report
+            index_dir, root, source, path, embedder, fields or RecordFields(), on_skip, progress, report, cluster
         )
         with open_writer(index_dir, embedder.name, embedder.dimension) as writer:
             gone = [d.id for d in writer.known_documents_of_file(root, source) if d.source not in seen]
@@ -267,6 +285,7 @@ def _stream_export(
     on_skip: Callable[[str, str], None] | None,
     progress: bool,
     report: IndexReport,
+    cluster: RayCluster | None = None,
 ) -> set[str]:
     """Commit an export's records a batch at a time; returns the sources of the records it holds now."""
     bar = tqdm(total=path.stat().st_size, desc=source, unit="B", unit_scale=True, disable=not progress, file=sys.stderr)
@@ -281,10 +300,10 @@ def _stream_export(
         else:
             _skip(report, *item, on_skip)
         if len(batch.documents) >= EXPORT_BATCH:
-            _merge(report, update_index(index_dir, batch, embedder, progress=False))
+            _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster))
             crash_point("export-batch-committed")
             batch = ScanResult()
-    _merge(report, update_index(index_dir, batch, embedder, progress=False))
+    _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster))
     bar.close()
     return seen
 
@@ -321,6 +340,7 @@ class _Embedding:
     legacy: dict[bytes, bytes]  # vectors of a format-2 index being upgraded, by cache key
     progress: bool
     salvage: dict[bytes, int] = field(default_factory=dict)  # cache key -> row of a chunk deleted in this run
+    cluster: RayCluster | None = None  # chunk and embed on its workers rather than here
 
 
 def _apply(
@@ -409,26 +429,55 @@ def _chunk_and_embed(writer: Writer, need: list[int], embedding: _Embedding) -> 
     bar = tqdm(
         total=len(need), desc="indexing", unit="doc", disable=not embedding.progress or not need, file=sys.stderr
     )
-    for i in range(0, len(need), DOC_BATCH):
-        docs = {doc_id: writer.document(doc_id) for doc_id in need[i : i + DOC_BATCH]}
-        planned = {doc_id: _plan_chunks(doc, embedding.embedder, embedding.plan) for doc_id, doc in docs.items()}
-        vectors, new = _vectors_for([p for chunks in planned.values() for p in chunks], writer, embedding)
-        embedded += new
-        for doc_id, chunks in planned.items():
+    for planned, ready in _planned_batches(writer, need, embedding):
+        vectors, new = _vectors_for([p for _, _, chunks in planned for p in chunks], writer, embedding, ready)
+        embedded += new + len(ready)
+        for doc_id, title, chunks in planned:
             rows = np.stack([vectors[p.digest] for p in chunks]) if chunks else np.zeros((0, 1), np.float32)
-            writer.add_chunks(doc_id, docs[doc_id].title, [NewChunk(p.chunk, p.digest) for p in chunks], rows)
+            writer.add_chunks(doc_id, title, [NewChunk(p.chunk, p.digest) for p in chunks], rows)
         crash_point("chunks-written")
-        bar.update(len(docs))
+        bar.update(len(planned))
     bar.close()
     return embedded
 
 
+def _planned_batches(
+    writer: Writer, need: list[int], embedding: _Embedding
+) -> Iterator[tuple[list[tuple[int, str, list[PlannedChunk]]], dict[bytes, np.ndarray]]]:
+    """Batches of (doc_id, title, planned chunks), with the vectors computed for them elsewhere (by cache
+    key): here, none yet; on a cluster, what its workers embedded."""
+    if embedding.cluster is None:
+        for i in range(0, len(need), DOC_BATCH):
+            docs = [(doc_id, writer.document(doc_id)) for doc_id in need[i : i + DOC_BATCH]]
+            yield (
+                [(doc_id, doc.title, plan_chunks(doc, embedding.embedder, embedding.plan)) for doc_id, doc in docs],
+                {},
+            )
+        return
+    from rag.cluster import cache_prefixes
+
+    held = [*writer.cache_keys(), *embedding.salvage, *embedding.legacy]
+    known = np.unique(cache_prefixes(held)) if held else np.zeros(0, np.uint64)
+    documents = [(doc_id, writer.document(doc_id)) for doc_id in need]
+    titles = {doc_id: doc.title for doc_id, doc in documents}
+    planned: list[tuple[int, str, list[PlannedChunk]]] = []
+    ready: dict[bytes, np.ndarray] = {}
+    for result in embedding.cluster.plan_and_embed(documents, known, embedding.embedder.name):
+        planned.append((result.doc_id, titles[result.doc_id], result.chunks))
+        ready.update(result.vectors)
+        if len(planned) >= DOC_BATCH:
+            yield planned, ready
+            planned, ready = [], {}
+    if planned:
+        yield planned, ready
+
+
 def _vectors_for(
-    planned: list[_PlannedChunk], writer: Writer, embedding: _Embedding
+    planned: list[PlannedChunk], writer: Writer, embedding: _Embedding, ready: dict[bytes, np.ndarray]
 ) -> tuple[dict[bytes, np.ndarray], int]:
-    """A vector per cache key: from the index (live or deleted in this run), an upgraded index, or the model;
-    and how many passages the model embedded."""
-    digests = {p.digest for p in planned}
+    """A vector per cache key: computed by a cluster's worker (`ready`), from the index (live or deleted in
+    this run), an upgraded index, or the model here; and how many passages the model embedded here."""
+    digests = {p.digest for p in planned} - ready.keys()
     rows = {**{d: r for d, r in embedding.salvage.items() if d in digests}, **writer.vector_ids(digests)}
     found: dict[bytes, np.ndarray] = {}
     if rows:
@@ -441,26 +490,26 @@ def _vectors_for(
             if d in embedding.legacy
         }
     )
-    todo = sorted({p.digest: p.model_ids for p in planned if p.digest not in found}.items())
+    todo = sorted({p.digest: p.model_ids for p in planned if p.digest not in found and p.digest not in ready}.items())
     if todo:
         encoded = embedding.embedder.encode_ids([ids for _, ids in todo])
         found.update(zip((d for d, _ in todo), encoded))
         crash_point("embedding")
-    return found, len(todo)
+    return {**found, **ready}, len(todo)
 
 
 @dataclass(frozen=True)
-class _PlannedChunk:
+class PlannedChunk:
     chunk: Chunk
     model_ids: tuple[int, ...]
     digest: bytes
 
 
-def _plan_chunks(doc: Document, embedder: Encoder, plan: ChunkPlan) -> list[_PlannedChunk]:
+def plan_chunks(doc: Document, embedder: Encoder, plan: ChunkPlan) -> list[PlannedChunk]:
     """Chunks of `doc` with what the model reads, as token ids, and its cache key (a hash of it as text)."""
     title, title_ids = embedder.title_prefix(doc.title)
     planned = []
     for chunk in chunk_document(doc, embedder, plan):
         digest = hashlib.sha256(f"{embedder.name}\n{passage_input(title, chunk.text)}".encode()).digest()[:16]
-        planned.append(_PlannedChunk(chunk, (*title_ids, *chunk.ids), digest))
+        planned.append(PlannedChunk(chunk, (*title_ids, *chunk.ids), digest))
     return planned

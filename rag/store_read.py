@@ -460,5 +460,9 @@ class Reader:
                 found[digest] = cid
         return found
 
+    def cache_keys(self) -> list[bytes]:
+        """Every model input the index holds a vector for (what a cluster's workers need not embed again)."""
+        return [row[0] for row in self.conn.execute("SELECT input_hash FROM chunks")]
+
     def chunk_digests(self, doc_id: int) -> list[tuple[bytes, int]]:
         return self.conn.execute("SELECT input_hash, id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()
