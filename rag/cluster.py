@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,10 @@ class RayCluster:
         self._ray = ray
         for name in ("ray", "ray.data"):  # Ray's notices about itself are not the user's business
             logging.getLogger(name).setLevel(logging.ERROR)
+        if address not in (None, "auto") and not ray.is_initialized():
+            unreachable = head_unreachable(address)
+            if unreachable:
+                raise ClusterError(f"cannot reach the Ray head at {address}: {unreachable}")
         if not ray.is_initialized():
             try:
                 ray.init(
@@ -117,6 +122,19 @@ class RayCluster:
                 yield pickle.loads(row["result"])
         except Exception as exc:
             raise ClusterError(f"the cluster could not chunk and embed: {exc}") from exc
+
+
+def head_unreachable(address: str, timeout: float = 3.0) -> str | None:
+    """Why the head at `address` ("host:port" or "ray://host:port") does not answer, or None when it does.
+    Ray itself waits minutes on a wrong address before it says so."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return "expected host:port, ray://host:port or auto"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
 
 
 def _read_files(batch: dict[str, np.ndarray], fields: RecordFields | None) -> dict[str, list]:

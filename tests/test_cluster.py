@@ -103,3 +103,20 @@ def assert_same_index(here: Index, there: Index) -> None:
     docs_there, chunks_there, vectors_there = contents(there)
     assert docs_there == docs and chunks_there == chunks
     assert vectors_there.shape == vectors.shape and float(np.abs(vectors_there - vectors).max()) <= 1e-5
+
+
+def test_a_wrong_cluster_address_is_one_line_at_once(tmp_path: Path):
+    """Ray waits minutes on an address where nothing listens; the command says so in a second."""
+    import subprocess
+    import sys
+
+    for address, reason in (("127.0.0.1:1", "Connection refused"), ("nonsense", "expected host:port")):
+        run = subprocess.run(
+            [sys.executable, "-m", "rag", "index", str(CORPUS), "--index", str(tmp_path / "i"), "--ray", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        (line,) = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and line.startswith(f"error: cannot reach the Ray head at {address}: ")
+        assert reason in line and not (tmp_path / "i").exists()
