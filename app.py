@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None, help="article folder to index and to save uploads in")
     p.add_argument("--model", default=None, help="sentence-transformers model for a new index (default: packaged)")
     p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="serve the index as it is: no indexing of the corpus, no uploads (a replica; see `rag snapshot`)",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=DEFAULT_UPLOAD_MB,
@@ -112,10 +117,18 @@ def reachable_url(host: str, port: int) -> str:
     return f"http://{address}:{port}/"
 
 
-def open_index(index_dir: Path, corpus_dir: Path, model: str | None) -> Index:
-    """The saved index, refreshed from the corpus folder when it was built from it; built on first run."""
+def open_index(index_dir: Path, corpus_dir: Path, model: str | None, read_only: bool = False) -> Index:
+    """The saved index, refreshed from the corpus folder when it was built from it; built on first run. A
+    read-only replica serves the index as it is, and needs one."""
     index = Index(index_dir, model=model)
     fresh = not index.exists()
+    if read_only:
+        if fresh:
+            raise RagError(
+                f"--read-only serves an existing index, and {index_dir} holds none: build one with "
+                f"`rag index --index DIR`, or publish one with `rag snapshot`"
+            )
+        return index
     if fresh or str(corpus_dir.resolve()) in index.roots():
         if fresh:
             print(f"Building the index from {corpus_dir} (first run; later runs start from the saved index)")
@@ -174,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     index_dir = args.index or (default_index_dir() if args.corpus is None else corpus_dir.resolve().parent / "index")
     try:
         auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
-        index = open_index(index_dir, corpus_dir, args.model)
+        index = open_index(index_dir, corpus_dir, args.model, args.read_only)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -191,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import gradio as gr
 
     max_upload = int(args.max_upload_mb * 1_000_000)
-    demo = build_app(ChatService(index, corpus_dir, max_upload))
+    demo = build_app(ChatService(index, corpus_dir, max_upload, read_only=args.read_only))
     demo.queue(default_concurrency_limit=8)
     warning = exposure_warning(args.host, auth)
     if warning:

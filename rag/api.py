@@ -54,6 +54,7 @@ class Index:
             check_model(built_with, resolve_model(model)[0], self.path)
         self.embedder = get_embedder(model or built_with)
         self._searcher: Searcher | None = None
+        self._opened = ""  # the folder the searcher reads: `path` itself, or where its link pointed then
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
@@ -113,9 +114,14 @@ class Index:
 
     @property
     def searcher(self) -> Searcher:
+        """The searcher of the folder `path` names now. When `path` is a link that has moved (a replica on
+        `rag snapshot`'s `current`), the next question opens the new snapshot whole; searches already running
+        finish on the old one, which closes when they let go of it."""
+        target = os.path.realpath(self.path)
         with self._lock:
-            if self._searcher is None:
-                self._searcher = Searcher(Store(self.path), self.embedder)
+            if self._searcher is None or target != self._opened:
+                self._searcher = Searcher(Store(Path(target)), self.embedder)
+                self._opened = target
             return self._searcher
 
     def search(

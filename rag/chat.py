@@ -189,7 +189,7 @@ def build_app(service: ChatService) -> gr.Blocks:
                         max_height=520,
                         elem_id="verbatim-sources",
                     )
-                with gr.Tab("Add articles", id="add"):
+                with gr.Tab("Add articles", id="add", visible=not service.read_only):
                     files = gr.File(
                         file_count="multiple",
                         file_types=sorted(SUPPORTED_SUFFIXES),

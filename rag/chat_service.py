@@ -58,10 +58,13 @@ class Reply:
 class ChatService:
     """What the chat does, for every session of one server."""
 
-    def __init__(self, index: Index, corpus_dir: Path, max_upload: int = DEFAULT_UPLOAD_MB * 1_000_000) -> None:
+    def __init__(
+        self, index: Index, corpus_dir: Path, max_upload: int = DEFAULT_UPLOAD_MB * 1_000_000, read_only: bool = False
+    ) -> None:
         self.index = index
         self.corpus_dir = corpus_dir
         self.max_upload = max_upload  # bytes
+        self.read_only = read_only  # a replica: it answers from the index as published, and adds nothing
         self._writing = threading.Lock()
 
     def answer(
@@ -150,6 +153,11 @@ class ChatService:
     def add_files(self, files: Sequence[str | Path]) -> str:
         """Save uploads into the corpus folder and index them incrementally; a Markdown report of what
         happened to each file. One upload is indexed at a time; searches go on meanwhile."""
+        if self.read_only:
+            return (
+                "This server answers from a published copy of the index and adds nothing to it: add articles "
+                "where the index is written (`rag index`), then publish them (`rag snapshot`)."
+            )
         with self._writing:
             result = save_uploads([Path(f) for f in files], self.corpus_dir, self.max_upload)
             skipped: list[tuple[str, str]] = []

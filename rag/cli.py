@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser(
+        "snapshot",
+        help="publish a copy of the index for replicas: DEST/<commit>-<time>, and DEST/current pointing at it",
+        description="Copy the index as of its newest commit into a new folder under DEST and point DEST/current "
+        "at it in one rename. Replicas started with `python app.py --index DEST/current --read-only` follow.",
+    )
+    p.add_argument("dest", help="the folder that holds the snapshots")
+    p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
+    p.add_argument("--keep", type=int, default=2, help="snapshots kept, the new one included (default 2)")
+
     p = sub.add_parser("info", help="show what the index holds")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="list the first N documents (0: all)")
@@ -120,7 +130,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"index": cmd_index, "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval, "info": cmd_info}
+    commands = {
+        "index": cmd_index,
+        "ask": cmd_ask,
+        "chat": cmd_chat,
+        "eval": cmd_eval,
+        "info": cmd_info,
+        "snapshot": cmd_snapshot,
+    }
     try:
         return commands[args.command](args)
     except RagError as exc:
@@ -247,6 +264,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from rag.snapshots import CURRENT, publish
+
+    dest = Path(args.dest)
+    snapshot = publish(Path(args.index) if args.index else default_index_dir(), dest, args.keep)
+    print(f"published {snapshot}; {dest / CURRENT} -> {snapshot.name}")
     return 0
 
 
