@@ -27,9 +27,6 @@ from rag.exports import RecordFields, stream_records
 from rag.ingest import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents
 from rag.lexical import broken_character
 from rag.records import Chunk, Document, IndexReport
-
-if TYPE_CHECKING:
-    from rag.cluster import RayCluster
 from rag.store import (
     NewChunk,
     Reader,
@@ -43,9 +40,15 @@ from rag.store import (
     open_writer,
 )
 
+if TYPE_CHECKING:
+    from rag.cluster import RayCluster
+
 MEMORY_ROOT = "<memory>"
 STREAM_BYTES = 8_000_000  # a JSON/JSONL export larger than this is read and committed a batch at a time
 EXPORT_BATCH = 2_000  # records of a streamed export per commit: what a restart does not read again
+# On a cluster each commit's batch starts a new actor pool, whose models take seconds to load: ten times the
+# records keep that a small share of a batch's time.
+CLUSTER_EXPORT_BATCH = 20_000
 DOC_BATCH = 64  # documents chunked and embedded together: enough for full model batches, little memory
 STAT_SETTLE_SECONDS = 2.0  # a file modified this recently is read again next run (same-tick edits)
 
@@ -299,7 +302,7 @@ def _stream_export(
             batch.files[(root, item.source)] = source
         else:
             _skip(report, *item, on_skip)
-        if len(batch.documents) >= EXPORT_BATCH:
+        if len(batch.documents) >= (EXPORT_BATCH if cluster is None else CLUSTER_EXPORT_BATCH):
             _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster))
             crash_point("export-batch-committed")
             batch = ScanResult()
