@@ -15,7 +15,6 @@ same path on each). Ray is optional: `pip install -e ".[cluster]"`.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import socket
 from collections.abc import Iterable, Iterator, Sequence
@@ -98,7 +97,10 @@ class RayCluster:
         data = self._ray.data.from_items(rows).map_batches(
             _read_files, batch_size=READ_BATCH, fn_kwargs={"fields": fields}, num_cpus=1
         )
-        return [pickle.loads(row["result"]) for row in data.iter_rows()]
+        try:
+            return [pickle.loads(row["result"]) for row in data.iter_rows()]
+        except Exception as exc:  # a worker lost, a path the workers cannot see...
+            raise ClusterError(f"the cluster could not read the files: {exc}") from exc
 
     def plan_and_embed(self, documents: Iterable[tuple[int, Any]], known: np.ndarray, model: str) -> Iterator[Planned]:
         """Chunk and embed `documents` ((doc_id, Document) pairs) on the actor pool, yielding each as it comes
@@ -159,7 +161,6 @@ class _PlanAndEmbed:
         from rag.indexer import chunk_plan
 
         torch.set_num_threads(1)  # one CPU per actor: more actors, not more threads, use more cores
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.embedder = get_embedder(model)
         self.plan = chunk_plan(self.embedder)
         self.known = known
