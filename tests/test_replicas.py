@@ -20,9 +20,7 @@ from rag import Index
 from rag.chat_service import ChatService
 
 pytestmark = pytest.mark.slow
-ARTICLES = {  # three commits, one article each
-    "kelp.txt": "Wando kelp harvest hits record\nFishers on Wando island landed 31,000 tonnes of kelp this spring, "
-    "the county office said.\n",
+ARTICLES = {  # two commits, one article each
     "ferry.txt": "Jeju ferry timetable changes\nThe Mokpo to Jeju ferry will leave at seven in the morning from "
     "June, the operator said, an hour earlier than now.\n",
     "tea.txt": "Boseong green tea festival opens\nGrowers in Boseong expect 80,000 visitors at the green tea "
@@ -36,7 +34,7 @@ def rag(*args: str) -> None:
 
 
 def serve_while_writing(urls: list[str], publish: Callable[[], None], later: Path) -> list[dict]:
-    """Ask every replica QUESTION over and over while three articles are written and published one by one;
+    """Ask every replica QUESTION over and over while two articles are written and published one by one;
     returns every reply, once each replica has answered with the last article (or 30 s have passed)."""
     replies: list[tuple[int, dict]] = []
     failures: list[str] = []
