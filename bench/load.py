@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,18 +100,22 @@ def start_app(corpus: Path, index: Path, model: str | None) -> tuple[subprocess.
 
 class PlainHttpClient:
     """Gradio's REST calls over plain HTTP (a POST, then the reply's event stream), with each endpoint's
-    defaults filled in from `/gradio_api/info`, as gradio_client fills them. It costs the machine a few ms
-    a request where gradio_client costs about 60 ms, so on a shared machine the clients leave the server
-    the CPU that clients on other machines would (`--client http`)."""
+    defaults filled in from `/gradio_api/info`, as gradio_client fills them, and one session per user, as a
+    browser tab or gradio_client keeps (a new session per call costs the server a session's setup each time
+    and holds its state). It costs the machine a few ms a request where gradio_client costs about 60 ms, so
+    on a shared machine the clients leave the server the CPU that clients on other machines would
+    (`--client http`)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.session = uuid.uuid4().hex[:11]
         with urllib.request.urlopen(url + "gradio_api/info", timeout=30) as reply:
             endpoints = json.load(reply)["named_endpoints"]
         self.defaults = {name: [p.get("parameter_default") for p in e["parameters"]] for name, e in endpoints.items()}
 
     def predict(self, question: str, api_name: str):
-        data = json.dumps({"data": [question, *self.defaults[api_name][1:]]}).encode()
+        body = {"data": [question, *self.defaults[api_name][1:]], "session_hash": self.session}
+        data = json.dumps(body).encode()
         call = self.url + "gradio_api/call" + api_name
         request = urllib.request.Request(call, data=data, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as reply:
