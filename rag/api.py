@@ -151,10 +151,11 @@ class Index:
             raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
         return document
 
-    def article_facts(self, doc_id: int) -> tuple[int, str | None]:
-        """An article's length in characters and its site (publication name or web host), for attribution."""
+    def article_facts(self, doc_ids: Iterable[int]) -> dict[int, tuple[int, str | None]]:
+        """Each article's length in characters and its site (publication name or web host), for attribution;
+        all read in one snapshot."""
         with self.searcher.store.read() as reader:
-            return reader.article_facts(doc_id)
+            return {doc_id: reader.article_facts(doc_id) for doc_id in set(doc_ids)}
 
     def documents(self, offset: int = 0, limit: int = 50, search: str = "") -> tuple[list[DocumentSummary], int]:
         """One page of the table of contents (file order) and how many documents match `search` in all."""

@@ -88,7 +88,7 @@ class ChatService:
             return Reply(error_markdown(str(exc)), None, query, error=str(exc))
         bar = self.index.searcher.bar(mode)
         marks = best_sentences(answer.query, answer.passages)
-        facts = {p.doc_id: self.index.article_facts(p.doc_id) for p in answer.passages}
+        facts = self.index.article_facts(p.doc_id for p in answer.passages)
         shown = tuple(ShownPassage(p, mark, p.score / bar, *facts[p.doc_id]) for p, mark in zip(answer.passages, marks))
         context = query if query != message.strip() else None
         return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown, context)

@@ -117,6 +117,15 @@ def byline(passage: Passage, site: str | None) -> list[str]:
     return parts
 
 
+def copies_line(passage: Passage) -> str | None:
+    """The other files that hold the same story, as text, or None when there are none."""
+    if not passage.copies:
+        return None
+    return "Same story also in: " + ", ".join(
+        c.source + ("" if c.exact else " (near-duplicate)") for c in passage.copies
+    )
+
+
 def file_details(passage: Passage, article_chars: int) -> str:
     """The machinery, for whoever checks a quote: the file and the exact offsets."""
     return f"{passage.source} · {location(passage, article_chars)}"
@@ -136,9 +145,9 @@ def attribution(item: ShownPassage) -> str:
         '<details class="verbatim-details"><summary>File and position</summary>'
         f"{literal(file_details(passage, item.article_chars))}</details>"
     )
-    if passage.copies:
-        named = ", ".join(literal(c.source) + ("" if c.exact else " (near-duplicate)") for c in passage.copies)
-        line += f'<span class="verbatim-copies">Same story also in: {named}</span>'
+    copies = copies_line(passage)
+    if copies:
+        line += f'<span class="verbatim-copies">{literal(copies)}</span>'
     return line
 
 
@@ -199,9 +208,9 @@ def answer_text(
         source = [display_title(item.passage), *byline(item.passage, item.site)]
         lines.append("— " + " · ".join(source + ([item.passage.url] if item.passage.url else [])))
         lines.append(f"  {file_details(item.passage, item.article_chars)}")
-        if item.passage.copies:
-            copies = ", ".join(c.source + ("" if c.exact else " (near-duplicate)") for c in item.passage.copies)
-            lines.append(f"  Same story also in: {copies}")
+        copies = copies_line(item.passage)
+        if copies:
+            lines.append(f"  {copies}")
     return "\n".join(lines)
 
 
