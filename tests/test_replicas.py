@@ -1,5 +1,5 @@
 """Serving from replicas: two `python app.py` processes answer while a third process publishes new commits,
-either into the folder they read (a shared disk) or as snapshots they follow (`rag snapshot`, for replicas
+into the folder one reads (a shared disk) and as snapshots the other follows (`rag snapshot`, for replicas
 on other machines). Each replica follows without a restart, and no answer ever comes from half a commit."""
 
 from __future__ import annotations
@@ -78,29 +78,20 @@ def serve_while_writing(urls: list[str], publish: Callable[[], None], later: Pat
     return [r for _, r in replies]
 
 
-def test_two_replicas_on_one_folder_follow_its_writer(tmp_path: Path):
-    corpus, later, index = tmp_path / "corpus", tmp_path / "later", tmp_path / "index"
-    shutil.copytree(CORPUS, corpus)
-    later.mkdir()
-    Index(index, model="hashing").add([corpus])  # the stand-in encoder: what is tested is the serving
-    replicas = [start_chat(corpus, index, tmp_path / f"replica-{n}.log") for n in (1, 2)]
-    try:
-        serve_while_writing([r.url for r in replicas], lambda: rag("index", str(later), "--index", str(index)), later)
-    finally:
-        for replica in replicas:
-            replica.stop()
-
-
-def test_two_read_only_replicas_follow_published_snapshots(tmp_path: Path):
-    """Replicas on other machines read copies: `rag snapshot` publishes one per commit, and a replica on
-    `current` opens the new one before its next answer, with no restart."""
+def test_two_replicas_follow_one_writer_on_its_folder_and_on_published_snapshots(tmp_path: Path):
+    """One replica reads the writer's own folder (a shared disk); the other, read-only, reads the snapshots
+    `rag snapshot` publishes after each commit (a replica on another machine), through `current`, which moves.
+    Both follow without a restart."""
     corpus, later, live, snapshots = tmp_path / "corpus", tmp_path / "later", tmp_path / "live", tmp_path / "snaps"
     shutil.copytree(CORPUS, corpus)
     later.mkdir()
-    Index(live, model="hashing").add([corpus])
+    Index(live, model="hashing").add([corpus])  # the stand-in encoder: what is tested is the serving
     rag("snapshot", str(snapshots), "--index", str(live))
     current = snapshots / "current"
-    replicas = [start_chat(corpus, current, tmp_path / f"replica-{n}.log", "--read-only") for n in (1, 2)]
+    replicas = [
+        start_chat(corpus, live, tmp_path / "shared.log"),
+        start_chat(corpus, current, tmp_path / "snapshot.log", "--read-only"),
+    ]
 
     def publish() -> None:
         rag("index", str(later), "--index", str(live))
