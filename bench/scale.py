@@ -253,8 +253,8 @@ def raw_encode(index) -> float:
 
     with index.searcher.store.read() as reader:
         rows = list(reader.passages())
-    titles = {title: index.embedder.title_prefix(title)[0] for _, _, title, _ in rows}
-    texts = [passage_input(titles[title], text) for _, text, title, _ in rows]
+    titles = {row.title: index.embedder.title_prefix(row.title)[0] for row in rows}
+    texts = [passage_input(titles[row.title], row.text) for row in rows]
     started = time.perf_counter()
     for i in range(0, len(texts), DOC_BATCH * 8):
         index.embedder.encode(texts[i : i + DOC_BATCH * 8], checked=True)
@@ -316,7 +316,7 @@ def bm25s_figures(searcher, qs: list[str]) -> dict:
     except ImportError:
         return {"bm25s_p50_ms": None}
     with searcher.store.read() as reader:
-        texts = [text for _, text, _, _ in reader.passages()]
+        texts = [row.text for row in reader.passages()]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
     times = []

@@ -3,7 +3,8 @@
 A filter used to be a list of chunk ids from SQL handed to each arm: at a million chunks, building and
 passing that list cost ten to fifty times the unfiltered question. Here the documents' filterable fields and
 the document of every chunk stay in memory as arrays, so a filter is a few vectorised comparisons and one
-gather, whatever it matches; the arms take the mask as it is (a FAISS bitmap selector, a lexical post-filter).
+gather, whatever it matches; the dense arm takes the mask as it is (a FAISS bitmap selector), the lexical
+arms the same filter said as facet words (`rag.facet_terms`) where it can be.
 Both follow the index's commits like the dense index does: new chunks appended, deleted ones cleared, the
 document fields re-read (one covering-index scan) only after a commit changed them.
 """
@@ -13,14 +14,15 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import numpy as np
 
+from rag.facet_terms import date_words, day_number, host_of, name_word
 from rag.store_read import DocFilter, Reader
 
 _GLOB = re.compile(r"[*?\[]")
 MASKS_KEPT = 8
+FACET_MAX_WORDS = 64  # a filter needing more facet words is applied to the lexical arms another way
 
 
 class Column:
@@ -66,8 +68,8 @@ class DocumentFields:
             Column([r[2] for r in rows]),
             Column([r[3] for r in rows]),
             Column([(r[4] or "").lower() for r in rows]),
-            Column([_host(r[5]) for r in rows]),
-            np.fromiter((_day(r[6]) for r in rows), dtype=np.int32, count=len(rows)),
+            Column([host_of(r[5]) for r in rows]),
+            np.fromiter((day_number(r[6]) for r in rows), dtype=np.int32, count=len(rows)),
         )
 
     def matching(self, filters: DocFilter) -> np.ndarray:
@@ -79,10 +81,48 @@ class DocumentFields:
         if filters.since or filters.until:
             keep &= self.days > 0
         if filters.since:
-            keep &= self.days >= _day(filters.since)
+            keep &= self.days >= day_number(filters.since)
         if filters.until:
-            keep &= self.days <= _day(filters.until)
+            keep &= self.days <= day_number(filters.until)
         return keep
+
+    def facet_words(self, filters: DocFilter, matching: np.ndarray) -> tuple[str, ...] | None:
+        """The facet words (`rag.facet_terms`) whose passages are exactly those of the `matching` documents,
+        no passage holding two of them; None when the filter cannot be said that way: a glob, a name that
+        one document matches two ways (as its site and as its host), a document kept only through an exact
+        copy of it that matches (its passages carry their own document's words), or too many words."""
+        copies = matching & (self.holders != self.ids)
+        if copies.any() and not np.isin(self.holders[copies], self.ids[matching]).all():
+            return None
+        names, pool = [""], np.ones(len(self.ids), dtype=bool)
+        if filters.source:
+            named = self._named_ways(filters.source)
+            if named is None:
+                return None
+            names = [name_word(kind, value) for kind, value, _ in named]
+            pool = np.logical_or.reduce([hit for _, _, hit in named]) if named else ~pool
+        dates = [""]
+        if filters.since or filters.until:
+            span = (day_number(filters.since) or 1, day_number(filters.until) or 99_991_231)
+            dates = _date_cover(np.unique(self.days[pool & (self.days > 0)]), *span)
+        words = tuple(name + date for name in names for date in dates)
+        return words if len(words) <= FACET_MAX_WORDS else None
+
+    def _named_ways(self, name: str) -> list[tuple[str, str, np.ndarray]] | None:
+        """The ways documents match `name` (facet kind, value, which documents), or None when it is a glob or
+        some document matches it two ways."""
+        if _GLOB.search(name):
+            return None
+        exact, site, host = name, name.lower(), name.lower().removeprefix("www.")
+        ways = [
+            ("e", exact, self.sources.equals(exact) | self.files.equals(exact)),
+            ("s", site, self.sites.equals(site)),
+            ("h", host, self.hosts.equals(host)),
+        ]
+        ways = [way for way in ways if way[2].any()]
+        if len(ways) > 1 and (np.sum([hit for _, _, hit in ways], axis=0) > 1).any():
+            return None
+        return ways
 
     def _named(self, name: str) -> np.ndarray:
         host = name.lower().removeprefix("www.")
@@ -94,29 +134,38 @@ class DocumentFields:
         return named
 
 
-def _day(value: str | None) -> int:
-    """YYYY-MM-DD (or the start of a longer ISO date) as the integer YYYYMMDD; 0 when there is none."""
-    digits = (value or "")[:10].replace("-", "")
-    return int(digits) if len(digits) == 8 and digits.isdigit() else 0
+def _date_cover(days: np.ndarray, first: int, last: int) -> list[str]:
+    """Date words that cover exactly the days of `days` (sorted, distinct YYYYMMDD) from `first` to `last`:
+    a whole year where every day of it in `days` lies in the span, else whole months, else single days."""
+    inside = days[(days >= first) & (days <= last)]
+    words: list[str] = []
+    for year in np.unique(inside // 10_000):
+        if _all_inside(days[days // 10_000 == year], first, last):
+            words.append(date_words(int(year) * 10_000 + 101)[0])
+            continue
+        for month in np.unique(inside[inside // 10_000 == year] // 100):
+            in_month = days[days // 100 == month]
+            if _all_inside(in_month, first, last):
+                words.append(date_words(int(month) * 100 + 1)[1])
+            else:
+                words.extend(date_words(int(day))[2] for day in in_month if first <= day <= last)
+    return words
 
 
-def _host(url: str | None) -> str:
-    if not url:
-        return ""
-    try:
-        return (urlsplit(url).hostname or "").removeprefix("www.")
-    except ValueError:
-        return ""
+def _all_inside(days: np.ndarray, first: int, last: int) -> bool:
+    return bool(((days >= first) & (days <= last)).all())
 
 
 @dataclass(frozen=True)
 class Kept:
-    """What a filter keeps: a mask over chunk ids, and the documents holding those chunks (the lexical index
-    can be filtered by document, eight times fewer terms than chunks)."""
+    """What a filter keeps: a mask over chunk ids, the documents holding those chunks (the lexical index
+    can be filtered by document, eight times fewer terms than chunks), and the same filter as facet words when
+    it can be said so (`DocumentFields.facet_words`)."""
 
     chunks: np.ndarray  # bool per chunk id
     documents: np.ndarray  # int64 ids
     count: int  # chunks kept
+    facets: tuple[str, ...] | None = None
 
 
 class ChunkFilter:
@@ -164,12 +213,15 @@ class ChunkFilter:
         assert documents is not None, "follow() first"
         top = int(max(documents.ids.max(initial=0), self.owners.max(initial=0))) + 1
         held = np.zeros(top, dtype=bool)
+        facets = None
         if filters.active():
-            held[documents.holders[documents.matching(filters)]] = True
+            matching = documents.matching(filters)
+            held[documents.holders[matching]] = True
+            facets = None if excluded_sources else documents.facet_words(filters, matching)
         else:
             held[documents.ids] = True
         for source in excluded_sources:
             held[documents.ids[documents.sources.equals(source)]] = False
         held[0] = False  # the owner of a deleted chunk
         chunks = held[self.owners]
-        return Kept(chunks, np.flatnonzero(held), int(np.count_nonzero(chunks)))
+        return Kept(chunks, np.flatnonzero(held), int(np.count_nonzero(chunks)), facets)

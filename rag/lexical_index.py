@@ -11,6 +11,10 @@ passages it deleted (`pending.json`); if it dies between the two commits, the ne
 commit ahead, deletes the passages added by the lost commit (ids at or above the committed row count),
 restores the deleted ones from SQLite, and goes on. Any other disagreement is repaired by rebuilding this
 index from SQLite. Readers only switch to a tantivy commit whose marker matches the SQLite commit they read.
+
+A filter is a set of facet words (`rag.facet_terms`) added to the query, each weighted above anything the
+question's words can score: the best passages are then the kept ones, in BM25 order, and block-max WAND
+skips every other passage as it does in an unfiltered query (bench/filters.py).
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import Stemmer
 import tantivy
 
 from rag.errors import IndexCorruptError
+from rag.facet_terms import facet_text
 from rag.facets import Kept
 from rag.lexical import bigram_text, fold
-from rag.store_read import crash_point
+from rag.store_read import PassageRow, crash_point
 
-FOLDER = "lexical-5"  # the number changes with the analysis: a new number rebuilds it from SQLite
+FOLDER = "lexical-6"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
@@ -42,12 +47,18 @@ WRITER_HEAP = 64_000_000
 # filters a deep enough prefix of the whole ranking instead, which costs less than a long id list
 # (bench/filters.py).
 LISTED_FILTER_MAX = 5_000
+# A filter said as facet words is applied as such, unless it keeps the passages of so few documents that
+# listing them costs less (bench/filters.py).
+LISTED_BEFORE_FACETS = 300
+FACETED_MAX_SHARE = 0.5  # a filter keeping more filters a deep enough prefix of the whole ranking instead
 # The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
 # words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
 # text, so that BM25 sees one length per passage and a title word counts like a passage word (the weighting
 # chosen on SQuAD with FTS5: title weight 1.0, bench/RESULTS.md).
 STEMMED = "stem"
 PLAIN = "plain"
+FACET = "facet"
+K1 = 1.2  # tantivy's BM25 k1: no passage scores more than (K1 + 1) times a word's idf for it
 _PORTER = Stemmer.Stemmer("porter")
 _WORD = re.compile(r"[^\W_]+")
 
@@ -58,6 +69,7 @@ def _schema() -> tantivy.Schema:
     builder.add_integer_field("doc", indexed=True)  # the document holding the passage: what filters name
     builder.add_text_field(STEMMED, stored=False, tokenizer_name=STEMMED, index_option="freq")
     builder.add_text_field(PLAIN, stored=False, tokenizer_name=PLAIN, index_option="freq")
+    builder.add_text_field(FACET, stored=False, tokenizer_name=FACET, index_option="freq")
     builder.add_text_field("marker", stored=False, tokenizer_name="raw")
     builder.add_integer_field("seq", stored=True)
     return builder.build()
@@ -114,9 +126,12 @@ _TERM = re.compile(r"[^\W_]+(_[^\W_]+)?")  # what `stemmed_query` and the plain 
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
-def passage_document(cid: int, text: str, title: str, doc_id: int) -> tantivy.Document:
-    whole = f"{title}\n{text}"
-    return tantivy.Document(cid=cid, doc=doc_id, stem=stemmed_terms(whole), plain=bigram_text(whole))
+def passage_document(row: PassageRow) -> tantivy.Document:
+    whole = f"{row.title}\n{row.text}"
+    facets = facet_text(row.source, row.file, row.site, row.url, row.published)
+    return tantivy.Document(
+        cid=row.id, doc=row.doc_id, stem=stemmed_terms(whole), plain=bigram_text(whole), facet=facets
+    )
 
 
 class LexicalIndex:
@@ -131,7 +146,9 @@ class LexicalIndex:
             self.index = tantivy.Index.open(str(_lockable_view(self.path)))
         self.index.register_tokenizer(STEMMED, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self.index.register_tokenizer(PLAIN, _plain_analyzer())
+        self.index.register_tokenizer(FACET, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self._searcher = self.index.searcher()
+        self._facet_scores: dict[str, float] = {}  # what each facet word scores alone, in this searcher
         self.current = False  # whether the searcher shows the SQLite commit last asked for
 
     # --- reading -----------------------------------------------------------------------------------------
@@ -149,7 +166,7 @@ class LexicalIndex:
         searcher = self.index.searcher()
         self.current = self.committed_seq(searcher) == seq
         if self.current:
-            self._searcher = searcher
+            self._searcher, self._facet_scores = searcher, {}
 
     def passages(self) -> int:
         return max(0, self._searcher.num_docs - (1 if self.committed_seq() else 0))
@@ -187,6 +204,13 @@ class LexicalIndex:
         query = self.index.parse_query(" ".join(clauses))
         if keep is None:
             return self._hits(query, n), ceiling
+        if (
+            keep.facets is not None
+            and len(keep.documents) > LISTED_BEFORE_FACETS
+            and keep.count <= FACETED_MAX_SHARE * total
+        ):
+            bound = (K1 + 1) * math.fsum(fts5_idf(max(1, total), f) for _, f in frequencies if f)
+            return self._faceted_hits(clauses, bound, keep.facets, n), ceiling
         if len(keep.documents) <= LISTED_FILTER_MAX:
             # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
             listed = tantivy.Query.const_score_query(
@@ -195,6 +219,27 @@ class LexicalIndex:
             query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, listed)])
             return self._hits(query, n), ceiling
         return self._kept_hits(query, n, keep.chunks, keep.count), ceiling
+
+    def _faceted_hits(self, clauses: list[str], bound: float, words: Sequence[str], n: int) -> list[tuple[int, float]]:
+        """The best `n` passages holding one of the facet `words`, with their BM25 scores. Each word is weighted
+        to score `weight`, more than the question's words can (`bound`), so a passage holding one ranks above
+        every passage holding none and the ranking among them is their BM25 order; their scores come back
+        less `weight` (float32 sums: within 1e-5 of the unfiltered scores). Passages holding a facet word and
+        none of the question's are dropped."""
+        weight = bound + 1.0
+        facets = [f'{FACET}:"{w}"^{weight / score:.9g}' for w in words if (score := self._facet_score(w))]
+        if not facets:
+            return []
+        hits = self._hits(self.index.parse_query(" ".join(clauses + facets)), n)
+        return [(cid, score - weight) for cid, score in hits if score - weight > 1e-4]
+
+    def _facet_score(self, word: str) -> float:
+        """What a facet word scores alone (the same in every passage, which all hold FACET_WORDS of them);
+        0 when no passage holds it."""
+        if word not in self._facet_scores:
+            hits = self._searcher.search(self.index.parse_query(f'{FACET}:"{word}"'), 1, count=False).hits
+            self._facet_scores[word] = float(hits[0][0]) if hits else 0.0
+        return self._facet_scores[word]
 
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
         """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking,
@@ -229,10 +274,9 @@ class LexicalWriter:
         self.writer = lexical.index.writer(heap_size=WRITER_HEAP, num_threads=1)
         self.deleted: list[int] = []
 
-    def add(self, rows: Iterable[tuple[int, str, str, int]]) -> None:
-        """Passages as (chunk id, text, document title, document id)."""
-        for cid, text, title, doc_id in rows:
-            self.writer.add_document(passage_document(cid, text, title, doc_id))
+    def add(self, rows: Iterable[PassageRow]) -> None:
+        for row in rows:
+            self.writer.add_document(passage_document(row))
 
     def delete(self, ids: Iterable[int]) -> None:
         for cid in ids:

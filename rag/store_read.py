@@ -146,6 +146,33 @@ class KnownDocument:
     content_hash: str
 
 
+_PASSAGE_ROWS = (
+    'SELECT c.id, d.text, c.start, c."end", d.title, d.id, d.source, d.file, d.site, d.url, d.published '
+    "FROM chunks c JOIN documents d ON d.id = c.doc_id"
+)
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    """A chunk as the lexical index holds it: its text and title, and what filters match of its document."""
+
+    id: int
+    text: str
+    title: str
+    doc_id: int
+    source: str
+    file: str
+    site: str | None = None
+    url: str | None = None
+    published: str | None = None
+
+    @classmethod
+    def of(cls, row: tuple) -> PassageRow:
+        """From a `_PASSAGE_ROWS` row, which holds the whole document text and the chunk's offsets."""
+        cid, text, start, end, *rest = row
+        return cls(cid, text[start:end], *rest)
+
+
 @dataclass(frozen=True)
 class DocFilter:
     """Which documents a search may use: a file, glob or site, and an inclusive ISO date range."""
@@ -255,13 +282,11 @@ class Reader:
         """Every chunk's document source (benchmarks score rankings of documents)."""
         return dict(self.conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id"))
 
-    def passages(self) -> Iterator[tuple[int, str, str, int]]:
-        """(chunk id, passage text, document title, document id) of every chunk: what the lexical index is
-        rebuilt from, and what benchmarks feed other systems."""
-        for cid, text, start, end, title, doc_id in self.conn.execute(
-            'SELECT c.id, d.text, c.start, c."end", d.title, d.id FROM chunks c JOIN documents d ON d.id = c.doc_id'
-        ):
-            yield cid, text[start:end], title, doc_id
+    def passages(self) -> Iterator[PassageRow]:
+        """Every chunk as the lexical index holds it: what it is rebuilt from, and what benchmarks feed other
+        systems."""
+        for row in self.conn.execute(_PASSAGE_ROWS):
+            yield PassageRow.of(row)
 
     def counts(self) -> dict[str, int]:
         documents, chunks = self.conn.execute(
@@ -269,14 +294,12 @@ class Reader:
         ).fetchone()
         return {"documents": documents, "chunks": chunks}
 
-    def passage_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, int]]:
-        """(chunk id, passage text, document title, document id) of the given chunks that exist."""
+    def passage_rows(self, ids: Sequence[int]) -> list[PassageRow]:
+        """The given chunks that exist, as the lexical index holds them."""
         rows = self.conn.execute(
-            'SELECT c.id, d.text, c.start, c."end", d.title, d.id FROM chunks c JOIN documents d ON d.id = c.doc_id '
-            "WHERE c.id IN (SELECT value FROM json_each(?))",
-            (json.dumps([int(i) for i in ids]),),
+            f"{_PASSAGE_ROWS} WHERE c.id IN (SELECT value FROM json_each(?))", (json.dumps([int(i) for i in ids]),)
         )
-        return [(cid, text[start:end], title, doc_id) for cid, text, start, end, title, doc_id in rows]
+        return [PassageRow.of(row) for row in rows]
 
     def chunks_since(self, rows: int) -> np.ndarray:
         """Live chunks whose vectors were appended at or after row `rows`."""

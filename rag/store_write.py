@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.lexical_index import LexicalWriter
 from rag.records import Chunk, Document
-from rag.store_read import FORMAT_VERSION, TOMBSTONES_KEPT, Reader, crash_point
+from rag.store_read import FORMAT_VERSION, TOMBSTONES_KEPT, PassageRow, Reader, crash_point
 from rag.vectors import (
     ANN_MIN_ROWS,
     ANN_RETRAIN_GROWTH,
@@ -132,7 +132,10 @@ class Writer(Reader):
                 for n, (cid, c) in enumerate(zip(ids, chunks))
             ],
         )
-        self.lexical.add((cid, c.chunk.text, title, doc_id) for cid, c in zip(ids, chunks))
+        filed = self.conn.execute(
+            "SELECT source, file, site, url, published FROM documents WHERE id = ?", (doc_id,)
+        ).fetchone()
+        self.lexical.add(PassageRow(cid, c.chunk.text, title, doc_id, *filed) for cid, c in zip(ids, chunks))
         self.rows += len(chunks)
         self.pending.append(np.asarray(vectors, dtype=np.float32))
         self.pending_rows += len(chunks)

@@ -14,6 +14,7 @@ import pytest
 from conftest import CORPUS
 
 from rag import Index, lexical_index
+from rag.facets import Kept
 from rag.search import date_bound
 from rag.store import DocFilter
 
@@ -27,6 +28,8 @@ FILTERS = [
     {"source": "harbour.example.org"},
     {"source": "nowhere.txt"},
     {"since": "2014"},  # most of the collection: the dense arm filters a deeper plain search
+    {"since": "2019-03-15", "until": "2021-02-10"},  # as facet words: single days, whole months, a whole year
+    {"source": "Capital Wire", "since": "2018-05-20", "until": "2019"},
 ]
 QUESTIONS = ["When did the president meet the party leader?", "Which talks did the senator welcome in Seoul?"]
 
@@ -89,23 +92,30 @@ def kept_by_hand(index: Index, chunk_ids: list[int], filters: dict) -> list[int]
         return out
 
 
-def filtered_arms(index: Index, question: str, filters: dict, n: int) -> tuple[list, list]:
-    searcher = index.searcher
+def kept_chunks(index: Index, filters: dict) -> Kept:
     f = DocFilter(
         filters.get("source"), date_bound(filters.get("since"), "since"), date_bound(filters.get("until"), "until")
     )
-    with searcher.store.read() as reader:
-        keep = searcher.kept_chunks(reader, f)
+    with index.searcher.store.read() as reader:
+        kept = index.searcher.kept_chunks(reader, f)
+    assert kept is not None
+    return kept
+
+
+def filtered_arms(index: Index, question: str, filters: dict, n: int) -> tuple[list, list]:
+    keep = kept_chunks(index, filters)
     q_vec = index.embedder.encode_query(question)
-    return searcher.lexical_arms(question, n, keep), searcher.dense(q_vec, n, keep)
+    return index.searcher.lexical_arms(question, n, keep), index.searcher.dense(q_vec, n, keep)
 
 
-@pytest.mark.parametrize("wide", [False, True], ids=["documents-listed", "ranking-prefix"])
+@pytest.mark.parametrize("way", ["documents-listed", "ranking-prefix", "facet-words"])
 def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out(
-    archive: tuple[Index, Path], wide: bool, monkeypatch: pytest.MonkeyPatch
+    archive: tuple[Index, Path], way: str, monkeypatch: pytest.MonkeyPatch
 ):
     index, _ = archive
-    if wide:  # as a filter keeping a large share of a big collection is applied
+    monkeypatch.setattr(lexical_index, "LISTED_BEFORE_FACETS", 0 if way == "facet-words" else 10**9)
+    monkeypatch.setattr(lexical_index, "FACETED_MAX_SHARE", 1.0)
+    if way == "ranking-prefix":  # as a filter keeping a large share of a big collection is applied
         monkeypatch.setattr(lexical_index, "LISTED_FILTER_MAX", 0)
     everything = index.info()["chunks"]
     searcher = index.searcher
@@ -115,13 +125,20 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
         for filters in FILTERS:
             lexical, dense = filtered_arms(index, question, filters, 20)
             for (ranking, ceiling), (whole, whole_ceiling) in zip(lexical, whole_lexical):
-                expected = kept_by_hand(index, [cid for cid, _ in whole], filters)[:20]
-                assert [cid for cid, _ in ranking] == expected, filters
+                kept = kept_by_hand(index, [cid for cid, _ in whole], filters)
                 scores = dict(whole)
-                assert [s for _, s in ranking] == pytest.approx([scores[c] for c in expected]), "scores moved"
+                # Every passage is a kept one with its own unfiltered score, and the scores run as those of the
+                # best 20 kept: the same ranking, but for the order of equal scores. (The facet words' weight
+                # is added to each score and taken off again, in float32.)
+                assert set(cid for cid, _ in ranking) <= set(kept), filters
+                got = [s for _, s in ranking]
+                assert got == pytest.approx([scores[c] for c, _ in ranking], abs=1e-5), "scores moved"
+                assert got == pytest.approx([scores[c] for c in kept[:20]], abs=1e-5), filters
                 assert ceiling == whole_ceiling
             expected = kept_by_hand(index, [cid for cid, _ in whole_dense], filters)[:20]
             assert sorted(cid for cid, _ in dense) == sorted(expected), filters
+    said_in_words = [f for f in FILTERS if kept_chunks(index, f).facets is not None]
+    assert said_in_words == [f for f in FILTERS if "*" not in f.get("source", "")]
     assert kept_by_hand(index, [cid for cid, _ in whole_dense], {"source": "nowhere.txt"}) == []
 
 
@@ -148,3 +165,27 @@ def test_filters_follow_writes(archive: tuple[Index, Path], tmp_path: Path):
     gone = index.search("harbour pilots strike", k=50, mode="keyword", source="archive-3.jsonl")
     assert gone.passages == []
     assert searcher is index.searcher
+
+
+def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The holder's passages carry the holder's facet words: a filter that only a copy matches cannot be said in
+    them, and is applied another way."""
+    monkeypatch.setattr(lexical_index, "LISTED_BEFORE_FACETS", 0)
+    text = "Harbour pilots stopped work on Monday over pay, and forty ships waited outside the breakwater."
+    corpus = tmp_path / "corpus"
+    write_archive(corpus, 40, seed=9)
+    stories = [
+        {"title": "Pilots strike", "text": text, "site": "Harbour Gazette", "date": "2020-01-02"},
+        {"title": "Pilots strike", "text": text, "site": "Capital Wire", "date": "2021-05-06"},
+    ]
+    (corpus / "pilots.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stories))
+    index = Index(tmp_path / "index", model="hashing")
+    index.add([corpus])
+    for filters in ({"source": "Capital Wire"}, {"since": "2021-05"}, {"source": "Harbour Gazette", "until": "2020"}):
+        keep = kept_chunks(index, filters)
+        held_by_copy = filters != {"source": "Harbour Gazette", "until": "2020"}
+        assert (keep.facets is None) == held_by_copy, filters
+        found = index.search("Why did forty ships wait outside the breakwater?", k=3, mode="keyword", **filters)
+        assert found.passages and text in found.passages[0].text, filters

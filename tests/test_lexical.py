@@ -4,6 +4,7 @@ import pytest
 
 from rag.lexical import bigram_query, bigram_text, coverage, query_keys, words_and_pairs_query, words_query
 from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
+from rag.store_read import PassageRow
 
 NASTY = [
     '"',
@@ -59,7 +60,12 @@ def test_bigrams_for_korean():
 def tiny_lexical(tmp_path_factory: pytest.TempPathFactory) -> LexicalIndex:
     lexical = LexicalIndex(Path(tmp_path_factory.mktemp("lexical")))
     writer = lexical.writer()
-    writer.add([(1, "value near start prefix minus unbalanced", "Values", 1), (2, "이재명 후보 과반 득표", "여론", 2)])
+    writer.add(
+        [
+            PassageRow(1, "value near start prefix minus unbalanced", "Values", 1, "a.txt", "a.txt"),
+            PassageRow(2, "이재명 후보 과반 득표", "여론", 2, "b.txt", "b.txt"),
+        ]
+    )
     writer.commit(1)
     writer.close()
     lexical.follow(1)
@@ -85,8 +91,8 @@ def test_neighbouring_words_score_as_a_pair(tmp_path: Path):
     writer = lexical.writer()
     writer.add(
         [
-            (1, "The bowl of soup was super hot, and the game went on.", "Lunch", 1),
-            (2, "The Super Bowl was played in Santa Clara, and the game went on.", "Football", 2),
+            PassageRow(1, "The bowl of soup was super hot, and the game went on.", "Lunch", 1, "a.txt", "a.txt"),
+            PassageRow(2, "The Super Bowl was played in Santa Clara, and the game went on.", "Football", 2, "b", "b"),
         ]
     )
     writer.commit(1)

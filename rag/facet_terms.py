@@ -1,0 +1,57 @@
+"""The words a passage's document is filtered by (its source and file, site, web host and day), as the lexical
+index stores them in a field of their own, so that a filter on them runs inside the BM25 query with its
+pruning intact (`rag.lexical_index`) instead of as a list of ids beside it.
+
+Every passage's field holds the same number of words, each once: BM25 then gives a facet word the same score
+in every passage that holds it, so a query can give each word the same known weight. A filter becomes a set
+of words no passage holds two of: a day range is cut into whole years, whole months and single days; a
+name and a day range into the name joined to each of those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlsplit
+
+FACET_WORDS = 19  # 3 date words + 4 names + 4 x 3 name-and-date words; fewer are padded to this count
+PAD = "pad"
+
+
+def day_number(value: str | None) -> int:
+    """YYYY-MM-DD (or the start of a longer ISO date) as the integer YYYYMMDD; 0 when there is none."""
+    digits = (value or "")[:10].replace("-", "")
+    return int(digits) if len(digits) == 8 and digits.isdigit() else 0
+
+
+def host_of(url: str | None) -> str:
+    """A URL's host in lower case without "www.", "" when there is none."""
+    if not url:
+        return ""
+    try:
+        return (urlsplit(url).hostname or "").removeprefix("www.")
+    except ValueError:
+        return ""
+
+
+def name_word(kind: str, value: str) -> str:
+    """A name as one facet word: its kind ("e" a source or file name matched exactly, "s" a site name in lower
+    case, "h" a web host) and a hash of the value, so any text becomes a plain word."""
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{kind}{digest}"
+
+
+def date_words(day: int) -> list[str]:
+    return [f"y{day // 10000}", f"m{day // 100}", f"d{day}"] if day else []
+
+
+def facet_text(source: str, file: str, site: str | None, url: str | None, published: str | None) -> str:
+    """The facet field of a passage of this document: its date words, its names, and each name joined to each
+    date word, padded to FACET_WORDS."""
+    names = list(dict.fromkeys([name_word("e", source), name_word("e", file)]))
+    if site:
+        names.append(name_word("s", site.lower()))
+    if host := host_of(url):
+        names.append(name_word("h", host))
+    dates = date_words(day_number(published))
+    words = dates + names + [name + date for name in names for date in dates]
+    return " ".join(words + [PAD] * (FACET_WORDS - len(words)))
