@@ -21,6 +21,9 @@ from rag.search import MODES
 
 LISTS_REFRESH_SECONDS = 5.0  # how soon an open tab's Sources list shows another writer's articles
 MAX_CHAT_K = 20
+# Every search (the chat box, its examples, /chat and /ask) waits in one queue for the same workers: with a
+# queue per event, one endpoint's backlog took the CPU from the other's and their tails parted (bench/load.py).
+SEARCH = "search"
 
 
 def _text_of(content: Any) -> str:
@@ -201,11 +204,15 @@ def build_app(service: ChatService) -> gr.Blocks:
         open_reading = gr.Button(visible="hidden", elem_id="verbatim-open")
 
         ask = [message, chatbot, k, mode, source, since, until]
-        message.submit(respond, ask, [chatbot, message], api_visibility="private", show_progress="minimal").then(
-            None, js=SHOW_ANSWER_START
-        )
+        message.submit(
+            respond, ask, [chatbot, message], api_visibility="private", show_progress="minimal", concurrency_id=SEARCH
+        ).then(None, js=SHOW_ANSWER_START)
         chatbot.example_select(
-            respond_example, [chatbot, k, mode, source, since, until], [chatbot, message], api_visibility="private"
+            respond_example,
+            [chatbot, k, mode, source, since, until],
+            [chatbot, message],
+            api_visibility="private",
+            concurrency_id=SEARCH,
         ).then(None, js=SHOW_ANSWER_START)
         open_reading.click(read_passage, reading, [context, side], js=READ_TARGET_JS, api_visibility="private").then(
             None, js=SHOW_QUOTE
@@ -230,6 +237,6 @@ def build_app(service: ChatService) -> gr.Blocks:
         )
         gr.Timer(LISTS_REFRESH_SECONDS).tick(**follow)
         demo.load(**follow)
-        gr.api(chat_api, api_name="chat")
-        gr.api(ask_api, api_name="ask")
+        gr.api(chat_api, api_name="chat", concurrency_id=SEARCH)
+        gr.api(ask_api, api_name="ask", concurrency_id=SEARCH)
     return demo
