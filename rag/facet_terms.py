@@ -40,8 +40,22 @@ def name_word(kind: str, value: str) -> str:
     return f"{kind}{digest}"
 
 
+def year_word(year: int) -> str:
+    return f"y{year}"
+
+
+def month_word(month: int) -> str:
+    """`month` as YYYYMM."""
+    return f"m{month}"
+
+
+def day_word(day: int) -> str:
+    """`day` as YYYYMMDD."""
+    return f"d{day}"
+
+
 def date_words(day: int) -> list[str]:
-    return [f"y{day // 10000}", f"m{day // 100}", f"d{day}"] if day else []
+    return [year_word(day // 10_000), month_word(day // 100), day_word(day)] if day else []
 
 
 def facet_text(source: str, file: str, site: str | None, url: str | None, published: str | None) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.facet_terms import date_words, day_number, host_of, name_word
+from rag.facet_terms import day_number, day_word, host_of, month_word, name_word, year_word
 from rag.store_read import DocFilter, Reader
 
 _GLOB = re.compile(r"[*?\[]")
@@ -109,25 +109,27 @@ class DocumentFields:
         return words if len(words) <= FACET_MAX_WORDS else None
 
     def _named_ways(self, name: str) -> list[tuple[str, str, np.ndarray]] | None:
-        """The ways documents match `name` (facet kind, value, which documents), or None when it is a glob or
-        some document matches it two ways."""
+        """The ways documents match `name` exactly (facet kind, value, which documents), or None when it is a
+        glob or some document matches it two ways."""
         if _GLOB.search(name):
             return None
-        exact, site, host = name, name.lower(), name.lower().removeprefix("www.")
-        ways = [
-            ("e", exact, self.sources.equals(exact) | self.files.equals(exact)),
-            ("s", site, self.sites.equals(site)),
-            ("h", host, self.hosts.equals(host)),
-        ]
-        ways = [way for way in ways if way[2].any()]
+        ways = [way for way in self._ways(name) if way[2].any()]
         if len(ways) > 1 and (np.sum([hit for _, _, hit in ways], axis=0) > 1).any():
             return None
         return ways
 
+    def _ways(self, name: str) -> list[tuple[str, str, np.ndarray]]:
+        """Each way a document matches `name` exactly: as its source or file name, as its site name (in lower
+        case) or as its web host (without "www."); with the facet kind and value of each."""
+        exact, site, host = name, name.lower(), name.lower().removeprefix("www.")
+        return [
+            ("e", exact, self.sources.equals(exact) | self.files.equals(exact)),
+            ("s", site, self.sites.equals(site)),
+            ("h", host, self.hosts.equals(host)),
+        ]
+
     def _named(self, name: str) -> np.ndarray:
-        host = name.lower().removeprefix("www.")
-        named = self.sources.equals(name) | self.files.equals(name) | self.sites.equals(name.lower())
-        named |= self.hosts.equals(host)
+        named = np.logical_or.reduce([hit for _, _, hit in self._ways(name)])
         if _GLOB.search(name):
             pattern = re.compile(fnmatch.translate(name))
             named |= self.sources.matches(pattern) | self.files.matches(pattern)
@@ -141,14 +143,14 @@ def _date_cover(days: np.ndarray, first: int, last: int) -> list[str]:
     words: list[str] = []
     for year in np.unique(inside // 10_000):
         if _all_inside(days[days // 10_000 == year], first, last):
-            words.append(date_words(int(year) * 10_000 + 101)[0])
+            words.append(year_word(int(year)))
             continue
         for month in np.unique(inside[inside // 10_000 == year] // 100):
             in_month = days[days // 100 == month]
             if _all_inside(in_month, first, last):
-                words.append(date_words(int(month) * 100 + 1)[1])
+                words.append(month_word(int(month)))
             else:
-                words.extend(date_words(int(day))[2] for day in in_month if first <= day <= last)
+                words.extend(day_word(int(day)) for day in in_month if first <= day <= last)
     return words
 
 
