@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import gc
 import hmac
 import os
 import socket
@@ -20,6 +21,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Gradio's queue rebuilds a pandas summary of its last events after every event, for a monitoring page this
@@ -27,7 +32,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
-from rag.chat import CSS, HEAD, build_app  # noqa: E402
+from rag.chat import CSS, HEAD, build_app, forget_idle_sessions  # noqa: E402
 from rag.chat_service import ChatService  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
 from rag.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
@@ -158,17 +163,21 @@ def share_unreachable() -> str | None:
     return None
 
 
-def release_freed_memory(every: float = 15.0) -> None:
-    """Hand memory freed by finished requests back to the system every `every` seconds. glibc keeps freed
-    blocks in per-thread arenas, so a server that once answered 50 users at a time would otherwise hold that
-    peak for good; malloc_trim returns what is free (a no-op where glibc is not the allocator)."""
+def release_idle_memory(demo: gr.Blocks, every: float = 15.0) -> None:
+    """Every `every` seconds, forget the sessions no tab or client uses any more (`forget_idle_sessions`) and
+    hand memory freed by finished requests back to the system. glibc keeps freed blocks in per-thread arenas,
+    so a server that once answered 50 users at a time would otherwise hold that peak for good; malloc_trim
+    returns what is free (skipped where glibc is not the allocator)."""
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return
+        trim = None
     while True:
         time.sleep(every)
-        trim(0)
+        if forget_idle_sessions(demo):
+            gc.collect()  # a session's copy of the page holds reference cycles: freed only by the collector
+        if trim is not None:
+            trim(0)
 
 
 def warm_up(index: Index) -> None:
@@ -231,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The page answers at once; the model and the dense index load behind it, not on the first question.
     threading.Thread(target=warm_up, args=(index,), daemon=True, name="warm-up").start()
-    threading.Thread(target=release_freed_memory, daemon=True, name="release-memory").start()
+    threading.Thread(target=release_idle_memory, args=(demo,), daemon=True, name="release-memory").start()
     print(f"Verbatim chat: {demo.local_url}" + (f"  public link: {demo.share_url}" if demo.share_url else ""))
     if args.host not in LOOPBACK:
         print(f"Reachable from other machines at {reachable_url(args.host, args.port)}")

@@ -14,7 +14,8 @@ for the same questions. Prints, with the load average beside every figure:
 - the server's CPU time per answer (the clients share the machine: the rest of it is theirs; `--nice`
   gives them the lowest priority, so that they take only what the server leaves);
 - the server's memory (RSS of the app process and its children): after start, at the end of each load
-  round, and after 30 s idle (rounds on one server show whether it grows or settles).
+  round, and after `--idle` seconds idle (150 by default: the app forgets sessions idle for two minutes,
+  `rag.chat.SESSION_IDLE_SECONDS`; rounds on one server show whether it grows or settles).
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
     parser.add_argument("--work", type=Path, default=None, help="where the index is built (default: a temp dir)")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before each memory reading")
+    parser.add_argument("--idle", type=float, default=150.0, help="seconds idle before each memory reading")
     parser.add_argument("--rounds", type=int, default=2, help="load rounds on the same server (memory growth)")
     parser.add_argument(
         "--nice", action="store_true", help="run the clients at the lowest CPU priority, the server at its own"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ MAX_CHAT_K = 20
 # Every search (the chat box, its examples, /chat and /ask) waits in one queue for the same workers: with a
 # queue per event, one endpoint's backlog took the CPU from the other's and their tails parted (bench/load.py).
 SEARCH = "search"
+# Gradio keeps every session's copy of the page (about 100 KB) until 10,000 sessions exist, so memory grew with
+# each new API client or tab for good (bench/load.py). An open tab asks every LISTS_REFRESH_SECONDS, so a
+# session idle this long belongs to a closed tab or a finished client; if it comes back, Gradio starts it
+# afresh, and the next refresh brings its lists up to date.
+SESSION_IDLE_SECONDS = 120.0
 
 
 def _text_of(content: Any) -> str:
@@ -240,3 +246,19 @@ def build_app(service: ChatService) -> gr.Blocks:
         gr.api(chat_api, api_name="chat", concurrency_id=SEARCH)
         gr.api(ask_api, api_name="ask", concurrency_id=SEARCH)
     return demo
+
+
+def forget_idle_sessions(demo: gr.Blocks, idle_seconds: float = SESSION_IDLE_SECONDS) -> int:
+    """Drop the sessions of `demo` unused for `idle_seconds` or closed by their tab; returns how many."""
+    holder = getattr(demo, "state_holder", None)
+    if holder is None:  # not launched
+        return 0
+    cutoff = datetime.now() - timedelta(seconds=idle_seconds)
+    with holder.lock:
+        sessions = dict(holder.session_data)
+        last_used = dict(holder.time_last_used)
+        idle = [sid for sid, state in sessions.items() if state.is_closed or last_used.get(sid, datetime.min) <= cutoff]
+        for sid in idle:
+            holder.session_data.pop(sid, None)
+            holder.time_last_used.pop(sid, None)
+    return len(idle)

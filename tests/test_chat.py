@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from rag import Index
-from rag.chat import user_questions
+from rag.chat import build_app, forget_idle_sessions, user_questions
 from rag.chat_service import ChatService
 
 ARTICLE = """Harbour city opens floating solar farm
@@ -173,3 +174,25 @@ def test_an_uploaded_export_names_its_bad_records(tmp_path: Path):
     status = ChatService(Index(tmp_path / "index"), corpus).add_files([incoming / "feed.jsonl"])
     assert "Added 1 article" in status
     assert "- **Rejected** feed&#46;jsonl&#35;2: not JSON" in status
+
+
+def test_sessions_left_idle_are_forgotten_and_a_returning_client_is_served_again(service):
+    """Gradio keeps each session's copy of the page; a server that never forgot them grew with every client."""
+    from gradio_client import Client
+
+    demo = build_app(service)
+    demo.queue()
+    demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    try:
+        clients = [Client(demo.local_url, verbose=False) for _ in range(3)]
+        question = "Who was Kim Kyoung-soo's political mentor?"
+        for client in clients:
+            assert "Roh Moo-hyun" in client.predict(question, api_name="/chat")
+        assert {c.session_hash for c in clients} <= set(demo.state_holder.session_data)
+        assert forget_idle_sessions(demo) == 0  # just used: kept
+        assert forget_idle_sessions(demo, idle_seconds=0) >= 3
+        assert not demo.state_holder.session_data and not demo.state_holder.time_last_used
+        assert "Roh Moo-hyun" in clients[0].predict(question, api_name="/chat")
+        assert set(demo.state_holder.session_data) == {clients[0].session_hash}
+    finally:
+        demo.close()
