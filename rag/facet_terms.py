@@ -1,20 +1,15 @@
 """The words a passage's document is filtered by (its source and file, site, web host and day), as the lexical
-index stores them in a field of their own, so that a filter on them runs inside the BM25 query with its
-pruning intact (`rag.lexical_index`) instead of as a list of ids beside it.
+index stores them in a field of their own, so that a filter runs inside the BM25 query (`rag.lexical_index`)
+instead of as a list of ids beside it; and the passage's place in that index (`order_key`).
 
-Every passage's field holds the same number of words, each once: BM25 then gives a facet word the same score
-in every passage that holds it, so a query can give each word the same known weight. A filter becomes a set
-of words no passage holds two of: a day range is cut into whole years, whole months and single days; a
-name and a day range into the name joined to each of those.
+A filter becomes a set of words no passage holds two of: a day range is cut into whole years, whole months
+and single days; a name and a day range into the name joined to each of those.
 """
 
 from __future__ import annotations
 
 import hashlib
 from urllib.parse import urlsplit
-
-FACET_WORDS = 19  # 3 date words + 4 names + 4 x 3 name-and-date words; fewer are padded to this count
-PAD = "pad"
 
 
 def day_number(value: str | None) -> int:
@@ -33,11 +28,23 @@ def host_of(url: str | None) -> str:
         return ""
 
 
+def _digest(value: str, size: int) -> bytes:
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+
+
 def name_word(kind: str, value: str) -> str:
     """A name as one facet word: its kind ("e" a source or file name matched exactly, "s" a site name in lower
     case, "h" a web host) and a hash of the value, so any text becomes a plain word."""
-    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
-    return f"{kind}{digest}"
+    return f"{kind}{_digest(value, 8).hex()}"
+
+
+def order_key(site: str | None, url: str | None, published: str | None) -> int:
+    """Where a passage sits in the lexical index: grouped by site (its web host when it names none), then by
+    day. The passages a site filter keeps then lie in one run of the index, and those a date range keeps in
+    one run per site, so a filtered query skips the rest a block at a time (`rag.lexical_index`). Sites are
+    placed by a hash of their name: two sharing a place only share a run."""
+    place = (site or "").lower() or host_of(url)
+    return (int.from_bytes(_digest(place, 3), "big") << 32) + day_number(published)
 
 
 def year_word(year: int) -> str:
@@ -60,12 +67,11 @@ def date_words(day: int) -> list[str]:
 
 def facet_text(source: str, file: str, site: str | None, url: str | None, published: str | None) -> str:
     """The facet field of a passage of this document: its date words, its names, and each name joined to each
-    date word, padded to FACET_WORDS."""
+    date word."""
     names = list(dict.fromkeys([name_word("e", source), name_word("e", file)]))
     if site:
         names.append(name_word("s", site.lower()))
     if host := host_of(url):
         names.append(name_word("h", host))
     dates = date_words(day_number(published))
-    words = dates + names + [name + date for name in names for date in dates]
-    return " ".join(words + [PAD] * (FACET_WORDS - len(words)))
+    return " ".join(dates + names + [name + date for name in names for date in dates])

@@ -12,9 +12,12 @@ commit ahead, deletes the passages added by the lost commit (ids at or above the
 restores the deleted ones from SQLite, and goes on. Any other disagreement is repaired by rebuilding this
 index from SQLite. Readers only switch to a tantivy commit whose marker matches the SQLite commit they read.
 
-A filter is a set of facet words (`rag.facet_terms`) added to the query, each weighted above anything the
-question's words can score: the best passages are then the kept ones, in BM25 order, and block-max WAND
-skips every other passage as it does in an unfiltered query (bench/filters.py).
+tantivy scores every passage that holds any query word (the Python binding collects through tantivy's
+MultiCollector, which skips tantivy's block-max pruning), so a query costs the postings it reads. A filter
+is a set of facet words (`rag.facet_terms`) the passages must hold, scored 0, intersected with the
+question's words; and the index keeps its passages in site-then-day order (`order_key`), so that what a
+site or date filter keeps lies in long runs and the intersection skips whole blocks of the question's
+postings between them: a filtered query reads fewer postings than the unfiltered one (bench/filters.py).
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ import Stemmer
 import tantivy
 
 from rag.errors import IndexCorruptError
-from rag.facet_terms import facet_text
+from rag.facet_terms import facet_text, order_key
 from rag.facets import Kept
 from rag.lexical import bigram_text, fold
 from rag.store_read import PassageRow, crash_point
 
-FOLDER = "lexical-6"  # the number changes with the analysis: a new number rebuilds it from SQLite
+FOLDER = "lexical-7"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
@@ -58,7 +61,7 @@ FACETED_MAX_SHARE = 0.5  # a filter keeping more filters a deep enough prefix of
 STEMMED = "stem"
 PLAIN = "plain"
 FACET = "facet"
-K1 = 1.2  # tantivy's BM25 k1: no passage scores more than (K1 + 1) times a word's idf for it
+ORDER = "order"
 _PORTER = Stemmer.Stemmer("porter")
 _WORD = re.compile(r"[^\W_]+")
 
@@ -69,7 +72,8 @@ def _schema() -> tantivy.Schema:
     builder.add_integer_field("doc", indexed=True)  # the document holding the passage: what filters name
     builder.add_text_field(STEMMED, stored=False, tokenizer_name=STEMMED, index_option="freq")
     builder.add_text_field(PLAIN, stored=False, tokenizer_name=PLAIN, index_option="freq")
-    builder.add_text_field(FACET, stored=False, tokenizer_name=FACET, index_option="freq")
+    builder.add_text_field(FACET, stored=False, tokenizer_name=FACET, index_option="basic")
+    builder.add_integer_field(ORDER, fast=True)  # where the passage sits: `order_key`
     builder.add_text_field("marker", stored=False, tokenizer_name="raw")
     builder.add_integer_field("seq", stored=True)
     return builder.build()
@@ -130,7 +134,12 @@ def passage_document(row: PassageRow) -> tantivy.Document:
     whole = f"{row.title}\n{row.text}"
     facets = facet_text(row.source, row.file, row.site, row.url, row.published)
     return tantivy.Document(
-        cid=row.id, doc=row.doc_id, stem=stemmed_terms(whole), plain=bigram_text(whole), facet=facets
+        cid=row.id,
+        doc=row.doc_id,
+        stem=stemmed_terms(whole),
+        plain=bigram_text(whole),
+        facet=facets,
+        order=order_key(row.site, row.url, row.published),
     )
 
 
@@ -141,14 +150,13 @@ class LexicalIndex:
         self.path = index_dir / FOLDER
         if os.access(index_dir, os.W_OK):
             self.path.mkdir(parents=True, exist_ok=True)
-            self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+            self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True, sort_by_field=ORDER)
         else:
             self.index = tantivy.Index.open(str(_lockable_view(self.path)))
         self.index.register_tokenizer(STEMMED, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self.index.register_tokenizer(PLAIN, _plain_analyzer())
         self.index.register_tokenizer(FACET, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self._searcher = self.index.searcher()
-        self._facet_scores: dict[str, float] = {}  # what each facet word scores alone, in this searcher
         self.current = False  # whether the searcher shows the SQLite commit last asked for
 
     # --- reading -----------------------------------------------------------------------------------------
@@ -166,7 +174,7 @@ class LexicalIndex:
         searcher = self.index.searcher()
         self.current = self.committed_seq(searcher) == seq
         if self.current:
-            self._searcher, self._facet_scores = searcher, {}
+            self._searcher = searcher
 
     def passages(self) -> int:
         return max(0, self._searcher.num_docs - (1 if self.committed_seq() else 0))
@@ -209,8 +217,7 @@ class LexicalIndex:
             and len(keep.documents) > LISTED_BEFORE_FACETS
             and keep.count <= FACETED_MAX_SHARE * total
         ):
-            bound = (K1 + 1) * math.fsum(fts5_idf(max(1, total), f) for _, f in frequencies if f)
-            return self._faceted_hits(clauses, bound, keep.facets, n), ceiling
+            return self._faceted_hits(query, keep.facets, n), ceiling
         if len(keep.documents) <= LISTED_FILTER_MAX:
             # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
             listed = tantivy.Query.const_score_query(
@@ -220,32 +227,19 @@ class LexicalIndex:
             return self._hits(query, n), ceiling
         return self._kept_hits(query, n, keep.chunks, keep.count), ceiling
 
-    def _faceted_hits(self, clauses: list[str], bound: float, words: Sequence[str], n: int) -> list[tuple[int, float]]:
-        """The best `n` passages holding one of the facet `words`, with their BM25 scores. Each word is weighted
-        to score `weight`, more than the question's words can (`bound`), so a passage holding one ranks above
-        every passage holding none and the ranking among them is their BM25 order; their scores come back
-        less `weight` (float32 sums: within 1e-5 of the unfiltered scores). Passages holding a facet word and
-        none of the question's are dropped."""
-        weight = bound + 1.0
-        facets = [f'{FACET}:"{w}"^{weight / score:.9g}' for w in words if (score := self._facet_score(w))]
-        if not facets:
-            return []
-        hits = self._hits(self.index.parse_query(" ".join(clauses + facets)), n)
-        return [(cid, score - weight) for cid, score in hits if score - weight > 1e-4]
-
-    def _facet_score(self, word: str) -> float:
-        """What a facet word scores alone (the same in every passage, which all hold FACET_WORDS of them);
-        0 when no passage holds it."""
-        if word not in self._facet_scores:
-            hits = self._searcher.search(self.index.parse_query(f'{FACET}:"{word}"'), 1, count=False).hits
-            self._facet_scores[word] = float(hits[0][0]) if hits else 0.0
-        return self._facet_scores[word]
+    def _faceted_hits(self, query: tantivy.Query, words: Sequence[str], n: int) -> list[tuple[int, float]]:
+        """The best `n` passages matching `query` that hold one of the facet `words`, with their BM25 scores
+        (the facet words score 0)."""
+        facets = tantivy.Query.const_score_query(self.index.parse_query(" ".join(f'{FACET}:"{w}"' for w in words)), 0.0)
+        return self._hits(tantivy.Query.boolean_query([(tantivy.Occur.Must, facets), (tantivy.Occur.Must, query)]), n)
 
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
         """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking,
-        which is exactly the filtered ranking. The first depth expects `n` kept hits at the filter's share
-        twice over; a filter that keeps few of the best hits deepens it."""
-        depth = max(n, int(2 * n * len(keep) / max(kept, 1)))
+        which is exactly the filtered ranking. The first depth holds `n` kept hits at the filter's share with
+        three standard deviations to spare, so that a filter keeping most passages reads hardly deeper than
+        the unfiltered query (bench/filters.py); a filter that keeps few of the best hits deepens it."""
+        wanted = n + 3 * math.sqrt(n) + 5
+        depth = max(n, math.ceil(wanted * len(keep) / max(kept, 1)))
         while True:
             hits = self._hits(query, depth)
             inside = [(cid, score) for cid, score in hits if cid < len(keep) and keep[cid]]
@@ -301,7 +295,7 @@ class LexicalWriter:
         os.replace(tmp, pending)
         crash_point("lexical-pending-written")
         self.writer.delete_documents_by_term("marker", MARKER)
-        self.writer.add_document(tantivy.Document(seq=seq, marker=MARKER))
+        self.writer.add_document(tantivy.Document(seq=seq, marker=MARKER, order=-1))
         self.writer.commit()
         self.deleted = []
 

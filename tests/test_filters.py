@@ -11,9 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+import tantivy
 from conftest import CORPUS
 
 from rag import Index, lexical_index
+from rag.facet_terms import day_number
 from rag.facets import Kept
 from rag.search import date_bound
 from rag.store import DocFilter
@@ -128,8 +130,7 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
                 kept = kept_by_hand(index, [cid for cid, _ in whole], filters)
                 scores = dict(whole)
                 # Every passage is a kept one with its own unfiltered score, and the scores run as those of the
-                # best 20 kept: the same ranking, but for the order of equal scores. (The facet words' weight
-                # is added to each score and taken off again, in float32.)
+                # best 20 kept: the same ranking, but for the order of equal scores.
                 assert set(cid for cid, _ in ranking) <= set(kept), filters
                 got = [s for _, s in ranking]
                 assert got == pytest.approx([scores[c] for c, _ in ranking], abs=1e-5), "scores moved"
@@ -140,6 +141,30 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
     said_in_words = [f for f in FILTERS if kept_chunks(index, f).facets is not None]
     assert said_in_words == [f for f in FILTERS if "*" not in f.get("source", "")]
     assert kept_by_hand(index, [cid for cid, _ in whole_dense], {"source": "nowhere.txt"}) == []
+
+
+def test_the_lexical_index_keeps_each_sites_passages_together_in_date_order(archive: tuple[Index, Path]):
+    """What makes a filtered query read fewer postings than the unfiltered one: in every segment, a site's
+    passages form one run, in date order, whatever order the articles were written in."""
+    index, _ = archive
+    searcher = index.searcher.lexical._searcher
+    hits = searcher.search(tantivy.Query.all_query(), 10_000, count=False).hits
+    addresses = sorted((a for _, a in hits), key=lambda a: (a.segment_ord, a.doc))
+    with index.searcher.store.read() as reader:
+        rows = {row.id: row for row in reader.passages()}
+    segments: dict[int, list[tuple[str, int]]] = {}
+    for address, cid in zip(addresses, searcher.fast_field_values("cid", addresses)):
+        if cid is not None:  # the commit marker
+            row = rows[cid]
+            segments.setdefault(address.segment_ord, []).append(((row.site or "").lower(), day_number(row.published)))
+    written = [((row.site or "").lower(), day_number(row.published)) for _, row in sorted(rows.items())]
+    assert len({site for site, _ in written}) == len(SITES) and written != sorted(written)
+    for places in segments.values():
+        runs = [site for i, (site, _) in enumerate(places) if i == 0 or places[i - 1][0] != site]
+        assert len(runs) == len(set(runs))
+        assert all(
+            day <= next_day for (site, day), (next_site, next_day) in zip(places, places[1:]) if site == next_site
+        )
 
 
 def test_filters_follow_writes(archive: tuple[Index, Path], tmp_path: Path):
