@@ -2,8 +2,9 @@
 index stores them in a field of their own, so that a filter runs inside the BM25 query (`rag.lexical_index`)
 instead of as a list of ids beside it; and the passage's place in that index (`order_key`).
 
-A filter becomes a set of words no passage holds two of: a day range is cut into whole years, whole months
-and single days; a name and a day range into the name joined to each of those.
+A filter becomes the set of words its passages hold one or more of: a day range is cut into whole years,
+whole months and single days (the fewest words), a glob into the names it matches, a name and a day range
+into the name joined to each of those.
 """
 
 from __future__ import annotations

@@ -87,20 +87,18 @@ class DocumentFields:
         return keep
 
     def facet_words(self, filters: DocFilter, matching: np.ndarray) -> tuple[str, ...] | None:
-        """The facet words (`rag.facet_terms`) whose passages are exactly those of the `matching` documents,
-        no passage holding two of them; None when the filter cannot be said that way: a glob, a name that
-        one document matches two ways (as its site and as its host), a document kept only through an exact
-        copy of it that matches (its passages carry their own document's words), or too many words."""
+        """Facet words (`rag.facet_terms`) such that the passages holding any of them are exactly those of the
+        `matching` documents; None when the filter cannot be said that way: a document kept only through an
+        exact copy of it that matches (its passages carry their own document's words), or too many words."""
         copies = matching & (self.holders != self.ids)
         if copies.any() and not np.isin(self.holders[copies], self.ids[matching]).all():
             return None
         names, pool = [""], np.ones(len(self.ids), dtype=bool)
         if filters.source:
-            named = self._named_ways(filters.source)
+            named = self._name_words(filters.source)
             if named is None:
                 return None
-            names = [name_word(kind, value) for kind, value, _ in named]
-            pool = np.logical_or.reduce([hit for _, _, hit in named]) if named else ~pool
+            names, pool = named, self._named(filters.source)
         dates = [""]
         if filters.since or filters.until:
             span = (day_number(filters.since) or 1, day_number(filters.until) or 99_991_231)
@@ -108,15 +106,15 @@ class DocumentFields:
         words = tuple(name + date for name in names for date in dates)
         return words if len(words) <= FACET_MAX_WORDS else None
 
-    def _named_ways(self, name: str) -> list[tuple[str, str, np.ndarray]] | None:
-        """The ways documents match `name` exactly (facet kind, value, which documents), or None when it is a
-        glob or some document matches it two ways."""
+    def _name_words(self, name: str) -> list[str] | None:
+        """A facet word for each way a document matches `name`: as its source or file name, site or web host,
+        or, for a glob, each source and file name it matches; None when a glob matches more names than
+        FACET_MAX_WORDS."""
         if _GLOB.search(name):
-            return None
-        ways = [way for way in self._ways(name) if way[2].any()]
-        if len(ways) > 1 and (np.sum([hit for _, _, hit in ways], axis=0) > 1).any():
-            return None
-        return ways
+            pattern = re.compile(fnmatch.translate(name))
+            values = {v for column in (self.sources, self.files) for v in column.codes_of if pattern.match(v)}
+            return [name_word("e", v) for v in sorted(values)] if len(values) <= FACET_MAX_WORDS else None
+        return [name_word(kind, value) for kind, value, hit in self._ways(name) if hit.any()]
 
     def _ways(self, name: str) -> list[tuple[str, str, np.ndarray]]:
         """Each way a document matches `name` exactly: as its source or file name, as its site name (in lower
