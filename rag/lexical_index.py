@@ -1,4 +1,4 @@
-"""The lexical arms' index: tantivy (BM25 with block-max WAND, segments merged in the background).
+"""The lexical arms' index: tantivy (BM25, segments merged in the background).
 
 SQLite FTS5 scores every row that matches any query word, so at a million passages a question costs hundreds
 of milliseconds; tantivy answers the same query tens of times faster (bench/RESULTS.md) in a fraction of
