@@ -65,9 +65,9 @@ def rss_mb(pid: int) -> float:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-            pids += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except OSError:
             continue
+        pids += children(p)
     return total / 1024
 
 
@@ -97,6 +97,30 @@ def start_app(corpus: Path, index: Path, model: str | None) -> tuple[subprocess.
             time.sleep(0.5)
     proc.kill()
     raise SystemExit("app.py did not answer within 600 s")
+
+
+def until_idle(pid: int, limit: float = 300.0) -> float:
+    """Wait until the server (and any child of it) has used under a quarter of a core in each of three
+    two-second windows in a row: the work it does behind its page is done (loading uses a whole core;
+    Gradio's queue polls at about 8% when idle). Returns the seconds waited."""
+    started, quiet = time.monotonic(), 0
+    while quiet < 3 and time.monotonic() - started < limit:
+        before = cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+        time.sleep(2)
+        after = cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+        quiet = quiet + 1 if after - before < 0.5 else 0
+    return time.monotonic() - started
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started, from any of its threads."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 class PlainHttpClient:
@@ -253,10 +277,14 @@ def main() -> None:
     if args.nice:
         os.nice(19)  # the clients yield the CPU to the server they measure, as clients on other machines would
     try:
-        time.sleep(3)  # the model and dense index load behind the page
+        # The model, the dense index and the question encoder load behind the page; measure once they have.
+        settled = until_idle(proc.pid)
         single = alone(url, rounds=2, kind=args.client)
         start_mb = rss_mb(proc.pid)
-        print(f"server up at {url}; RSS after start and a first round of questions {start_mb:.0f} MB ({load()})")
+        print(
+            f"server up at {url}, idle {settled:.0f} s after it first answered; RSS after a first round of "
+            f"questions {start_mb:.0f} MB ({load()})"
+        )
         ratio = single["/chat"] / single["/ask"]
         print(
             f"alone, one request at a time: /ask p50 {single['/ask'] * 1000:.0f} ms, /chat p50 "

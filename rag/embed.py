@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from rag.errors import ModelLoadError, RagError
 from rag.hashing import HASHING_MODEL, HashingEmbedder
+from rag.onnx_questions import QuestionRuntime, question_runtime
 from rag.query_encoder import NumpyBertEncoder, light_encoder
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -92,11 +94,18 @@ class Embedder:
         self._lock = threading.RLock()  # re-entered: tokenizer use holds it and may trigger the load
         self._queries = QueryBatch(self._lock, self._encode_questions)
         self._light: NumpyBertEncoder | None | bool = True  # True: not looked for yet
+        self._runtime: QuestionRuntime | None = None  # set by `load`
         self._light_lock = threading.Lock()
 
     def load(self) -> None:
-        """Load the torch model now (a server, behind its page), rather than on the first passage to embed."""
-        _ = self.model
+        """Load the torch model now (a server, behind its page), rather than on the first passage to embed, and
+        give questions their ONNX Runtime encoder (`rag.onnx_questions`: seconds, in a child process;
+        questions that come meanwhile are encoded by torch)."""
+        model = self.model
+        if self._runtime is None:
+            runtime = question_runtime(model, self._location)
+            with self._lock:
+                self._runtime = runtime
 
     @property
     def model(self):
@@ -228,7 +237,28 @@ class Embedder:
         return self._light or None
 
     def _encode_questions(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
+        """Through ONNX Runtime once `load` has made it (`rag.onnx_questions`), else on one torch thread: a
+        question is a few dozen tokens, which two threads encoded in the same wall time for twice the CPU,
+        and a server answering many users needs the other core for their searches (bench/RESULTS.md).
+        Indexing keeps every thread."""
+        if self._runtime is not None:
+            return self._runtime.encode(texts)
+        with _torch_threads(1):
+            return self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` for a block, then put back (it is process-wide: callers
+    hold the model's lock)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class QueryBatch:

@@ -1,5 +1,5 @@
-"""The real model's question vectors: encoded together for many concurrent users, or in numpy for a one-shot
-command, each must be the vector the model gives that question alone."""
+"""The real model's question vectors: encoded together for many concurrent users, through ONNX Runtime in a
+server, or in numpy for a one-shot command, each must be the vector the model gives that question alone."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rag.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, get_embedder
+from rag.onnx_questions import QuestionRuntime, question_runtime
 from rag.query_encoder import light_encoder
 
 QUESTIONS = [
@@ -116,3 +117,33 @@ def test_rag_ask_answers_without_torch_exactly_as_with_it(seed_index):
     printed, verdict = run.stdout.rsplit("\n", 2)[0], run.stdout.split("\n")[-2]
     assert verdict == "no torch"
     assert json.loads(printed) == seed_index.search(question).to_dict()
+
+
+def test_onnx_runtime_gives_the_models_own_vectors_alone_and_in_padded_batches():
+    embedder = get_embedder()
+    runtime = question_runtime(embedder.model, str(default_model_path()))
+    assert runtime is not None
+    questions = [*QUESTIONS, "Pelé — 1,000 goals?", "x", "Why did the harbour exports fall this spring? " * 60]
+    reference = embedder.model.encode(questions, normalize_embeddings=True, convert_to_numpy=True)
+    together = runtime.encode(questions)  # padded to the longest, which is cut to the model's window
+    alone = np.vstack([runtime.encode([q]) for q in questions])
+    for got in (together, alone):
+        assert got.shape == reference.shape and got.dtype == np.float32
+        assert float(np.abs(got - reference).max()) < 1e-5
+    embedder.load()  # as a server does, behind its page
+    assert isinstance(embedder._runtime, QuestionRuntime)
+    vector = embedder.encode_query(QUESTIONS[0])
+    assert float(np.abs(vector[0] - reference[0]).max()) < 1e-5
+
+
+def test_a_pipeline_onnx_runtime_cannot_reproduce_is_left_to_torch():
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling
+
+    model = get_embedder().model
+    first_token = SentenceTransformer(
+        modules=[model[0], Pooling(model.get_sentence_embedding_dimension(), "cls"), Normalize()]
+    )
+    assert question_runtime(first_token, str(default_model_path())) is None
+    unnormalised = SentenceTransformer(modules=[model[0], model[1]])
+    assert question_runtime(unnormalised, str(default_model_path())) is None
