@@ -3,10 +3,11 @@
 A question is a few dozen tokens, and torch spends most of such a forward pass in per-operator overhead: on
 the two cores here it took 16-19 ms of CPU a question on one thread (35-38 ms on two), the largest single
 cost of a chat answer. ONNX Runtime runs the same graph in 7 ms on one thread. The model's transformer is
-exported once, by a child process that hands the graph back on its standard output (nothing is downloaded
-or written; tracing left about 100 MB behind in the process that ran it), and the pooling and normalisation
-that sentence-transformers applies after it are done here in numpy: the vectors agree with
-sentence-transformers' to float32 rounding (tested), so scores and thresholds mean the same.
+exported once per machine, by a child process that hands the graph back on its standard output (tracing
+left about 100 MB behind in the process that ran it; nothing is downloaded, and the graph is kept in the
+user's cache folder for the next start), and the pooling and normalisation that sentence-transformers
+applies after it are done here in numpy: the vectors agree with sentence-transformers' to float32 rounding
+(tested), so scores and thresholds mean the same.
 
 Only a pipeline this reproduces exactly is exported: a transformer, mean pooling, normalisation. For any
 other, or when the export fails, `question_runtime` returns None and torch encodes as before.
@@ -14,16 +15,20 @@ other, or when the export fails, `question_runtime` returns None and torch encod
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 INTRA_OP_THREADS = 1  # the server's other core serves the searches around the encoding
 EXPORT_TIMEOUT = 600
+GRAPH_VERSION = 1  # changes with what `exported_graph` produces, so that no older cached graph is used
 
 
 class QuestionRuntime:
@@ -59,9 +64,7 @@ def question_runtime(model: Any, location: str) -> QuestionRuntime | None:
     if "attention_mask" not in inputs:
         return None
     try:
-        child = subprocess.run(
-            [sys.executable, "-m", __name__, location], capture_output=True, timeout=EXPORT_TIMEOUT, check=True
-        )
+        graph = _graph(location)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = INTRA_OP_THREADS
         options.inter_op_num_threads = 1
@@ -69,10 +72,58 @@ def question_runtime(model: Any, location: str) -> QuestionRuntime | None:
         # The weights stay in the exported bytes rather than in a second copy of them.
         options.add_session_config_entry("session.use_ort_model_bytes_directly", "1")
         options.add_session_config_entry("session.use_ort_model_bytes_for_initializers", "1")
-        session = onnxruntime.InferenceSession(child.stdout, options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - any failure leaves questions to torch, which encodes them as before
+        _forget_cached(location)  # a damaged cached graph is exported again at the next start
         return None
-    return QuestionRuntime(model, session, inputs, child.stdout)
+    return QuestionRuntime(model, session, inputs, graph)
+
+
+def _forget_cached(location: str) -> None:
+    try:
+        cached = _cache_path(location)
+        if cached is not None:
+            cached.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _graph(location: str) -> bytes:
+    """The exported graph of the model at `location`: from this machine's cache when an earlier start exported
+    the same model files with the same torch, else from a child process, then cached (a later start or a
+    second server skips the export's seconds). A cache that cannot be written only costs the export."""
+    cached = _cache_path(location)
+    if cached is not None and cached.is_file():
+        return cached.read_bytes()
+    child = subprocess.run(
+        [sys.executable, "-m", __name__, location], capture_output=True, timeout=EXPORT_TIMEOUT, check=True
+    )
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+            partial.write_bytes(child.stdout)
+            os.replace(partial, cached)
+        except OSError:
+            pass
+    return child.stdout
+
+
+def _cache_path(location: str) -> Path | None:
+    """Where the graph of the model at `location` is kept: named by the model's files (name, size, time), the
+    torch that exports it and this module's export settings. None when the model is not a local folder."""
+    import torch
+
+    folder = Path(location)
+    if not folder.is_dir():
+        return None
+    key = hashlib.sha256(f"{folder.resolve()}|{torch.__version__}|{GRAPH_VERSION}".encode())
+    for entry in sorted(folder.rglob("*")):
+        if entry.is_file():
+            stat = entry.stat()
+            key.update(f"|{entry.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "verbatim" / f"questions-{key.hexdigest()[:24]}.onnx"
 
 
 def exported_graph(model: Any) -> bytes:
@@ -135,8 +186,6 @@ def _hidden_module(auto_model: Any, inputs: list[str]) -> Any:
 def _export_to_stdout(location: str) -> None:
     """The child's work: the graph alone on standard output, whatever the libraries print meanwhile (sent
     to standard error)."""
-    import os
-
     from sentence_transformers import SentenceTransformer
 
     graph_out = os.fdopen(os.dup(1), "wb")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag import onnx_questions
 from rag.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, get_embedder
 from rag.onnx_questions import QuestionRuntime, question_runtime
 from rag.query_encoder import light_encoder
@@ -119,7 +120,7 @@ def test_rag_ask_answers_without_torch_exactly_as_with_it(seed_index):
     assert json.loads(printed) == seed_index.search(question).to_dict()
 
 
-def test_onnx_runtime_gives_the_models_own_vectors_alone_and_in_padded_batches():
+def test_onnx_runtime_gives_the_models_own_vectors_alone_and_in_padded_batches(monkeypatch: pytest.MonkeyPatch):
     embedder = get_embedder()
     runtime = question_runtime(embedder.model, str(default_model_path()))
     assert runtime is not None
@@ -130,6 +131,15 @@ def test_onnx_runtime_gives_the_models_own_vectors_alone_and_in_padded_batches()
     for got in (together, alone):
         assert got.shape == reference.shape and got.dtype == np.float32
         assert float(np.abs(got - reference).max()) < 1e-5
+
+    # The next start reads the graph an earlier one exported: no child process, the same vectors.
+    cached = onnx_questions._cache_path(str(default_model_path()))
+    assert cached is not None and cached.is_file()
+    monkeypatch.setattr(onnx_questions.subprocess, "run", None)
+    again = question_runtime(embedder.model, str(default_model_path()))
+    assert again is not None and float(np.abs(again.encode(questions) - reference).max()) < 1e-5
+    monkeypatch.setattr(onnx_questions.subprocess, "run", subprocess.run)
+
     embedder.load()  # as a server does, behind its page
     assert isinstance(embedder._runtime, QuestionRuntime)
     vector = embedder.encode_query(QUESTIONS[0])
@@ -142,7 +152,7 @@ def test_a_pipeline_onnx_runtime_cannot_reproduce_is_left_to_torch():
 
     model = get_embedder().model
     first_token = SentenceTransformer(
-        modules=[model[0], Pooling(model.get_sentence_embedding_dimension(), "cls"), Normalize()]
+        modules=[model[0], Pooling(model[0].auto_model.config.hidden_size, "cls"), Normalize()]
     )
     assert question_runtime(first_token, str(default_model_path())) is None
     unnormalised = SentenceTransformer(modules=[model[0], model[1]])
