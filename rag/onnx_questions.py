@@ -15,6 +15,7 @@ other, or when the export fails, `question_runtime` returns None and torch encod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -60,11 +61,12 @@ def question_runtime(model: Any, location: str) -> QuestionRuntime | None:
         import onnxruntime
     except ImportError:
         return None
-    inputs = _inputs(model)
+    inputs = _inputs(_tokenize(model, ["a question"]))
     if "attention_mask" not in inputs:
         return None
+    cached = _cache_path(location)
     try:
-        graph = _graph(location)
+        graph = _graph(location, cached)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = INTRA_OP_THREADS
         options.inter_op_num_threads = 1
@@ -74,25 +76,18 @@ def question_runtime(model: Any, location: str) -> QuestionRuntime | None:
         options.add_session_config_entry("session.use_ort_model_bytes_for_initializers", "1")
         session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - any failure leaves questions to torch, which encodes them as before
-        _forget_cached(location)  # a damaged cached graph is exported again at the next start
+        if cached is not None:  # a damaged cached graph is exported again at the next start
+            with contextlib.suppress(OSError):
+                cached.unlink(missing_ok=True)
         return None
     return QuestionRuntime(model, session, inputs, graph)
 
 
-def _forget_cached(location: str) -> None:
-    try:
-        cached = _cache_path(location)
-        if cached is not None:
-            cached.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _graph(location: str) -> bytes:
-    """The exported graph of the model at `location`: from this machine's cache when an earlier start exported
-    the same model files with the same torch, else from a child process, then cached (a later start or a
-    second server skips the export's seconds). A cache that cannot be written only costs the export."""
-    cached = _cache_path(location)
+def _graph(location: str, cached: Path | None) -> bytes:
+    """The exported graph of the model at `location`: from this machine's cache (`cached`) when an earlier
+    start exported the same model files with the same torch, else from a child process, then cached (a later
+    start or a second server skips the export's seconds). A cache that cannot be written only costs the
+    export."""
     if cached is not None and cached.is_file():
         return cached.read_bytes()
     child = subprocess.run(
@@ -130,8 +125,8 @@ def exported_graph(model: Any) -> bytes:
     """The model's transformer as an ONNX graph: token ids in, last hidden state out."""
     import torch
 
-    inputs = _inputs(model)
     sample = _tokenize(model, ["a question"])
+    inputs = _inputs(sample)
     graph = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -148,9 +143,9 @@ def exported_graph(model: Any) -> bytes:
     return graph.getvalue()
 
 
-def _inputs(model: Any) -> list[str]:
-    sample = _tokenize(model, ["a question"])
-    return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+def _inputs(features: dict[str, Any]) -> list[str]:
+    """The model inputs a tokenizer output holds, in the order the graph takes them."""
+    return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in features]
 
 
 def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
