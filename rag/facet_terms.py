@@ -44,8 +44,12 @@ def order_key(site: str | None, url: str | None, published: str | None) -> int:
     day. The passages a site filter keeps then lie in one run of the index, and those a date range keeps in
     one run per site, so a filtered query skips the rest a block at a time (`rag.lexical_index`). Sites are
     placed by a hash of their name: two sharing a place only share a run."""
-    place = (site or "").lower() or host_of(url)
-    return (int.from_bytes(_digest(place, 3), "big") << 32) + day_number(published)
+    return place_key((site or "").lower() or host_of(url)) + day_number(published)
+
+
+def place_key(place: str) -> int:
+    """The high part of `order_key`: a site name in lower case, or a web host."""
+    return int.from_bytes(_digest(place, 3), "big") << 32
 
 
 def year_word(year: int) -> str:

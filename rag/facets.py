@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.facet_terms import day_number, day_word, host_of, month_word, name_word, year_word
+from rag.facet_terms import day_number, day_word, host_of, month_word, name_word, place_key, year_word
 from rag.store_read import DocFilter, Reader
 
 _GLOB = re.compile(r"[*?\[]")
@@ -71,6 +71,15 @@ class DocumentFields:
             Column([host_of(r[5]) for r in rows]),
             np.fromiter((day_number(r[6]) for r in rows), dtype=np.int32, count=len(rows)),
         )
+
+    def order_keys(self) -> np.ndarray:
+        """Each document's `order_key` (site, else web host, then day), worked out once per distinct name."""
+        site_keys = np.array([place_key(v) for v in self.sites.codes_of], dtype=np.int64)
+        host_keys = np.array([place_key(v) for v in self.hosts.codes_of], dtype=np.int64)
+        places = site_keys[self.sites.codes] if len(site_keys) else np.zeros(0, dtype=np.int64)
+        unsited = self.sites.equals("")
+        places[unsited] = host_keys[self.hosts.codes[unsited]]
+        return places + self.days
 
     def matching(self, filters: DocFilter) -> np.ndarray:
         """Boolean per document: whether the filters keep it. `source` is a file or source name (exactly, or
@@ -225,3 +234,12 @@ class ChunkFilter:
         held[0] = False  # the owner of a deleted chunk
         chunks = held[self.owners]
         return Kept(chunks, np.flatnonzero(held), int(np.count_nonzero(chunks)), facets)
+
+    def order_keys(self) -> np.ndarray:
+        """Each chunk's `order_key` (its document's), indexed by chunk id: the order the dense index keeps its
+        lists in, the lexical index's order (`rag.vectors.DenseIndex`)."""
+        documents = self.documents
+        assert documents is not None, "follow() first"
+        by_document = np.zeros(int(max(documents.ids.max(initial=0), self.owners.max(initial=0))) + 1, np.int64)
+        by_document[documents.ids] = documents.order_keys()
+        return by_document[self.owners]

@@ -28,7 +28,7 @@ from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
 from rag.records import Answer, Copy, Passage, page_at
 from rag.relevance import Question, RelevanceModel, features, load_calibration
 from rag.store import ChunkHit, DocFilter, Reader, Store, recover
-from rag.vectors import DenseIndex, VectorFile
+from rag.vectors import DenseIndex, DenseLayout, VectorFile
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 MODES: tuple[str, ...] = ("hybrid", "semantic", "keyword")
@@ -231,18 +231,31 @@ class Searcher:
                     self._dense = None  # rebuilt on next use
                     return
                 added = r.chunks_since(self._dense.layout.rows)
+                order = self._order_keys(r, layout)
             self._dense.remove(removed)
-            self._dense.extend(layout, added)
+            self._dense.extend(layout, added, order)
             self._dense_seq = self.store.manifest.seq
 
     def dense_index(self) -> DenseIndex:
-        with self._dense_lock:
+        dense = self._dense
+        if dense is not None:
+            return dense
+        with self._refresh_lock, self._dense_lock:  # in the order `refresh` takes them
             if self._dense is None:
                 with self.store.read() as r:
                     layout, live = r.layout(), r.live_chunk_ids()
                     seq = int(r.meta()["seq"])
-                self._dense, self._dense_seq = DenseIndex(layout, live), seq
+                    order = self._order_keys(r, layout)
+                self._dense, self._dense_seq = DenseIndex(layout, live, order), seq
             return self._dense
+
+    def _order_keys(self, reader: Reader, layout: DenseLayout) -> np.ndarray | None:
+        """Each chunk's place in the lexical index's order, which the IVF lists keep too (None for the exact
+        index, which needs no order). Called under the refresh lock."""
+        if layout.centroid_file is None:
+            return None
+        self._chunk_filter.follow(reader, int(reader.meta().get("seq", 0)))
+        return self._chunk_filter.order_keys()
 
     def search(
         self,

@@ -10,6 +10,10 @@ Search runs over an in-memory FAISS index built from the file. Small collections
 search. From `ANN_MIN_ROWS` on, an IVF index: the coarse centroids are trained once and saved, every row's
 list is stored beside it (a parallel int32 file), so opening a large index only copies rows into their lists
 and never assigns them again. Both thresholds were chosen with `bench/scale.py` (bench/RESULTS.md).
+
+Each IVF list keeps its vectors in the lexical index's order (site, then day: `rag.facet_terms.order_key`),
+so that a site or date filter keeps a few runs of each list instead of vectors strewn over it: a filtered
+search reads only the runs it keeps, and it streams them (`DenseIndex._search_kept`).
 """
 
 from __future__ import annotations
@@ -34,9 +38,15 @@ MIN_NPROBE = 16
 # a filter keeps, so a narrower filter visits more lists for the same time: sqrt(NPROBE_SHARE / share) times
 # as many (fitted at 1M with bench/filters.py), which finds the kept neighbours as well as the unfiltered
 # search finds any (recall@10 0.92-1.00 against 0.92 unfiltered on the stand-in vectors).
-# A filter keeping at least WIDE_FILTER_SHARE is applied to a deeper unfiltered search instead: testing the
-# bitmap on every vector visited costs more than the vectors it skips when it keeps that many.
-WIDE_FILTER_SHARE = 0.12
+# What a bitmap-filtered search costs, as a share of the plain search visiting the same lists (fitted at 1M
+# with bench/filters.py over ordered, scattered and random masks): every visited vector is tested, every kept
+# one read and scored, and every switch between a kept and a left-out neighbour in a list costs a restart of
+# the memory reads the processor was streaming, worth almost three vectors read. A filter keeping at least
+# PLAIN_MIN_SHARE whose bitmap search would cost more than a plain one is applied to a deeper plain search.
+# The exact index (chunk-id order, float32) is given the same choice with the same figures.
+TEST_COST, KEPT_COST, SWITCH_COST = 0.17, 0.85, 2.7
+PLAIN_MIN_SHARE = 0.05
+SWITCH_SAMPLE = 4096  # neighbouring pairs sampled to count how often a filter switches along the lists
 TRAIN_POINTS_PER_LIST = 40
 READ_ROWS = 65_536
 MAPPED_READ_ROWS = 256  # reading more rows than this at once maps the file instead of reading row by row
@@ -161,12 +171,14 @@ class DenseLayout:
 
 
 class DenseIndex:
-    """FAISS over the live rows of a vector file: exact below ANN_MIN_ROWS, IVF (float16 codes) above."""
+    """FAISS over the live rows of a vector file: exact below ANN_MIN_ROWS, IVF (float16 codes) above. `order`
+    (a sort key per chunk id, `rag.facets.ChunkFilter.order_keys`) is the order each IVF list keeps."""
 
-    def __init__(self, layout: DenseLayout, live_ids: np.ndarray) -> None:
+    def __init__(self, layout: DenseLayout, live_ids: np.ndarray, order: np.ndarray | None = None) -> None:
         self.layout = layout
         self.vectors = VectorFile(layout.vector_file, layout.dimension)
         self.approximate = layout.centroid_file is not None
+        self.order = order
         live_ids = np.sort(np.asarray(live_ids, dtype=np.int64))
         if self.approximate:
             self._quantizer = faiss.read_index(str(layout.centroid_file))  # the IVF index does not own it
@@ -179,10 +191,12 @@ class DenseIndex:
             )
             self.index.is_trained = True
             self.index.nprobe = max(MIN_NPROBE, int(self._quantizer.ntotal * NPROBE_SHARE))
-            self._add_rows(live_ids, ListFile(layout.list_file).read_all(layout.rows))
+            self._lists = ListFile(layout.list_file).read_all(layout.rows)
+            self._add_rows(live_ids, self._lists)
         else:
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(layout.dimension))
             self._add_rows(live_ids, None)
+        self._arrange(None)
 
     @property
     def ntotal(self) -> int:
@@ -211,18 +225,45 @@ class DenseIndex:
         lists = np.ascontiguousarray(lists, dtype=np.int64)
         self.index.add_core(len(ids), faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
 
-    def extend(self, layout: DenseLayout, ids: np.ndarray) -> None:
-        """Add rows committed since this index was built (`ids`, all at or after its old row count)."""
+    def extend(self, layout: DenseLayout, ids: np.ndarray, order: np.ndarray | None = None) -> None:
+        """Add rows committed since this index was built (`ids`, all at or after its old row count); `order`
+        is the sort key of every chunk as of that commit."""
         ids = np.sort(np.asarray(ids, dtype=np.int64))
-        lists = ListFile(layout.list_file).read_all(layout.rows) if self.approximate else None
-        self.layout = layout
+        self.layout, self.order = layout, order if order is not None else self.order
+        if self.approximate:
+            self._lists = ListFile(layout.list_file).read_all(layout.rows)
         if len(ids):
-            self.add(ids, self.vectors.read(ids), None if lists is None else lists[ids])
+            self.add(ids, self.vectors.read(ids), self._lists[ids] if self.approximate else None)
+            self._arrange(np.unique(self._lists[ids]) if self.approximate else None)
 
     def remove(self, ids: Iterable[int]) -> None:
         ids = np.fromiter(ids, dtype=np.int64)
         if len(ids):
-            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))  # moves each list's last vector into the gap
+            self._arrange(np.unique(self._lists[ids[ids < len(self._lists)]]) if self.approximate else None)
+
+    def _arrange(self, touched: np.ndarray | None) -> None:
+        """Sort the `touched` IVF lists (every one when None) by `order`, then sample neighbouring pairs along
+        the lists (or the flat index's rows) for `_switches`. A list's order never changes what a search
+        finds, only what a filtered one costs."""
+        runs: list[np.ndarray] = []
+        if not self.approximate:
+            runs.append(faiss.vector_to_array(self.index.id_map))
+        else:
+            lists, size = self.index.invlists, self.index.code_size
+            sort = set(range(lists.nlist) if touched is None else touched.tolist()) if self.order is not None else ()
+            for number in range(lists.nlist):
+                count = lists.list_size(number)
+                ids = faiss.rev_swig_ptr(lists.get_ids(number), count) if count else np.zeros(0, np.int64)
+                if count > 1 and number in sort:
+                    codes = faiss.rev_swig_ptr(lists.get_codes(number), count * size).reshape(count, size)
+                    place = np.lexsort((ids, _take(self.order, ids, 0)))
+                    ids, codes = np.ascontiguousarray(ids[place]), np.ascontiguousarray(codes[place])
+                    lists.update_entries(number, 0, count, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                runs.append(ids)
+        along = np.concatenate(runs) if runs else np.zeros(0, np.int64)
+        at = np.random.default_rng(0).integers(0, max(len(along) - 1, 1), SWITCH_SAMPLE)
+        self._pairs = (along[at], along[at + 1]) if len(along) > 1 else (along[:0], along[:0])
 
     def search(self, query: np.ndarray, n: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Best `n` (chunk id, inner product), among the chunks `keep` marks when given."""
@@ -234,23 +275,44 @@ class DenseIndex:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def _search_kept(self, query: np.ndarray, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
-        """A filter keeping WIDE_FILTER_SHARE or more filters a deeper plain search (visiting the same lists).
-        A narrower one goes to FAISS as a bitmap tested inside the search, which visits more lists the
-        narrower the filter, at about the unfiltered search's cost; one keeping under 1% visits nearly every
-        list (bench/filters.py)."""
-        share = max(kept, 1) / self.ntotal
-        if share >= WIDE_FILTER_SHARE:
-            hits = self.search(query, math.ceil(2 * n / share))
-            inside = [(i, s) for i, s in hits if i < len(keep) and keep[i]]
-            if len(inside) >= min(n, kept):
-                return inside[:n]
+        """The filter as a bitmap tested inside FAISS's search, which visits more lists the narrower the
+        filter (so that it finds the kept neighbours as well as the plain search finds any); or, where that
+        would cost more than the plain search (a wide filter strewn over the lists), a deeper plain search
+        with the left-out vectors dropped from it."""
+        if kept == 0:
+            return []
+        share = kept / self.ntotal
+        widening = self._visits(share) / self.index.nprobe if self.approximate else 1.0
+        cost = widening * (TEST_COST + KEPT_COST * share + SWITCH_COST * self._switches(keep))
+        if share >= PLAIN_MIN_SHARE and cost > 1:
+            scores, ids = self.index.search(query, min(math.ceil(2 * n / share), self.ntotal))
+            inside = _take(keep, ids[0])
+            if np.count_nonzero(inside) >= min(n, kept):
+                return list(zip(ids[0][inside][:n].tolist(), scores[0][inside][:n].tolist()))
         bits = np.packbits(keep, bitorder="little")
         selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its size is in bytes
         if self.approximate:
-            nprobe = min(self._quantizer.ntotal, math.ceil(self.index.nprobe * math.sqrt(NPROBE_SHARE / share)))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=max(self.index.nprobe, nprobe))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._visits(share))
         else:
             params = faiss.SearchParameters(sel=selector)
         params.keep = (bits, selector)  # the bitmap must outlive the search
         scores, ids = self.index.search(query, min(n, self.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _visits(self, share: float) -> int:
+        """Lists a bitmap search keeping `share` visits: sqrt(NPROBE_SHARE / share) times the plain search's."""
+        grown = math.ceil(self.index.nprobe * math.sqrt(NPROBE_SHARE / share))
+        return max(self.index.nprobe, min(self._quantizer.ntotal, grown))
+
+    def _switches(self, keep: np.ndarray) -> float:
+        """How often the filter's verdict changes from one vector to the next along the lists (sampled)."""
+        first, second = self._pairs
+        return float(np.mean(_take(keep, first) != _take(keep, second))) if len(first) else 0.0
+
+
+def _take(values: np.ndarray, ids: np.ndarray, missing: bool | int = False) -> np.ndarray:
+    """values[ids], `missing` for ids past its end or negative (FAISS's "no result")."""
+    inside = (ids >= 0) & (ids < len(values))
+    marked = np.full(len(ids), missing, dtype=values.dtype)
+    marked[inside] = values[ids[inside]]
+    return marked

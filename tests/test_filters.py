@@ -10,10 +10,14 @@ import random
 import re
 from pathlib import Path
 
+import faiss
+import numpy as np
 import pytest
 import tantivy
 from conftest import CORPUS
 
+import rag.store_write
+import rag.vectors
 from rag import Index, lexical_index
 from rag.facet_terms import day_number
 from rag.facets import Kept
@@ -213,3 +217,72 @@ def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
         assert (keep.facets is None) == held_by_copy, filters
         found = index.search("Why did forty ships wait outside the breakwater?", k=3, mode="keyword", **filters)
         assert found.passages and text in found.passages[0].text, filters
+
+
+@pytest.fixture
+def ivf_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Index, Path]:
+    """The archive at about 2,400 passages with IVF from 1,000 on: 256 lists of about nine vectors."""
+    monkeypatch.setattr(rag.store_write, "ANN_MIN_ROWS", 1_000)
+    corpus = tmp_path / "corpus"
+    write_archive(corpus, 1_200, seed=7)
+    index = Index(tmp_path / "index", model="hashing")
+    index.add([corpus])
+    assert index.searcher.dense_index().approximate
+    return index, corpus
+
+
+def list_places(index: Index) -> list[list[tuple[str, int]]]:
+    """(site, day) of the passages of each IVF list, in the order the list holds them."""
+    dense = index.searcher.dense_index()
+    lists = dense.index.invlists
+    with index.searcher.store.read() as reader:
+        rows = {row.id: row for row in reader.passages()}
+    places = []
+    for number in range(lists.nlist):
+        ids = faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).tolist()
+        places.append([((rows[cid].site or "").lower(), day_number(rows[cid].published)) for cid in ids])
+    return places
+
+
+def test_each_ivf_list_keeps_a_sites_vectors_together_in_date_order_after_writes(ivf_archive: tuple[Index, Path]):
+    """What makes a site or date filter cheap in the dense arm: it keeps a few runs of each list, not vectors
+    strewn over it (bench/filters.py)."""
+    index, corpus = ivf_archive
+    write_archive(corpus / "late", 300, seed=8)  # appended to the lists, then each touched list sorted again
+    (corpus / "archive-2.jsonl").unlink()  # gaps filled by each list's last vector, then sorted again
+    index.add([corpus])
+    places = list_places(index)
+    assert sum(map(len, places)) == index.info()["chunks"] and max(map(len, places)) > 9
+    for held in places:
+        runs = [site for i, (site, _) in enumerate(held) if i == 0 or held[i - 1][0] != site]
+        assert len(runs) == len(set(runs)), held
+        assert all(day <= later for (site, day), (other, later) in zip(held, held[1:]) if site == other), held
+
+
+@pytest.mark.parametrize("way", ["bitmap", "plain"])
+def test_a_filtered_ivf_search_is_the_exact_ranking_of_what_the_filter_keeps(
+    ivf_archive: tuple[Index, Path], way: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Probing every list, the dense arm under any filter gives exactly the best kept vectors, whether it tests
+    the filter's bitmap inside the search or drops what it leaves out from a deeper plain one."""
+    if way == "bitmap":
+        monkeypatch.setattr(rag.vectors, "PLAIN_MIN_SHARE", 2.0)
+    else:
+        monkeypatch.setattr(rag.vectors, "PLAIN_MIN_SHARE", 0.0)
+        monkeypatch.setattr(rag.vectors, "TEST_COST", 100.0)
+    index, _ = ivf_archive
+    dense = index.searcher.dense_index()
+    dense.index.nprobe = dense.index.nlist
+    with index.searcher.store.read() as reader:
+        ids = np.sort(reader.live_chunk_ids())
+    vectors = dense.vectors.read(ids)
+    for question in QUESTIONS:
+        q_vec = index.embedder.encode_query(question)
+        exact = dict(zip(ids.tolist(), (vectors @ q_vec[0]).tolist()))
+        for filters in FILTERS:
+            keep = kept_chunks(index, filters)
+            best = sorted((exact[cid] for cid in ids[keep.chunks[ids]].tolist()), reverse=True)[:20]
+            got = index.searcher.dense(q_vec, 20, keep)
+            assert all(keep.chunks[cid] for cid, _ in got), filters
+            # the same vectors but for the order of near-equal scores (IVF scores float16 residuals)
+            assert [exact[cid] for cid, _ in got] == pytest.approx(best, abs=1e-3), filters
