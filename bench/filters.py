@@ -7,8 +7,9 @@ Uses `bench/scale.py`'s made-up collection of that size (built once with the sta
 with no filter and with filters that keep from a few hundred passages to most of the collection: one file,
 a glob over 30 files, one site (a fifth), one year, a date range, an open-ended `--until`. Prints p50/p95
 per case, the ratio of each p50 to the unfiltered p50 measured in the same process, the passages each filter
-keeps, and the load average beside every line. The first filtered question after a commit reads the
-documents' fields and the chunks' owners once; that one-off cost is printed apart.
+keeps, and the load average beside every line. Each question is asked under every case in turn, so that a
+change in the machine's load over the run weighs on every case alike. The first filtered question after a
+commit reads the documents' fields and the chunks' owners once; that one-off cost is printed apart.
 """
 
 from __future__ import annotations
@@ -68,17 +69,17 @@ def measure(index_dir: Path, qs: list[str], modes: list[str]) -> None:
     )
     for mode in modes:
         print(f"\n{mode}: p50 / p95 ms, ratio of p50 to the unfiltered p50, passages kept")
-        base = None
-        for name, filters in CASES:
-            times = []
-            for _round in range(2):  # the first round warms the page cache; the second is measured
-                times = []
-                for q in qs:
+        times: dict[str, list[float]] = {name: [] for name, _ in CASES}
+        for round_ in range(2):  # the first round warms the page cache; the second is measured
+            for q in qs:
+                for name, filters in CASES:  # each question under every case in turn: drift hits all alike
                     t = time.perf_counter()
                     searcher.search(q, k=5, mode=mode, **filters)
-                    times.append((time.perf_counter() - t) * 1000)
-            p50, p95 = percentile(times, 0.5), percentile(times, 0.95)
-            base = base or p50
+                    if round_:
+                        times[name].append((time.perf_counter() - t) * 1000)
+        base = percentile(times["no filter"], 0.5)
+        for name, filters in CASES:
+            p50, p95 = percentile(times[name], 0.5), percentile(times[name], 0.95)
             print(
                 f"  {name:14s} {p50:7.1f} / {p95:7.1f}   x{p50 / base:4.2f}   {kept(searcher, filters):>9,}  "
                 f"({load()})",
