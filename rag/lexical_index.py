@@ -236,10 +236,11 @@ class LexicalIndex:
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
         """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking,
         which is exactly the filtered ranking. The first depth holds `n` kept hits at the filter's share with
-        three standard deviations to spare, so that a filter keeping most passages reads hardly deeper than
-        the unfiltered query (bench/filters.py); a filter that keeps few of the best hits deepens it."""
-        wanted = n + 3 * math.sqrt(n) + 5
-        depth = max(n, math.ceil(wanted * len(keep) / max(kept, 1)))
+        three standard deviations to spare (the kept among the first d hits counted as a binomial draw), so
+        that a filter keeping most passages reads hardly deeper than the unfiltered query (bench/filters.py);
+        a filter that keeps few of the best hits deepens it."""
+        share = max(kept, 1) / len(keep)
+        depth = max(n, math.ceil((n + 3 * math.sqrt(n * (1 - share)) + 5) / share))
         while True:
             hits = self._hits(query, depth)
             inside = [(cid, score) for cid, score in hits if cid < len(keep) and keep[cid]]
