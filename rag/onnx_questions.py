@@ -1,13 +1,13 @@
 """Question vectors through ONNX Runtime, for a server that answers many users.
 
 A question is a few dozen tokens, and torch spends most of such a forward pass in per-operator overhead: on
-the two cores here it took 16-19 ms of CPU a question on one thread (35-38 ms on two), the largest single
-cost of a chat answer. ONNX Runtime runs the same graph in 7 ms on one thread. The model's transformer is
-exported once per machine, by a child process that hands the graph back on its standard output (tracing
-left about 100 MB behind in the process that ran it; nothing is downloaded, and the graph is kept in the
-user's cache folder for the next start), and the pooling and normalisation that sentence-transformers
-applies after it are done here in numpy: the vectors agree with sentence-transformers' to float32 rounding
-(tested), so scores and thresholds mean the same.
+the two cores here it took 16-19 ms of CPU a question on one thread (35-38 ms on two), the largest single cost
+of a chat answer. ONNX Runtime runs the same graph in 7 ms on one thread. The model's transformer is exported
+once per machine, by a child process that hands the graph back on its standard output (tracing left about 100
+MB behind in the process that ran it; nothing is downloaded, and the graph is kept in the user's cache folder
+for the next start, until no start has read it for CACHE_KEEP_DAYS), and the pooling and normalisation that
+sentence-transformers applies after it are done here in numpy: the vectors agree with sentence-transformers'
+to float32 rounding (tested), so scores and thresholds mean the same.
 
 Only a pipeline this reproduces exactly is exported: a transformer, mean pooling, normalisation. For any
 other, or when the export fails, `question_runtime` returns None and torch encodes as before.
@@ -21,6 +21,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ import numpy as np
 INTRA_OP_THREADS = 1  # the server's other core serves the searches around the encoding
 EXPORT_TIMEOUT = 600
 GRAPH_VERSION = 1  # changes with what `exported_graph` produces, so that no older cached graph is used
+# A cached graph (90 MB for the packaged model) no start has read for this long is deleted when a new one is
+# written: a graph is keyed by the model's folder and torch's version, so each new install would leave one.
+CACHE_KEEP_DAYS = 30
 
 
 class QuestionRuntime:
@@ -89,6 +93,8 @@ def _graph(location: str, cached: Path | None) -> bytes:
     start or a second server skips the export's seconds). A cache that cannot be written only costs the
     export."""
     if cached is not None and cached.is_file():
+        with contextlib.suppress(OSError):
+            os.utime(cached)  # read now: kept CACHE_KEEP_DAYS from here
         return cached.read_bytes()
     child = subprocess.run(
         [sys.executable, "-m", __name__, location], capture_output=True, timeout=EXPORT_TIMEOUT, check=True
@@ -99,9 +105,18 @@ def _graph(location: str, cached: Path | None) -> bytes:
             partial = cached.with_name(f".{cached.name}.{os.getpid()}")
             partial.write_bytes(child.stdout)
             os.replace(partial, cached)
+            prune_cache(cached.parent, time.time() - CACHE_KEEP_DAYS * 86_400)
         except OSError:
             pass
     return child.stdout
+
+
+def prune_cache(folder: Path, unread_since: float) -> None:
+    """Delete the cached graphs (and the part-written ones of killed starts) last read before `unread_since`."""
+    for entry in [*folder.glob("questions-*.onnx"), *folder.glob(".questions-*.onnx.*")]:
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < unread_since:
+                entry.unlink()
 
 
 def _cache_path(location: str) -> Path | None:

@@ -4,9 +4,11 @@ server, or in numpy for a one-shot command, each must be the vector the model gi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,21 @@ def test_a_pipeline_onnx_runtime_cannot_reproduce_is_left_to_torch():
     assert question_runtime(first_token, str(default_model_path())) is None
     unnormalised = SentenceTransformer(modules=[model[0], model[1]])
     assert question_runtime(unnormalised, str(default_model_path())) is None
+
+
+def test_a_graph_no_start_has_read_for_a_month_is_deleted_when_another_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    month_ago = time.time() - (onnx_questions.CACHE_KEEP_DAYS + 1) * 86_400
+    read_now, forgotten, killed = (
+        tmp_path / name for name in ("questions-a.onnx", "questions-b.onnx", ".questions-c.onnx.7")
+    )
+    for graph in (read_now, forgotten, killed):
+        graph.write_bytes(b"graph " + graph.name.encode())
+        os.utime(graph, (month_ago, month_ago))
+    (tmp_path / "notes.txt").write_text("not ours")
+    os.utime(tmp_path / "notes.txt", (month_ago, month_ago))
+    monkeypatch.setattr(onnx_questions.subprocess, "run", None)  # a cached graph needs no export
+    assert onnx_questions._graph("no-model-here", read_now) == b"graph questions-a.onnx"
+    onnx_questions.prune_cache(tmp_path, time.time() - onnx_questions.CACHE_KEEP_DAYS * 86_400)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "questions-a.onnx"]
