@@ -76,7 +76,7 @@ class DocumentFields:
         """Each document's `order_key` (site, else web host, then day), worked out once per distinct name."""
         site_keys = np.array([place_key(v) for v in self.sites.codes_of], dtype=np.int64)
         host_keys = np.array([place_key(v) for v in self.hosts.codes_of], dtype=np.int64)
-        places = site_keys[self.sites.codes] if len(site_keys) else np.zeros(0, dtype=np.int64)
+        places = site_keys[self.sites.codes]
         unsited = self.sites.equals("")
         places[unsited] = host_keys[self.hosts.codes[unsited]]
         return places + self.days
@@ -220,8 +220,7 @@ class ChunkFilter:
     def _mask(self, filters: DocFilter, excluded_sources: frozenset[str]) -> Kept:
         documents = self.documents
         assert documents is not None, "follow() first"
-        top = int(max(documents.ids.max(initial=0), self.owners.max(initial=0))) + 1
-        held = np.zeros(top, dtype=bool)
+        held = self._per_document(documents, bool)
         facets = None
         if filters.active():
             matching = documents.matching(filters)
@@ -240,6 +239,10 @@ class ChunkFilter:
         lists in, the lexical index's order (`rag.vectors.DenseIndex`)."""
         documents = self.documents
         assert documents is not None, "follow() first"
-        by_document = np.zeros(int(max(documents.ids.max(initial=0), self.owners.max(initial=0))) + 1, np.int64)
+        by_document = self._per_document(documents, np.int64)
         by_document[documents.ids] = documents.order_keys()
         return by_document[self.owners]
+
+    def _per_document(self, documents: DocumentFields, dtype: type) -> np.ndarray:
+        """Zeros indexed by document id, for every document and every chunk's owner."""
+        return np.zeros(int(max(documents.ids.max(initial=0), self.owners.max(initial=0))) + 1, dtype=dtype)

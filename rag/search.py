@@ -231,7 +231,7 @@ class Searcher:
                     self._dense = None  # rebuilt on next use
                     return
                 added = r.chunks_since(self._dense.layout.rows)
-                order = self._order_keys(r, layout)
+                order = self._order_keys(r, layout) if len(added) else None  # None: the order it has
             self._dense.remove(removed)
             self._dense.extend(layout, added, order)
             self._dense_seq = self.store.manifest.seq

@@ -299,7 +299,9 @@ class DenseIndex:
         scores, ids = self._faiss_search(query, min(n, self.ntotal), params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
-    def _faiss_search(self, query: np.ndarray, k: int, params: faiss.SearchParameters | None = None) -> tuple:
+    def _faiss_search(
+        self, query: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """FAISS's search of one question on one OpenMP thread. On two cores its split of an exact search over
         two threads cost three times the wall time and five times the CPU of one thread (50k vectors: 9.3 ms
         and 18.5 ms of CPU against 3.4 ms), and a server's other core has other questions to answer; an IVF
