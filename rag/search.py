@@ -240,12 +240,16 @@ class Searcher:
         dense = self._dense
         if dense is not None:
             return dense
-        with self._refresh_lock, self._dense_lock:  # in the order `refresh` takes them
+        # The order is read first, under the refresh lock alone: keyword searches with a filter, which need
+        # that lock, wait for it but not for the vectors' load. It only decides what filtered searches cost,
+        # so a commit landing in between costs nothing but speed.
+        with self.store.read() as r, self._refresh_lock:
+            order = self._order_keys(r, r.layout())
+        with self._dense_lock:
             if self._dense is None:
                 with self.store.read() as r:
                     layout, live = r.layout(), r.live_chunk_ids()
                     seq = int(r.meta()["seq"])
-                    order = self._order_keys(r, layout)
                 self._dense, self._dense_seq = DenseIndex(layout, live, order), seq
             return self._dense
 
