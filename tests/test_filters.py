@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 from pathlib import Path
 
 import faiss
@@ -286,3 +287,38 @@ def test_a_filtered_ivf_search_is_the_exact_ranking_of_what_the_filter_keeps(
             assert all(keep.chunks[cid] for cid, _ in got), filters
             # the same vectors but for the order of near-equal scores (IVF scores float16 residuals)
             assert [exact[cid] for cid, _ in got] == pytest.approx(best, abs=1e-3), filters
+
+
+def test_a_filtered_keyword_search_does_not_wait_for_the_vectors_to_load(
+    ivf_archive: tuple[Index, Path], monkeypatch: pytest.MonkeyPatch
+):
+    """At a large index's first start the vectors take seconds to load; a keyword search with a filter needs
+    none of them and is answered meanwhile (the load is held open here until the search is back)."""
+    index, _ = ivf_archive
+    searcher = index.searcher
+    searcher._dense = None  # as at a fresh start
+    loading, loaded = threading.Event(), threading.Event()
+    load = rag.vectors.DenseIndex.__init__
+
+    def held_open(dense: rag.vectors.DenseIndex, *args, **kwargs) -> None:
+        loading.set()
+        loaded.wait(60)
+        load(dense, *args, **kwargs)
+
+    monkeypatch.setattr(rag.vectors.DenseIndex, "__init__", held_open)
+    loader = threading.Thread(target=searcher.dense_index)
+    loader.start()
+    answers: list = []
+    try:
+        assert loading.wait(60)
+        asker = threading.Thread(
+            target=lambda: answers.append(index.search("senator", k=3, mode="keyword", source="Valley Times"))
+        )
+        asker.start()
+        asker.join(20)
+        assert answers and answers[0].passages, "the filtered keyword search waited for the vectors"
+        assert all("valley.example.org" in (p.url or "") for p in answers[0].passages)
+    finally:
+        loaded.set()
+        loader.join()
+    assert searcher.dense_index().ntotal == index.info()["chunks"]
