@@ -267,6 +267,10 @@ class LexicalWriter:
     def __init__(self, lexical: LexicalIndex) -> None:
         self.lexical = lexical
         self.writer = lexical.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        # A writer killed inside tantivy's commit leaves files the published commit does not name, and a
+        # later commit making the same deletions at the same operation stamp would create one of them again
+        # ("FileAlreadyExists"): tantivy lists its files before it writes them, so it can delete them here.
+        self.writer.garbage_collect_files()
         self.deleted: list[int] = []
 
     def add(self, rows: Iterable[PassageRow]) -> None:

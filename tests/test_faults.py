@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import rag.indexer
-from rag import Index
+from rag import Index, lexical_index
 from rag.store import CRASH_ENV
 from tests.conftest import synthetic_articles
 
@@ -142,6 +143,30 @@ def test_writes_killed_at_random_moments(tmp_path: Path, corpus_copy: Path):
     report = Index(idx).add([corpus_copy])
     assert report.chunks == state(idx)["chunks"]
     assert not [p for p in idx.iterdir() if p.name.startswith(".staging")]
+
+
+def test_files_a_write_killed_inside_the_lexical_commit_left_do_not_stop_the_next_write(
+    tmp_path: Path, corpus_copy: Path
+):
+    """A writer killed inside tantivy's commit has written the new segment and deletion files but not the meta
+    that names them. The next writer makes the same deletions at the same operation stamp and would create one
+    of those files again (seen in CI as `FileAlreadyExists(....del)` after a random kill). Recreated here
+    exactly: the same write made on a copy, its new files put beside the index as the killed writer left them."""
+    idx, twin = tmp_path / "idx", tmp_path / "twin"
+    Index(idx, model="hashing").add([corpus_copy])
+    shutil.copytree(idx, twin)
+    story = sorted(corpus_copy.glob("*.txt"))[0]
+    story.write_text(story.read_text() + "\n\nHarbour pilots stopped work on Monday over pay.\n")
+    Index(twin).add([corpus_copy])
+    ours, theirs = idx / lexical_index.FOLDER, twin / lexical_index.FOLDER
+    left = [f for f in theirs.iterdir() if not (ours / f.name).exists() and f.name != "meta.json"]
+    assert any(f.name.endswith(".del") for f in left)
+    for f in left:
+        shutil.copy(f, ours / f.name)
+    shutil.copy(theirs / ".managed.json", ours / ".managed.json")  # tantivy lists a file before writing it
+    report = Index(idx).add([corpus_copy])
+    assert report.updated == 1 and state(idx) == state(twin)
+    assert "Harbour pilots stopped work" in Index(idx).search("Why did harbour pilots stop work?", k=1).passages[0].text
 
 
 def test_a_killed_write_on_20k_chunks(tmp_path: Path, corpus_copy: Path):
