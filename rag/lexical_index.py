@@ -41,6 +41,7 @@ from rag.facet_terms import facet_text, order_key
 from rag.facets import Kept
 from rag.lexical import bigram_text, fold
 from rag.store_read import PassageRow, crash_point
+from rag.vectors import kept_depth
 
 FOLDER = "lexical-7"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"
@@ -53,6 +54,10 @@ LISTED_FILTER_MAX = 5_000
 # A filter said as facet words is applied as such, unless it keeps the passages of so few documents that
 # listing them costs less (bench/filters.py).
 LISTED_BEFORE_FACETS = 300
+# A filter whose passages lie in a few chunk id ranges (a file, or files indexed together: `Kept.spans`) is
+# applied as ranges over the chunk id column where that is predicted to cost less than the unfiltered query:
+# their facet words would be strewn over the index's order, which costs 1.3-2.6 times the unfiltered query.
+SPAN_BASE_COST, SPAN_KEPT_COST, SPAN_COST = 0.2, 1.5, 0.15
 FACETED_MAX_SHARE = 0.5  # a filter keeping more filters a deep enough prefix of the whole ranking instead
 # The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
 # words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
@@ -212,11 +217,13 @@ class LexicalIndex:
         query = self.index.parse_query(" ".join(clauses))
         if keep is None:
             return self._hits(query, n), ceiling
-        if (
-            keep.facets is not None
-            and len(keep.documents) > LISTED_BEFORE_FACETS
-            and keep.count <= FACETED_MAX_SHARE * total
-        ):
+        share = keep.count / max(total, 1)
+        faceted = keep.facets is not None and len(keep.documents) > LISTED_BEFORE_FACETS and share <= FACETED_MAX_SHARE
+        if faceted and len(keep.facets) == 1:  # one posting list: cheaper than any other way
+            return self._faceted_hits(query, keep.facets, n), ceiling
+        if keep.spans is not None and len(keep.documents) > LISTED_BEFORE_FACETS and _span_cost(keep.spans, share) < 1:
+            return self._spanned_hits(query, keep.spans, n), ceiling
+        if faceted:
             return self._faceted_hits(query, keep.facets, n), ceiling
         if len(keep.documents) <= LISTED_FILTER_MAX:
             # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
@@ -233,14 +240,25 @@ class LexicalIndex:
         facets = tantivy.Query.const_score_query(self.index.parse_query(" ".join(f'{FACET}:"{w}"' for w in words)), 0.0)
         return self._hits(tantivy.Query.boolean_query([(tantivy.Occur.Must, facets), (tantivy.Occur.Must, query)]), n)
 
+    def _spanned_hits(self, query: tantivy.Query, spans: np.ndarray, n: int) -> list[tuple[int, float]]:
+        """The best `n` passages matching `query` whose chunk ids lie in `spans`, with their BM25 scores: each
+        span a range over the chunk id column, which tantivy scans rather than reading postings, so what it
+        keeps being strewn over the index's order costs nothing more."""
+        ranges = [
+            tantivy.Query.range_query(SCHEMA, "cid", tantivy.FieldType.Integer, int(start), int(stop) - 1, True, True)
+            for start, stop in spans
+        ]
+        inside = (
+            ranges[0] if len(ranges) == 1 else tantivy.Query.boolean_query([(tantivy.Occur.Should, r) for r in ranges])
+        )
+        spanned = tantivy.Query.const_score_query(inside, 0.0)
+        return self._hits(tantivy.Query.boolean_query([(tantivy.Occur.Must, spanned), (tantivy.Occur.Must, query)]), n)
+
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
-        """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking,
-        which is exactly the filtered ranking. The first depth holds `n` kept hits at the filter's share with
-        three standard deviations to spare (the kept among the first d hits counted as a binomial draw), so
-        that a filter keeping most passages reads hardly deeper than the unfiltered query (bench/filters.py);
-        a filter that keeps few of the best hits deepens it."""
-        share = max(kept, 1) / len(keep)
-        depth = max(n, math.ceil((n + 3 * math.sqrt(n * (1 - share)) + 5) / share))
+        """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking
+        (`kept_depth`), which is exactly the filtered ranking; a filter that keeps few of the best hits
+        deepens it."""
+        depth = kept_depth(n, max(kept, 1) / len(keep))
         while True:
             hits = self._hits(query, depth)
             inside = [(cid, score) for cid, score in hits if cid < len(keep) and keep[cid]]
@@ -310,6 +328,13 @@ class LexicalWriter:
     def rollback(self) -> None:
         self.writer.rollback()
         self.deleted.clear()
+
+
+def _span_cost(spans: np.ndarray, share: float) -> float:
+    """What a filter applied as chunk id ranges costs, as a share of the unfiltered query: each range is a scan
+    of the chunk id column, and each passage it keeps is tested against the question (fitted at 1M with
+    bench/filters.py)."""
+    return SPAN_BASE_COST + SPAN_KEPT_COST * share + SPAN_COST * len(spans)
 
 
 def _lockable_view(folder: Path) -> Path:

@@ -115,15 +115,26 @@ def filtered_arms(index: Index, question: str, filters: dict, n: int) -> tuple[l
     return index.searcher.lexical_arms(question, n, keep), index.searcher.dense(q_vec, n, keep)
 
 
-@pytest.mark.parametrize("way", ["documents-listed", "ranking-prefix", "facet-words"])
+def apply_lexical_filters(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the lexical arms apply every filter they can in `way`."""
+    monkeypatch.setattr(
+        lexical_index, "LISTED_BEFORE_FACETS", 10**9 if way in ("documents-listed", "ranking-prefix") else 0
+    )
+    monkeypatch.setattr(lexical_index, "FACETED_MAX_SHARE", 0.0 if way == "chunk-spans" else 1.0)
+    spans_cost = 0.0 if way == "chunk-spans" else 1.0
+    monkeypatch.setattr(lexical_index, "SPAN_BASE_COST", spans_cost)
+    monkeypatch.setattr(lexical_index, "SPAN_KEPT_COST", spans_cost)
+    monkeypatch.setattr(lexical_index, "SPAN_COST", spans_cost)
+    if way == "ranking-prefix":  # as a filter keeping a large share of a big collection is applied
+        monkeypatch.setattr(lexical_index, "LISTED_FILTER_MAX", 0)
+
+
+@pytest.mark.parametrize("way", ["documents-listed", "ranking-prefix", "facet-words", "chunk-spans"])
 def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out(
     archive: tuple[Index, Path], way: str, monkeypatch: pytest.MonkeyPatch
 ):
     index, _ = archive
-    monkeypatch.setattr(lexical_index, "LISTED_BEFORE_FACETS", 0 if way == "facet-words" else 10**9)
-    monkeypatch.setattr(lexical_index, "FACETED_MAX_SHARE", 1.0)
-    if way == "ranking-prefix":  # as a filter keeping a large share of a big collection is applied
-        monkeypatch.setattr(lexical_index, "LISTED_FILTER_MAX", 0)
+    apply_lexical_filters(way, monkeypatch)
     everything = index.info()["chunks"]
     searcher = index.searcher
     for question in QUESTIONS:
@@ -144,6 +155,9 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
             expected = kept_by_hand(index, [cid for cid, _ in whole_dense], filters)[:20]
             assert sorted(cid for cid, _ in dense) == sorted(expected), filters
     assert [f for f in FILTERS if kept_chunks(index, f).facets is None] == []
+    # A file's articles were indexed together: its filter is one range of chunk ids; a site's is strewn.
+    assert len(kept_chunks(index, {"source": "archive-1.jsonl"}).spans) == 1
+    assert kept_chunks(index, {"source": "Harbour Gazette"}).spans is None
     assert kept_by_hand(index, [cid for cid, _ in whole_dense], {"source": "nowhere.txt"}) == []
 
 
@@ -194,6 +208,37 @@ def test_filters_follow_writes(archive: tuple[Index, Path], tmp_path: Path):
     gone = index.search("harbour pilots strike", k=50, mode="keyword", source="archive-3.jsonl")
     assert gone.passages == []
     assert searcher is index.searcher
+
+
+def test_a_glob_over_files_indexed_together_stays_a_few_chunk_id_ranges_after_a_record_is_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Rewriting one record deletes its chunks inside its file's range and appends new ones after the rest: the
+    range reaches over the deleted ids, and the new chunks are a range of their own."""
+    apply_lexical_filters("chunk-spans", monkeypatch)
+    corpus = tmp_path / "corpus"
+    write_archive(corpus, 120, seed=11)
+    index = Index(tmp_path / "index", model="hashing")
+    index.add([corpus])
+    glob = {"source": "archive-[12].jsonl"}
+    assert len(kept_chunks(index, glob).spans) == 1
+    lines = (corpus / "archive-1.jsonl").read_text().splitlines()
+    record = json.loads(lines[3])
+    record["text"] += "\n\nThe breakwater pilots were paid on Friday, after nine weeks."
+    lines[3] = json.dumps(record)
+    (corpus / "archive-1.jsonl").write_text("\n".join(lines) + "\n")
+    Index(index.path).add([corpus])
+    keep = kept_chunks(index, glob)
+    assert keep.spans is not None and len(keep.spans) == 2
+    assert not keep.chunks[keep.spans[0][0] : keep.spans[0][1]].all()  # it reaches over the deleted chunks
+    question = "When were the breakwater pilots paid?"
+    found = index.search(question, k=3, mode="keyword", **glob)
+    assert "paid on Friday, after nine weeks" in found.passages[0].text
+    whole = index.searcher.lexical_arms(question, index.info()["chunks"])
+    for (ranking, _), (everything, _) in zip(index.searcher.lexical_arms(question, 20, keep), whole):
+        kept = [(cid, score) for cid, score in everything if keep.chunks[cid]][:20]
+        assert [s for _, s in ranking] == pytest.approx([s for _, s in kept], abs=1e-5)
+        assert all(keep.chunks[cid] for cid, _ in ranking)
 
 
 def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
