@@ -18,6 +18,8 @@ is a set of facet words (`rag.facet_terms`) the passages must hold, scored 0, in
 question's words; and the index keeps its passages in site-then-day order (`order_key`), so that what a
 site or date filter keeps lies in long runs and the intersection skips whole blocks of the question's
 postings between them: a filtered query reads fewer postings than the unfiltered one (bench/filters.py).
+A file, or files indexed together, are strewn over that order, but hold a few ranges of chunk ids: such a
+filter is a range over the chunk id column instead (`Kept.spans`).
 """
 
 from __future__ import annotations
