@@ -47,6 +47,13 @@ def order_key(site: str | None, url: str | None, published: str | None) -> int:
     return place_key((site or "").lower() or host_of(url)) + day_number(published)
 
 
+def in_order_runs(word: str) -> bool:
+    """Whether the passages holding a facet word lie in runs of the lexical index's order (`order_key`): a
+    site's, a web host's and a period's do; a source's or a file's ("e" words) are strewn over it, unless it
+    holds one site's articles of one period."""
+    return not word.startswith("e")
+
+
 def place_key(place: str) -> int:
     """The high part of `order_key`: a site name in lower case, or a web host."""
     return int.from_bytes(_digest(place, 3), "big") << 32

@@ -39,7 +39,7 @@ import Stemmer
 import tantivy
 
 from rag.errors import IndexCorruptError
-from rag.facet_terms import facet_text, order_key
+from rag.facet_terms import facet_text, in_order_runs, order_key
 from rag.facets import Kept
 from rag.lexical import bigram_text, fold
 from rag.store_read import PassageRow, crash_point
@@ -57,10 +57,15 @@ LISTED_FILTER_MAX = 5_000
 # listing them costs less (bench/filters.py).
 LISTED_BEFORE_FACETS = 300
 # A filter whose passages lie in a few chunk id ranges (a file, or files indexed together: `Kept.spans`) is
-# applied as ranges over the chunk id column where that is predicted to cost less than the unfiltered query:
-# their facet words would be strewn over the index's order, which costs 1.3-2.6 times the unfiltered query.
+# applied as ranges over the chunk id column where that is predicted (`_span_cost`) to cost at most
+# SPANS_MAX_COST times the unfiltered query: their facet words are strewn over the index's order, and several
+# such words cost 1.3-2.6 times the unfiltered query, a ranking prefix 1.2-1.7 times.
 SPAN_BASE_COST, SPAN_KEPT_COST, SPAN_COST = 0.2, 1.5, 0.15
+SPANS_MAX_COST = 1.1
 FACETED_MAX_SHARE = 0.5  # a filter keeping more filters a deep enough prefix of the whole ranking instead
+# Facet words strewn over the index's order (file and source names) cost more than the ranking prefix once
+# they keep more than this share: x1.98 against x1.31 at 40%, x1.31 against x1.52 at 24% (bench/RESULTS.md).
+STREWN_FACETED_MAX_SHARE = 0.3
 # The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
 # words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
 # text, so that BM25 sees one length per passage and a title word counts like a passage word (the weighting
@@ -219,22 +224,32 @@ class LexicalIndex:
         query = self.index.parse_query(" ".join(clauses))
         if keep is None:
             return self._hits(query, n), ceiling
-        share = keep.count / max(total, 1)
-        faceted = keep.facets is not None and len(keep.documents) > LISTED_BEFORE_FACETS and share <= FACETED_MAX_SHARE
-        if faceted and len(keep.facets) == 1:  # one posting list: cheaper than any other way
-            return self._faceted_hits(query, keep.facets, n), ceiling
-        if keep.spans is not None and len(keep.documents) > LISTED_BEFORE_FACETS and _span_cost(keep.spans, share) < 1:
-            return self._spanned_hits(query, keep.spans, n), ceiling
+        return self._filtered_hits(query, keep, n, keep.count / max(total, 1)), ceiling
+
+    def _filtered_hits(self, query: tantivy.Query, keep: Kept, n: int, share: float) -> list[tuple[int, float]]:
+        """The best `n` passages matching `query` that `keep` keeps, the filter applied the way predicted to
+        cost least (bench/filters.py at 1M): its facet words where their passages lie in runs of the index's
+        order (a site, a period) or are one posting list; chunk id ranges for files indexed together; the
+        documents' ids when they are few; else a deep enough prefix of the whole ranking."""
+        few = len(keep.documents) <= LISTED_BEFORE_FACETS  # listing them costs least
+        words, spans = (None, None) if few else (keep.facets, keep.spans)
+        strewn = words is not None and not all(in_order_runs(w) for w in words)
+        faceted = words is not None and share <= (STREWN_FACETED_MAX_SHARE if strewn else FACETED_MAX_SHARE)
+        if faceted and len(words) == 1:
+            return self._faceted_hits(query, words, n)
+        if spans is not None and _span_cost(spans, share) <= SPANS_MAX_COST:
+            return self._spanned_hits(query, spans, n)
         if faceted:
-            return self._faceted_hits(query, keep.facets, n), ceiling
+            return self._faceted_hits(query, words, n)
         if len(keep.documents) <= LISTED_FILTER_MAX:
             # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
             listed = tantivy.Query.const_score_query(
                 tantivy.Query.term_set_query(SCHEMA, "doc", keep.documents.tolist()), 0.0
             )
-            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, listed)])
-            return self._hits(query, n), ceiling
-        return self._kept_hits(query, n, keep.chunks, keep.count), ceiling
+            return self._hits(
+                tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, listed)]), n
+            )
+        return self._kept_hits(query, n, keep.chunks, keep.count)
 
     def _faceted_hits(self, query: tantivy.Query, words: Sequence[str], n: int) -> list[tuple[int, float]]:
         """The best `n` passages matching `query` that hold one of the facet `words`, with their BM25 scores

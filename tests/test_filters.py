@@ -120,7 +120,8 @@ def apply_lexical_filters(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         lexical_index, "LISTED_BEFORE_FACETS", 10**9 if way in ("documents-listed", "ranking-prefix") else 0
     )
-    monkeypatch.setattr(lexical_index, "FACETED_MAX_SHARE", 0.0 if way == "chunk-spans" else 1.0)
+    for limit in ("FACETED_MAX_SHARE", "STREWN_FACETED_MAX_SHARE"):
+        monkeypatch.setattr(lexical_index, limit, 0.0 if way == "chunk-spans" else 1.0)
     spans_cost = 0.0 if way == "chunk-spans" else 1.0
     monkeypatch.setattr(lexical_index, "SPAN_BASE_COST", spans_cost)
     monkeypatch.setattr(lexical_index, "SPAN_KEPT_COST", spans_cost)
