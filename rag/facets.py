@@ -4,7 +4,7 @@ A filter used to be a list of chunk ids from SQL handed to each arm: at a millio
 passing that list cost ten to fifty times the unfiltered question. Here the documents' filterable fields and
 the document of every chunk stay in memory as arrays, so a filter is a few vectorised comparisons and one
 gather, whatever it matches; the dense arm takes the mask as it is (a FAISS bitmap selector), the lexical
-arms the same filter said as facet words (`rag.facet_terms`) where it can be.
+arms the same filter said as facet words (`rag.facet_terms`) or as chunk id ranges where it can be.
 Both follow the index's commits like the dense index does: new chunks appended, deleted ones cleared, the
 document fields re-read (one covering-index scan) only after a commit changed them.
 """
@@ -177,8 +177,9 @@ def _all_inside(days: np.ndarray, first: int, last: int) -> bool:
 @dataclass(frozen=True)
 class Kept:
     """What a filter keeps: a mask over chunk ids, the documents holding those chunks (the lexical index
-    can be filtered by document, eight times fewer terms than chunks), and the same filter as facet words when
-    it can be said so (`DocumentFields.facet_words`)."""
+    can be filtered by document, eight times fewer terms than chunks), the same filter as facet words when
+    it can be said so (`DocumentFields.facet_words`), and as a few chunk id ranges when it can be said so
+    (`ChunkFilter._spans`)."""
 
     chunks: np.ndarray  # bool per chunk id
     documents: np.ndarray  # int64 ids
