@@ -23,7 +23,6 @@ from rag.store_read import DocFilter, Reader
 _GLOB = re.compile(r"[*?\[]")
 MASKS_KEPT = 16  # a commit's recent filters whose masks are kept (about 2 MB each at a million passages)
 FACET_MAX_WORDS = 64  # a filter needing more facet words is applied to the lexical arms another way
-SPANS_MAX = 8  # a filter whose chunks take more chunk id ranges has no `Kept.spans`
 
 
 class Column:
@@ -178,14 +177,12 @@ def _all_inside(days: np.ndarray, first: int, last: int) -> bool:
 class Kept:
     """What a filter keeps: a mask over chunk ids, the documents holding those chunks (the lexical index
     can be filtered by document, eight times fewer terms than chunks), the same filter as facet words when
-    it can be said so (`DocumentFields.facet_words`), and as a few chunk id ranges when it can be said so
-    (`ChunkFilter._spans`)."""
+    it can be said so (`DocumentFields.facet_words`)."""
 
     chunks: np.ndarray  # bool per chunk id
     documents: np.ndarray  # int64 ids
     count: int  # chunks kept
     facets: tuple[str, ...] | None = None
-    spans: np.ndarray | None = None  # (start, stop) chunk id ranges holding exactly the kept chunks, when few
 
 
 class ChunkFilter:
@@ -244,20 +241,7 @@ class ChunkFilter:
         held[0] = False  # the owner of a deleted chunk
         chunks = held[self.owners]
         count = int(np.count_nonzero(chunks))
-        return Kept(chunks, np.flatnonzero(held), count, facets, self._spans(chunks, count))
-
-    def _spans(self, chunks: np.ndarray, count: int) -> np.ndarray | None:
-        """The kept chunks as at most SPANS_MAX ranges of chunk ids, which may also hold ids of no live chunk
-        (a deleted document's); None when they take more. A document's chunks get consecutive ids, and so do
-        the documents of a file indexed in one run, so a file or a glob over files indexed together is one
-        range or a few, strewn as they are over the lexical index's order (`rag.lexical_index`)."""
-        if count == 0 or np.count_nonzero(chunks[1:] & ~chunks[:-1]) > 64 * SPANS_MAX:
-            return None  # most filters (a site, dates) keep documents strewn one by one
-        first, last = int(np.argmax(chunks)), len(chunks) - int(np.argmax(chunks[::-1]))
-        covered = np.concatenate([[False], chunks[first:last] | (self.owners[first:last] == 0), [False]])
-        edges = np.flatnonzero(covered[1:] != covered[:-1]).reshape(-1, 2)  # each run of covered ids
-        spans = edges[np.logical_or.reduceat(chunks[first:last], edges[:, 0])] + first  # those holding a kept one
-        return spans if len(spans) <= SPANS_MAX else None
+        return Kept(chunks, np.flatnonzero(held), count, facets)
 
     def order_keys(self) -> np.ndarray:
         """Each chunk's `order_key` (its document's), indexed by chunk id: the order the dense index keeps its

@@ -13,13 +13,14 @@ restores the deleted ones from SQLite, and goes on. Any other disagreement is re
 index from SQLite. Readers only switch to a tantivy commit whose marker matches the SQLite commit they read.
 
 tantivy scores every passage that holds any query word (the Python binding collects through tantivy's
-MultiCollector, which skips tantivy's block-max pruning), so a query costs the postings it reads. A filter
-is a set of facet words (`rag.facet_terms`) the passages must hold, scored 0, intersected with the
-question's words; and the index keeps its passages in site-then-day order (`order_key`), so that what a
-site or date filter keeps lies in long runs and the intersection skips whole blocks of the question's
-postings between them: a filtered query reads fewer postings than the unfiltered one (bench/filters.py).
-A file, or files indexed together, are strewn over that order, but hold a few ranges of chunk ids: such a
-filter is a range over the chunk id column instead (`Kept.spans`).
+MultiCollector, which skips tantivy's block-max pruning), so a query costs the postings it reads and the
+passages it collects. A narrow filter is a set of facet words (`rag.facet_terms`) the passages must hold,
+scored 0, intersected with the question's words; and the index keeps its passages in site-then-day order
+(`order_key`), so that what a site or date filter keeps lies in long runs and the intersection skips whole
+blocks of the question's postings between them. A wide filter, or one strewn over that order (a glob over
+files), is applied as deletions: the index is read through a view in which what the filter leaves out is
+deleted (`rag.lexical_views`), so that tantivy scores the same passages as unfiltered but collects only
+the kept ones (bench/filters.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from rag.errors import IndexCorruptError
 from rag.facet_terms import facet_text, in_order_runs, order_key
 from rag.facets import Kept
 from rag.lexical import bigram_text, fold
+from rag.lexical_views import FilteredViews
 from rag.store_read import PassageRow, crash_point
 from rag.vectors import kept_depth
 
@@ -49,23 +51,17 @@ FOLDER = "lexical-7"  # the number changes with the analysis: a new number rebui
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
-# A filter keeping the passages of at most this many documents is handed to tantivy as their ids; a wider one
-# filters a deep enough prefix of the whole ranking instead, which costs less than a long id list
-# (bench/filters.py).
-LISTED_FILTER_MAX = 5_000
-# A filter said as facet words is applied as such, unless it keeps the passages of so few documents that
-# listing them costs less (bench/filters.py).
+# A filter keeping the passages of at most this many documents is handed to tantivy as their ids.
 LISTED_BEFORE_FACETS = 300
-# A filter whose passages lie in a few chunk id ranges (a file, or files indexed together: `Kept.spans`) is
-# applied as ranges over the chunk id column where that is predicted (`_span_cost`) to cost at most
-# SPANS_MAX_COST times the unfiltered query: their facet words are strewn over the index's order, and several
-# such words cost 1.3-2.6 times the unfiltered query, a ranking prefix 1.2-1.7 times.
-SPAN_BASE_COST, SPAN_KEPT_COST, SPAN_COST = 0.2, 1.5, 0.15
-SPANS_MAX_COST = 1.1
-FACETED_MAX_SHARE = 0.5  # a filter keeping more filters a deep enough prefix of the whole ranking instead
-# Facet words strewn over the index's order (file and source names) cost more than the ranking prefix once
-# they keep more than this share: x1.98 against x1.31 at 40%, x1.31 against x1.52 at 24% (bench/RESULTS.md).
-STREWN_FACETED_MAX_SHARE = 0.3
+# A filter said as facet words is applied as such while it keeps at most these shares of the index: beyond,
+# a view with deletions (`rag.lexical_views`, x0.7-1.0 of the unfiltered query) costs less. One word is one
+# posting list (a site: x0.73 against x0.80 at 20%); words whose passages lie in runs of the index's order
+# cost more the more they keep (one year: x0.57 against x0.79 at 9%, two years x1.03 against x0.79 at 18%),
+# and words strewn over it (file names) more still (5 files: x0.55 against x0.71 at 4%, 10 files x0.98
+# against x0.78 at 8%). Measured at 1M with bench/filters.py (bench/RESULTS.md).
+ONE_FACET_MAX_SHARE = 0.3
+FACETED_MAX_SHARE = 0.12
+STREWN_FACETED_MAX_SHARE = 0.06
 # The arms' fields: stemmed words plus each pair of neighbouring words as one term, and plain lower-cased
 # words with Hangul/CJK as overlapping two-character pieces. Each holds the title and the passage as one
 # text, so that BM25 sees one length per passage and a title word counts like a passage word (the weighting
@@ -169,7 +165,9 @@ class LexicalIndex:
         self.index.register_tokenizer(PLAIN, _plain_analyzer())
         self.index.register_tokenizer(FACET, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         self._searcher = self.index.searcher()
-        self.current = False  # whether the searcher shows the SQLite commit last asked for
+        self.seq = self.committed_seq()  # the SQLite commit the searcher shows
+        self.current = False  # whether that is the SQLite commit last asked for
+        self.views = FilteredViews(self.path)
 
     # --- reading -----------------------------------------------------------------------------------------
     def committed_seq(self, searcher: tantivy.Searcher | None = None) -> int:
@@ -187,6 +185,9 @@ class LexicalIndex:
         self.current = self.committed_seq(searcher) == seq
         if self.current:
             self._searcher = searcher
+            if seq != self.seq:
+                self.views.clear()
+            self.seq = seq
 
     def passages(self) -> int:
         return max(0, self._searcher.num_docs - (1 if self.committed_seq() else 0))
@@ -227,21 +228,12 @@ class LexicalIndex:
         return self._filtered_hits(query, keep, n, keep.count / max(total, 1)), ceiling
 
     def _filtered_hits(self, query: tantivy.Query, keep: Kept, n: int, share: float) -> list[tuple[int, float]]:
-        """The best `n` passages matching `query` that `keep` keeps, the filter applied the way predicted to
-        cost least (bench/filters.py at 1M): its facet words where their passages lie in runs of the index's
-        order (a site, a period) or are one posting list; chunk id ranges for files indexed together; the
-        documents' ids when they are few; else a deep enough prefix of the whole ranking."""
-        few = len(keep.documents) <= LISTED_BEFORE_FACETS  # listing them costs least
-        words, spans = (None, None) if few else (keep.facets, keep.spans)
-        strewn = words is not None and not all(in_order_runs(w) for w in words)
-        faceted = words is not None and share <= (STREWN_FACETED_MAX_SHARE if strewn else FACETED_MAX_SHARE)
-        if faceted and len(words) == 1:
-            return self._faceted_hits(query, words, n)
-        if spans is not None and _span_cost(spans, share) <= SPANS_MAX_COST:
-            return self._spanned_hits(query, spans, n)
-        if faceted:
-            return self._faceted_hits(query, words, n)
-        if len(keep.documents) <= LISTED_FILTER_MAX:
+        """The best `n` passages matching `query` that `keep` keeps, the filter applied the way that costs
+        least (bench/filters.py at 1M): the documents' ids when they are few; its facet words when they are
+        one posting list, or a few whose passages lie in runs of the index's order (a site, a period);
+        otherwise the index seen with what the filter leaves out deleted (`rag.lexical_views`), or, where no
+        such view can be made, a deep enough prefix of the whole ranking."""
+        if len(keep.documents) <= LISTED_BEFORE_FACETS:
             # Scored 0, so that a filtered passage keeps its BM25 score (a bare term set adds 1 to each).
             listed = tantivy.Query.const_score_query(
                 tantivy.Query.term_set_query(SCHEMA, "doc", keep.documents.tolist()), 0.0
@@ -249,27 +241,17 @@ class LexicalIndex:
             return self._hits(
                 tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, listed)]), n
             )
+        if keep.facets is not None and share <= _faceted_max_share(keep.facets):
+            facets = tantivy.Query.const_score_query(
+                self.index.parse_query(" ".join(f'{FACET}:"{w}"' for w in keep.facets)), 0.0
+            )
+            return self._hits(
+                tantivy.Query.boolean_query([(tantivy.Occur.Must, facets), (tantivy.Occur.Must, query)]), n
+            )
+        view = self.views.searcher(keep.chunks, self.seq, self.committed_seq)
+        if view is not None:
+            return self._hits(query, n, view)
         return self._kept_hits(query, n, keep.chunks, keep.count)
-
-    def _faceted_hits(self, query: tantivy.Query, words: Sequence[str], n: int) -> list[tuple[int, float]]:
-        """The best `n` passages matching `query` that hold one of the facet `words`, with their BM25 scores
-        (the facet words score 0)."""
-        facets = tantivy.Query.const_score_query(self.index.parse_query(" ".join(f'{FACET}:"{w}"' for w in words)), 0.0)
-        return self._hits(tantivy.Query.boolean_query([(tantivy.Occur.Must, facets), (tantivy.Occur.Must, query)]), n)
-
-    def _spanned_hits(self, query: tantivy.Query, spans: np.ndarray, n: int) -> list[tuple[int, float]]:
-        """The best `n` passages matching `query` whose chunk ids lie in `spans`, with their BM25 scores: each
-        span a range over the chunk id column, which tantivy scans rather than reading postings, so what it
-        keeps being strewn over the index's order costs nothing more."""
-        ranges = [
-            tantivy.Query.range_query(SCHEMA, "cid", tantivy.FieldType.Integer, int(start), int(stop) - 1, True, True)
-            for start, stop in spans
-        ]
-        inside = (
-            ranges[0] if len(ranges) == 1 else tantivy.Query.boolean_query([(tantivy.Occur.Should, r) for r in ranges])
-        )
-        spanned = tantivy.Query.const_score_query(inside, 0.0)
-        return self._hits(tantivy.Query.boolean_query([(tantivy.Occur.Must, spanned), (tantivy.Occur.Must, query)]), n)
 
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
         """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking
@@ -283,8 +265,8 @@ class LexicalIndex:
                 return inside[:n]
             depth *= 4
 
-    def _hits(self, query: tantivy.Query, n: int) -> list[tuple[int, float]]:
-        searcher = self._searcher
+    def _hits(self, query: tantivy.Query, n: int, searcher: tantivy.Searcher | None = None) -> list[tuple[int, float]]:
+        searcher = searcher or self._searcher
         hits = searcher.search(query, n, count=False).hits
         if not hits:
             return []
@@ -347,11 +329,12 @@ class LexicalWriter:
         self.deleted.clear()
 
 
-def _span_cost(spans: np.ndarray, share: float) -> float:
-    """What a filter applied as chunk id ranges costs, as a share of the unfiltered query: each range is a scan
-    of the chunk id column, and each passage it keeps is tested against the question (fitted at 1M with
-    bench/filters.py)."""
-    return SPAN_BASE_COST + SPAN_KEPT_COST * share + SPAN_COST * len(spans)
+def _faceted_max_share(words: Sequence[str]) -> float:
+    """The widest filter, as a share of the index, that its facet words apply for less than a view with
+    deletions (bench/filters.py at 1M)."""
+    if len(words) == 1:
+        return ONE_FACET_MAX_SHARE
+    return FACETED_MAX_SHARE if all(in_order_runs(w) for w in words) else STREWN_FACETED_MAX_SHARE
 
 
 def _lockable_view(folder: Path) -> Path:

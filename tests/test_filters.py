@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import tempfile
 import threading
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from conftest import CORPUS
 
 import rag.store_write
 import rag.vectors
-from rag import Index, lexical_index
+from rag import Index, lexical_index, lexical_views
 from rag.facet_terms import day_number
 from rag.facets import Kept
+from rag.lexical_views import FilteredViews
 from rag.search import date_bound
 from rag.store import DocFilter
 
@@ -117,20 +119,14 @@ def filtered_arms(index: Index, question: str, filters: dict, n: int) -> tuple[l
 
 def apply_lexical_filters(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the lexical arms apply every filter they can in `way`."""
-    monkeypatch.setattr(
-        lexical_index, "LISTED_BEFORE_FACETS", 10**9 if way in ("documents-listed", "ranking-prefix") else 0
-    )
-    for limit in ("FACETED_MAX_SHARE", "STREWN_FACETED_MAX_SHARE"):
-        monkeypatch.setattr(lexical_index, limit, 0.0 if way == "chunk-spans" else 1.0)
-    spans_cost = 0.0 if way == "chunk-spans" else 1.0
-    monkeypatch.setattr(lexical_index, "SPAN_BASE_COST", spans_cost)
-    monkeypatch.setattr(lexical_index, "SPAN_KEPT_COST", spans_cost)
-    monkeypatch.setattr(lexical_index, "SPAN_COST", spans_cost)
-    if way == "ranking-prefix":  # as a filter keeping a large share of a big collection is applied
-        monkeypatch.setattr(lexical_index, "LISTED_FILTER_MAX", 0)
+    monkeypatch.setattr(lexical_index, "LISTED_BEFORE_FACETS", 10**9 if way == "documents-listed" else 0)
+    for limit in ("ONE_FACET_MAX_SHARE", "FACETED_MAX_SHARE", "STREWN_FACETED_MAX_SHARE"):
+        monkeypatch.setattr(lexical_index, limit, 1.0 if way == "facet-words" else -1.0)
+    if way == "ranking-prefix":  # as where no view with deletions can be made
+        monkeypatch.setattr(FilteredViews, "searcher", lambda *_: None)
 
 
-@pytest.mark.parametrize("way", ["documents-listed", "ranking-prefix", "facet-words", "chunk-spans"])
+@pytest.mark.parametrize("way", ["documents-listed", "ranking-prefix", "facet-words", "deleted-view"])
 def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out(
     archive: tuple[Index, Path], way: str, monkeypatch: pytest.MonkeyPatch
 ):
@@ -156,9 +152,9 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
             expected = kept_by_hand(index, [cid for cid, _ in whole_dense], filters)[:20]
             assert sorted(cid for cid, _ in dense) == sorted(expected), filters
     assert [f for f in FILTERS if kept_chunks(index, f).facets is None] == []
-    # A file's articles were indexed together: its filter is one range of chunk ids; a site's is strewn.
-    assert len(kept_chunks(index, {"source": "archive-1.jsonl"}).spans) == 1
-    assert kept_chunks(index, {"source": "Harbour Gazette"}).spans is None
+    lexical = searcher.lexical
+    for filters in FILTERS if way == "deleted-view" else ():  # made, not given up for another way
+        assert lexical.views.searcher(kept_chunks(index, filters).chunks, lexical.seq, lexical.committed_seq)
     assert kept_by_hand(index, [cid for cid, _ in whole_dense], {"source": "nowhere.txt"}) == []
 
 
@@ -211,27 +207,29 @@ def test_filters_follow_writes(archive: tuple[Index, Path], tmp_path: Path):
     assert searcher is index.searcher
 
 
-def test_a_glob_over_files_indexed_together_stays_a_few_chunk_id_ranges_after_a_record_is_rewritten(
+def test_a_view_with_deletions_holds_exactly_the_kept_passages_after_records_are_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Rewriting one record deletes its chunks inside its file's range and appends new ones after the rest: the
-    range reaches over the deleted ids, and the new chunks are a range of their own."""
-    apply_lexical_filters("chunk-spans", monkeypatch)
+    """A rewritten record's old passages, and each earlier commit's marker, stay in their segments as deleted
+    ones: the view keeps them deleted, whatever the filter keeps, and tells its commit by the one live marker."""
+    apply_lexical_filters("deleted-view", monkeypatch)
     corpus = tmp_path / "corpus"
     write_archive(corpus, 120, seed=11)
     index = Index(tmp_path / "index", model="hashing")
     index.add([corpus])
-    glob = {"source": "archive-[12].jsonl"}
-    assert len(kept_chunks(index, glob).spans) == 1
     lines = (corpus / "archive-1.jsonl").read_text().splitlines()
     record = json.loads(lines[3])
     record["text"] += "\n\nThe breakwater pilots were paid on Friday, after nine weeks."
     lines[3] = json.dumps(record)
     (corpus / "archive-1.jsonl").write_text("\n".join(lines) + "\n")
     Index(index.path).add([corpus])
+    lexical = index.searcher.lexical
+    index.search("pilots", k=1)  # follows the other writer's commit
+    assert list(lexical.path.glob("*.del")), "the rewrite left deleted passages in the segments"
+    glob = {"source": "archive-[12].jsonl"}
     keep = kept_chunks(index, glob)
-    assert keep.spans is not None and len(keep.spans) == 2
-    assert not keep.chunks[keep.spans[0][0] : keep.spans[0][1]].all()  # it reaches over the deleted chunks
+    view = lexical.views.searcher(keep.chunks, lexical.seq, lexical.committed_seq)
+    assert view is not None and view.num_docs == keep.count + 1  # the kept passages and the commit marker
     question = "When were the breakwater pilots paid?"
     found = index.search(question, k=3, mode="keyword", **glob)
     assert "paid on Friday, after nine weeks" in found.passages[0].text
@@ -240,6 +238,35 @@ def test_a_glob_over_files_indexed_together_stays_a_few_chunk_id_ranges_after_a_
         kept = [(cid, score) for cid, score in everything if keep.chunks[cid]][:20]
         assert [s for _, s in ranking] == pytest.approx([s for _, s in kept], abs=1e-5)
         assert all(keep.chunks[cid] for cid, _ in ranking)
+
+
+def test_a_view_is_made_only_of_the_commit_the_searcher_shows_and_the_newest_few_are_kept(
+    archive: tuple[Index, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Another writer's commit on disk that the searcher has not followed yet gives no view (the filter is
+    applied another way meanwhile); views past VIEWS_KEPT, and all of them at the next commit, are removed."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    index, _ = archive
+    late = tmp_path / "late"
+    late.mkdir()
+    (late / "late.jsonl").write_text(json.dumps({"title": "Late", "text": "Pilots were paid.", "date": "2024-01-02"}))
+    lexical = Index(index.path).searcher.lexical  # a reader of its own, following no commit after this one
+    views = lambda: list(tmp_path.glob("verbatim-filtered-*"))  # noqa: E731
+    kept = [kept_chunks(index, {"source": site}) for site in SITES] + [
+        kept_chunks(index, {"since": str(year), "until": str(year)}) for year in range(2014, 2026)
+    ]
+    for keep in kept:
+        assert lexical.views.searcher(keep.chunks, lexical.seq, lexical.committed_seq) is not None
+        assert len(views()) <= lexical_views.VIEWS_KEPT
+    assert len(views()) == lexical_views.VIEWS_KEPT
+    before = lexical.seq
+    Index(index.path).add([late])
+    fresh = kept_chunks(index, {"source": "Valley Times"})  # the main index follows at its next search
+    assert lexical.views.searcher(fresh.chunks, lexical.seq, lexical.committed_seq) is None
+    lexical.follow(lexical.seq + 1)
+    assert lexical.seq == before + 1 and views() == []
+    assert lexical.views.searcher(fresh.chunks, lexical.seq, lexical.committed_seq) is not None
+    assert len(views()) == 1
 
 
 def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
