@@ -77,19 +77,20 @@ class FilteredViews:
         self._views[key] = view
 
     def _make(self, keep: np.ndarray, seq: int, marker_seq: Callable[[tantivy.Searcher], int]) -> _View | None:
+        source = self.folder.resolve()  # a replica's `current` may move to a newer snapshot meanwhile
         try:
-            meta = json.loads((self.folder / "meta.json").read_bytes())
+            meta = json.loads((source / "meta.json").read_bytes())
         except (OSError, ValueError):
             return None
         folder = Path(tempfile.mkdtemp(prefix="verbatim-filtered-"))
         view = _View(folder, keep, seq)
         try:
-            _link_segments(self.folder, folder, meta)
+            _link_segments(source, folder, meta)
             self._read_chunk_ids(folder, meta)
-            live = self._write_deletions(folder, meta, keep)
+            live = self._write_deletions(source, folder, meta, keep)
             index = tantivy.Index.open(str(folder))
             view.searcher = index.searcher()
-        except (OSError, ValueError):  # a segment merged away meanwhile; files tantivy does not read
+        except (OSError, ValueError, KeyError):  # a segment merged away meanwhile; files tantivy does not read
             view.close()
             return None
         if view.searcher.num_docs != live or marker_seq(view.searcher) != seq:
@@ -116,7 +117,7 @@ class FilteredViews:
         for gone in set(self._chunk_ids) - known:  # merged away: never asked for again
             del self._chunk_ids[gone]
 
-    def _write_deletions(self, folder: Path, meta: dict, keep: np.ndarray) -> int:
+    def _write_deletions(self, source: Path, folder: Path, meta: dict, keep: np.ndarray) -> int:
         """Write each segment's live passages (live in the commit, and kept or the commit marker) and a
         `meta.json` naming them; the number of live passages."""
         stamp = int(meta["opstamp"]) + 1
@@ -128,8 +129,8 @@ class FilteredViews:
             live[known] = keep[ids[known]]
             name = segment["segment_id"].replace("-", "")
             if segment["deletes"]:
-                live &= _read_live(self.folder / f"{name}.{segment['deletes']['opstamp']}.del", len(ids))
-            footer = _footer_version(self.folder / f"{name}.fieldnorm")
+                live &= _read_live(source / f"{name}.{segment['deletes']['opstamp']}.del", len(ids))
+            footer = _footer_version(source / f"{name}.fieldnorm")
             (folder / f"{name}.{stamp}.del").write_bytes(_live_file(live, footer))
             count = int(np.count_nonzero(live))
             segments.append({**segment, "deletes": {"num_deleted_docs": len(ids) - count, "opstamp": stamp}})

@@ -341,7 +341,18 @@ def open_files_in(folder: Path) -> list[str]:
     return held
 
 
-def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(tmp_path: Path, corpus_copy: Path):
+def deleted_files_mapped_from(folder: Path) -> list[str]:
+    """Deleted files under `folder` this process still maps into memory (tantivy reads its segments so)."""
+    mapped = {line.split(None, 5)[-1].strip() for line in Path("/proc/self/maps").read_text().splitlines()}
+    return sorted(m for m in mapped if m.startswith(str(folder)) and m.endswith("(deleted)"))
+
+
+def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(
+    tmp_path: Path, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Also through the views a wide filter reads the lexical index by (`rag.lexical_views`): they are let go
+    at the next commit."""
+    monkeypatch.setattr(lexical_index, "LISTED_BEFORE_FACETS", 0)  # a glob over every file makes a view
     idx = tmp_path / "idx"
     Index(idx, model="hashing").add([corpus_copy])
     reader = Index(idx)
@@ -358,9 +369,12 @@ def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(t
         assert answer.passages[0].source == f"wire_{n}.txt"
         gone = reader.search(f"containers harbour number {n - 3}", k=5, mode="keyword", source=f"wire_{n - 3}.txt")
         assert n < 3 or gone.passages == []
+        wide = reader.search(f"containers harbour number {n}", k=1, mode="keyword", source="*.txt")
+        assert wide.passages[0].source == f"wire_{n}.txt"
         assert state(idx)["chunks"] == reader.info()["chunks"]
         files = open_files_in(idx)
         assert not [f for f in files if f.endswith("(deleted)")], "the reader holds deleted files open"
+        assert not deleted_files_mapped_from(idx), "the reader keeps deleted files mapped"
         assert len(files) <= held + 3, files
 
 
