@@ -11,12 +11,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from rag import Index
+from rag.cli import main
 from rag.embed import Embedder, get_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,3 +142,17 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory):
     server = start_chat(corpus, base / "index", base / "app.log", "--max-upload-mb", "1")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def rag_eval(capsys: pytest.CaptureFixture) -> Callable[..., subprocess.CompletedProcess]:
+    """`rag eval` through the command line's entry point, in this process: the packaged model's libraries
+    are imported once for the suite instead of once per run (`python -m rag` itself: tests/test_cli.py)."""
+
+    def run(*args: str, cache: Path) -> subprocess.CompletedProcess:
+        argv = ["eval", *args, "--cache", str(cache), "--quiet"]
+        code = main(argv)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+    return run

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -67,18 +64,8 @@ def test_limit_spreads_queries_over_the_set():
     assert picked == ["q1", "q4", "q7"]
 
 
-def rag_eval(*args: str, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rag", "eval", *args, "--cache", str(cache), "--quiet"],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
-def test_rag_eval_end_to_end_on_a_small_squad_file(tmp_path: Path):
+def test_rag_eval_end_to_end_on_a_small_squad_file(tmp_path: Path, rag_eval):
     run = rag_eval(str(EVAL / "tiny_squad.json"), "--limit", "8", "--json", cache=tmp_path)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
@@ -102,14 +89,14 @@ def test_rag_eval_end_to_end_on_a_small_squad_file(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_rag_eval_on_a_beir_folder_reports_ndcg(tmp_path: Path):
+def test_rag_eval_on_a_beir_folder_reports_ndcg(tmp_path: Path, rag_eval):
     run = rag_eval(str(EVAL / "tiny_beir"), "--json", "--modes", "hybrid", cache=tmp_path)
     assert run.returncode == 0, run.stderr
     hybrid = json.loads(run.stdout)["modes"]["hybrid"]
     assert hybrid["ndcg@10"] > 0.8 and hybrid["recall@5"] == 1.0
 
 
-def test_rag_eval_rejects_what_is_not_a_benchmark(tmp_path: Path):
+def test_rag_eval_rejects_what_is_not_a_benchmark(tmp_path: Path, rag_eval):
     (tmp_path / "notes.txt").write_text("hello")
     run = rag_eval(str(tmp_path / "notes.txt"), cache=tmp_path)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and "SQuAD-format" in run.stderr

@@ -7,7 +7,7 @@ from rag.plaintext import parse_document
 
 
 def test_incremental_reindex_reuses_everything(tmp_path: Path, corpus_copy: Path):
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     first = index.add([corpus_copy])
     assert (first.added, first.embedded) == (7, first.chunks)  # 4 files, one holding 4 articles and first.chunks > 20
     again = index.add([corpus_copy])
@@ -17,7 +17,7 @@ def test_incremental_reindex_reuses_everything(tmp_path: Path, corpus_copy: Path
 
 
 def test_changed_document_reembeds_only_new_passages(tmp_path: Path, corpus_copy: Path):
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     first = index.add([corpus_copy])
     path = corpus_copy / "001_33dd8276e80e8104.txt"
     path.write_text(path.read_text() + "\nThe ambassador later toured the Gyeongbokgung palace with a zither player.\n")
@@ -30,7 +30,7 @@ def test_changed_document_reembeds_only_new_passages(tmp_path: Path, corpus_copy
 
 
 def test_deleted_document_disappears(tmp_path: Path, corpus_copy: Path):
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     index.add([corpus_copy])
     (corpus_copy / "003_a37b0dba77dbb840.txt").unlink()
     report = index.add([corpus_copy])
@@ -54,7 +54,7 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path: Path,
     (corpus_copy / "garbage.md").write_bytes(b"abc \x80\x80\x80 \x9d\x9d def")
     (corpus_copy / "notes.pdf").write_bytes(b"%PDF-1.4 not really")
     (corpus_copy / "korean.txt").write_bytes("서울 시장은 오늘 새 도서관 개관식에 참석했다.\n".encode("cp949"))
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     report = index.add([corpus_copy])
     reasons = dict(report.skipped)
     assert reasons["empty.txt"] == "empty file"
@@ -66,7 +66,7 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path: Path,
 
 
 def test_a_file_turned_unreadable_keeps_its_previous_version(tmp_path: Path, corpus_copy: Path):
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     index.add([corpus_copy])
     (corpus_copy / "003_a37b0dba77dbb840.txt").write_bytes(b"\x00\x01binary now")
     report = index.add([corpus_copy])
@@ -75,21 +75,20 @@ def test_a_file_turned_unreadable_keeps_its_previous_version(tmp_path: Path, cor
 
 
 def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     index.add([corpus_copy])
     report = index.add([tmp_path / "typo"])
     assert report.skipped == [(str(tmp_path / "typo"), "no such file or directory")]
     assert len(index.info()["documents"]) == 7
 
 
-def test_opening_with_another_model_is_a_clear_error(tmp_path: Path, corpus_copy: Path):
-    Index(tmp_path / "idx").add([corpus_copy])
+def test_opening_with_another_model_is_a_clear_error(seed_index: Index):
     with pytest.raises(ModelMismatchError, match="built with model 'all-MiniLM-L6-v2'"):
-        Index(tmp_path / "idx", model="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2")
+        Index(seed_index.path, model="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2")
 
 
 def test_documents_added_from_memory(tmp_path: Path):
-    index = Index(tmp_path / "idx")
+    index = Index(tmp_path / "idx", model="hashing")
     doc = parse_document("Harbour news\nThe ferry to Jeju was cancelled because of typhoon Khanun.", "memo/1")
     assert index.add_documents([doc]).added == 1
     top = index.search("Why was the Jeju ferry cancelled?", k=1).passages[0]

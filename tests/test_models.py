@@ -8,8 +8,6 @@ multilingual model takes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -47,27 +45,9 @@ def test_index_and_search_with_a_model_given_by_path(tmp_path: Path, other_model
         Index(tmp_path / "idx", model="all-MiniLM-L6-v2")
 
 
-def test_rag_eval_with_another_model(tmp_path: Path, other_model: Path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rag",
-            "eval",
-            str(DATA / "eval" / "tiny_squad.json"),
-            "--model",
-            str(other_model),
-            "--modes",
-            "hybrid",
-            "--json",
-            "--quiet",
-            "--cache",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_rag_eval_with_another_model(tmp_path: Path, other_model: Path, rag_eval):
+    squad = str(DATA / "eval" / "tiny_squad.json")
+    run = rag_eval(squad, "--model", str(other_model), "--modes", "hybrid", "--json", cache=tmp_path)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["model"] == str(other_model.resolve()) and result["modes"]["hybrid"]["recall@5"] == 1.0
