@@ -221,21 +221,17 @@ def test_uploaded_article_is_indexed_listed_and_answerable(page, tmp_path):
 
 
 def test_an_open_tab_follows_articles_another_process_indexed(page, chat_server, tmp_path):
-    """`rag index` run beside the app: the open tab's Sources list shows the new article within seconds,
-    clicking it opens that article (not whichever row used to be there), and questions find it."""
-    import subprocess
-    import sys
+    """`rag index` run beside the app (from this test's process, another one than the app's): the open tab's
+    Sources list shows the new article within seconds, clicking it opens that article (not whichever row used
+    to be there), and questions find it."""
+    from rag.cli import main
 
     (chat_server.corpus / "kelp_harvest.txt").write_text(
         "Wando kelp harvest hits record\nPosted April 2, 2025\n"
         "Fishers on Wando island landed 31,000 tonnes of kelp this spring, the county office said.\n"
         "Warm winter water and new drying yards were credited for the rise.\n"
     )
-    subprocess.run(
-        [sys.executable, "-m", "rag", "index", str(chat_server.corpus), "--index", str(chat_server.index), "--quiet"],
-        check=True,
-        capture_output=True,
-    )
+    assert main(["index", str(chat_server.corpus), "--index", str(chat_server.index), "--quiet"]) == 0
     for header in ("Title", "File", "Date", "Passages"):  # readable headers: each on one line, never "Pas/sag/es"
         cell = page.locator("#verbatim-sources th span.header").filter(has_text=header).first
         assert cell.evaluate(LINES_OF_TEXT) == 1, header
