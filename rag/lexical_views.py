@@ -34,6 +34,9 @@ import tantivy
 
 VIEWS_KEPT = 8  # each holds one bit per passage on disk and a tantivy reader (one thread) while kept
 _FOOTER_MAGIC = 1337
+# The tantivy index format whose deletion files this module writes; an index in another gets no views (the
+# lexical arms filter another way) until the format is checked and added here.
+INDEX_FORMATS = (7,)
 
 
 class FilteredViews:
@@ -187,11 +190,14 @@ def _read_live(path: Path, count: int) -> np.ndarray:
 
 def _footer_version(path: Path) -> dict:
     """The format version in the footer of one of the segment's own files: the view's files claim the
-    version that wrote the index."""
+    version that wrote the index, which must be one whose deletion files are written here."""
     with open(path, "rb") as f:
         f.seek(-8, os.SEEK_END)
         length, magic = struct.unpack("<II", f.read(8))
         if magic != _FOOTER_MAGIC:
             raise ValueError(f"{path} has no tantivy footer")
         f.seek(-8 - length, os.SEEK_END)
-        return json.loads(f.read(length))["version"]
+        version = json.loads(f.read(length))["version"]
+    if version.get("index_format_version") not in INDEX_FORMATS:
+        raise ValueError(f"{path}: tantivy index format {version.get('index_format_version')} is not written here")
+    return version

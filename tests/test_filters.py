@@ -269,6 +269,23 @@ def test_a_view_is_made_only_of_the_commit_the_searcher_shows_and_the_newest_few
     assert len(views()) == 1
 
 
+def test_an_index_in_a_format_whose_deletions_are_not_written_here_gets_no_view(
+    archive: tuple[Index, Path], monkeypatch: pytest.MonkeyPatch
+):
+    """A tantivy that writes another index format gets no view written in this one: the filter is applied
+    another way, with the same ranking."""
+    apply_lexical_filters("deleted-view", monkeypatch)
+    index, _ = archive
+    lexical, question, filters = index.searcher.lexical, QUESTIONS[0], {"since": "2016"}
+    keep = kept_chunks(index, filters)
+    lexical.views.clear()
+    viewed = index.searcher.lexical_arms(question, 20, keep)
+    monkeypatch.setattr(lexical_views, "INDEX_FORMATS", ())
+    lexical.views.clear()
+    assert lexical.views.searcher(keep.chunks, lexical.seq, lexical.committed_seq) is None
+    assert index.searcher.lexical_arms(question, 20, keep) == viewed
+
+
 def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
