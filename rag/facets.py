@@ -4,7 +4,8 @@ A filter used to be a list of chunk ids from SQL handed to each arm: at a millio
 passing that list cost ten to fifty times the unfiltered question. Here the documents' filterable fields and
 the document of every chunk stay in memory as arrays, so a filter is a few vectorised comparisons and one
 gather, whatever it matches; the dense arm takes the mask as it is (a FAISS bitmap selector), the lexical
-arms the same filter said as facet words (`rag.facet_terms`) or as chunk id ranges where it can be.
+arms the same filter said as facet words (`rag.facet_terms`) where it can be, or the mask as deletions in a
+view of their index (`rag.lexical_views`).
 Both follow the index's commits like the dense index does: new chunks appended, deleted ones cleared, the
 document fields re-read (one covering-index scan) only after a commit changed them.
 """
