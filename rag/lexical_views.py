@@ -83,10 +83,10 @@ class FilteredViews:
         source = self.folder.resolve()  # a replica's `current` may move to a newer snapshot meanwhile
         try:
             meta = json.loads((source / "meta.json").read_bytes())
-        except (OSError, ValueError):
+            view = _View(Path(tempfile.mkdtemp(prefix="verbatim-filtered-")), keep, seq)
+        except (OSError, ValueError):  # no commit yet; no room for a view
             return None
-        folder = Path(tempfile.mkdtemp(prefix="verbatim-filtered-"))
-        view = _View(folder, keep, seq)
+        folder = view.folder
         try:
             _link_segments(source, folder, meta)
             self._read_chunk_ids(folder, meta)
