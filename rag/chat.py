@@ -128,8 +128,8 @@ def build_app(service: ChatService) -> gr.Blocks:
                 question, k=k, mode=mode, source=source or None, since=since or None, until=until or None
             )
             return answer.to_dict()
-        except RagError as exc:
-            raise gr.Error(str(exc)) from exc
+        except RagError as exc:  # the caller's value, not a fault of the server: no traceback in its log
+            raise gr.Error(str(exc), print_exception=False) from exc
 
     with gr.Blocks(title="Verbatim") as demo:
         gr.Markdown(

@@ -63,6 +63,8 @@ def test_bad_values_over_http_come_back_with_their_reason(chat_server, args, mes
         Client(chat_server.url, verbose=False).predict(*args, api_name="/ask")
     reply = Client(chat_server.url, verbose=False).predict(*args, api_name="/chat")
     assert reply.startswith("Cannot search: ") and message in reply
+    # a caller's bad value is answered, not logged as a fault of the server
+    assert "Traceback" not in chat_server.log.read_text()
 
 
 def test_markup_in_an_article_comes_back_as_the_articles_own_text_from_chat_and_ask(chat_server):
