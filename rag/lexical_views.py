@@ -34,6 +34,7 @@ import tantivy
 
 VIEWS_KEPT = 8  # each holds one bit per passage on disk and a tantivy reader (one thread) while kept
 _FOOTER_MAGIC = 1337
+_FOOTER_READ = 4096  # a footer is a short JSON text: its file's tail holds it
 # The tantivy index format whose deletion files this module writes; an index in another gets no views (the
 # lexical arms filter another way) until the format is checked and added here.
 INDEX_FORMATS = (7,)
@@ -180,24 +181,25 @@ def _live_file(live: np.ndarray, footer: dict) -> bytes:
 
 def _read_live(path: Path, count: int) -> np.ndarray:
     """The live passages a deletion file of the index marks."""
-    data = path.read_bytes()
-    length, magic = struct.unpack("<II", data[-8:])
-    if magic != _FOOTER_MAGIC:
-        raise ValueError(f"{path} is not a tantivy deletion file")
-    words = np.frombuffer(data[4 : len(data) - 8 - length], dtype=np.uint8)
-    return np.unpackbits(words, bitorder="little")[:count].astype(bool)
+    body, _ = _split_footer(path.read_bytes(), path)
+    return np.unpackbits(np.frombuffer(body[4:], dtype=np.uint8), bitorder="little")[:count].astype(bool)
 
 
 def _footer_version(path: Path) -> dict:
     """The format version in the footer of one of the segment's own files: the view's files claim the
     version that wrote the index, which must be one whose deletion files are written here."""
     with open(path, "rb") as f:
-        f.seek(-8, os.SEEK_END)
-        length, magic = struct.unpack("<II", f.read(8))
-        if magic != _FOOTER_MAGIC:
-            raise ValueError(f"{path} has no tantivy footer")
-        f.seek(-8 - length, os.SEEK_END)
-        version = json.loads(f.read(length))["version"]
+        f.seek(max(0, os.path.getsize(path) - _FOOTER_READ))
+        _, footer = _split_footer(f.read(), path)
+    version = footer["version"]
     if version.get("index_format_version") not in INDEX_FORMATS:
         raise ValueError(f"{path}: tantivy index format {version.get('index_format_version')} is not written here")
     return version
+
+
+def _split_footer(data: bytes, path: Path) -> tuple[bytes, dict]:
+    """A tantivy file's body and its footer (`_live_file`); `data` may be the file's tail only."""
+    length, magic = struct.unpack("<II", data[-8:])
+    if magic != _FOOTER_MAGIC or length + 8 > len(data):
+        raise ValueError(f"{path} has no tantivy footer")
+    return data[: len(data) - 8 - length], json.loads(data[len(data) - 8 - length : -8])
