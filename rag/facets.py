@@ -241,8 +241,7 @@ class ChunkFilter:
             held[documents.ids[documents.sources.equals(source)]] = False
         held[0] = False  # the owner of a deleted chunk
         chunks = held[self.owners]
-        count = int(np.count_nonzero(chunks))
-        return Kept(chunks, np.flatnonzero(held), count, facets)
+        return Kept(chunks, np.flatnonzero(held), int(np.count_nonzero(chunks)), facets)
 
     def order_keys(self) -> np.ndarray:
         """Each chunk's `order_key` (its document's), indexed by chunk id: the order the dense index keeps its
