@@ -248,10 +248,15 @@ class LexicalIndex:
             return self._hits(
                 tantivy.Query.boolean_query([(tantivy.Occur.Must, facets), (tantivy.Occur.Must, query)]), n
             )
-        view = self.views.searcher(keep.chunks, self.seq, self.committed_seq)
+        view = self.view(keep.chunks)
         if view is not None:
             return self._hits(query, n, view)
         return self._kept_hits(query, n, keep.chunks, keep.count)
+
+    def view(self, keep: np.ndarray) -> tantivy.Searcher | None:
+        """A searcher over the commit in use with only the chunks `keep` marks live (`rag.lexical_views`);
+        None where none can be made."""
+        return self.views.searcher(keep, self.seq, self.committed_seq)
 
     def _kept_hits(self, query: tantivy.Query, n: int, keep: np.ndarray, kept: int) -> list[tuple[int, float]]:
         """The best `n` kept hits of `query`: the kept members of a deep enough prefix of its whole ranking

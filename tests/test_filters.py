@@ -154,7 +154,7 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
     assert [f for f in FILTERS if kept_chunks(index, f).facets is None] == []
     lexical = searcher.lexical
     for filters in FILTERS if way == "deleted-view" else ():  # made, not given up for another way
-        assert lexical.views.searcher(kept_chunks(index, filters).chunks, lexical.seq, lexical.committed_seq)
+        assert lexical.view(kept_chunks(index, filters).chunks)
     assert kept_by_hand(index, [cid for cid, _ in whole_dense], {"source": "nowhere.txt"}) == []
 
 
@@ -228,7 +228,7 @@ def test_a_view_with_deletions_holds_exactly_the_kept_passages_after_records_are
     assert list(lexical.path.glob("*.del")), "the rewrite left deleted passages in the segments"
     glob = {"source": "archive-[12].jsonl"}
     keep = kept_chunks(index, glob)
-    view = lexical.views.searcher(keep.chunks, lexical.seq, lexical.committed_seq)
+    view = lexical.view(keep.chunks)
     assert view is not None and view.num_docs == keep.count + 1  # the kept passages and the commit marker
     question = "When were the breakwater pilots paid?"
     found = index.search(question, k=3, mode="keyword", **glob)
@@ -256,16 +256,16 @@ def test_a_view_is_made_only_of_the_commit_the_searcher_shows_and_the_newest_few
         kept_chunks(index, {"since": str(year), "until": str(year)}) for year in range(2014, 2026)
     ]
     for keep in kept:
-        assert lexical.views.searcher(keep.chunks, lexical.seq, lexical.committed_seq) is not None
+        assert lexical.view(keep.chunks) is not None
         assert len(views()) <= lexical_views.VIEWS_KEPT
     assert len(views()) == lexical_views.VIEWS_KEPT
     before = lexical.seq
     Index(index.path).add([late])
     fresh = kept_chunks(index, {"source": "Valley Times"})  # the main index follows at its next search
-    assert lexical.views.searcher(fresh.chunks, lexical.seq, lexical.committed_seq) is None
+    assert lexical.view(fresh.chunks) is None
     lexical.follow(lexical.seq + 1)
     assert lexical.seq == before + 1 and views() == []
-    assert lexical.views.searcher(fresh.chunks, lexical.seq, lexical.committed_seq) is not None
+    assert lexical.view(fresh.chunks) is not None
     assert len(views()) == 1
 
 
@@ -282,7 +282,7 @@ def test_an_index_in_a_format_whose_deletions_are_not_written_here_gets_no_view(
     viewed = index.searcher.lexical_arms(question, 20, keep)
     monkeypatch.setattr(lexical_views, "INDEX_FORMATS", ())
     lexical.views.clear()
-    assert lexical.views.searcher(keep.chunks, lexical.seq, lexical.committed_seq) is None
+    assert lexical.view(keep.chunks) is None
     assert index.searcher.lexical_arms(question, 20, keep) == viewed
 
 
