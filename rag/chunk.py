@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from rag.lexical import WIDE_CHARS
-from rag.plaintext import is_headline
+from rag.lexical import WIDE_CHARS, is_headline
 from rag.records import Chunk, Document
 
 WIDE_CHAR_COST = 0.5

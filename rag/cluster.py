@@ -26,6 +26,7 @@ import numpy as np
 
 from rag.errors import IngestError, RagError
 from rag.exports import RecordFields
+from rag.planning import PlannedChunk, plan_chunks
 
 READ_BATCH = 8  # files per read task: a few ms of work each, so tasks are not all overhead
 # Documents per actor call (about 500 passages). Measured with 2 workers on 2,264 passages: 16 -> 76.9 s,
@@ -43,7 +44,7 @@ class Planned:
     index did not hold (by cache key)."""
 
     doc_id: int
-    chunks: list  # rag.indexer.PlannedChunk
+    chunks: list[PlannedChunk]
     vectors: dict[bytes, np.ndarray]
 
 
@@ -158,7 +159,7 @@ class _PlanAndEmbed:
         import torch
 
         from rag.embed import get_embedder
-        from rag.indexer import chunk_plan
+        from rag.planning import chunk_plan
 
         torch.set_num_threads(1)  # one CPU per actor: more actors, not more threads, use more cores
         self.embedder = get_embedder(model)
@@ -166,8 +167,6 @@ class _PlanAndEmbed:
         self.known = known
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from rag.indexer import plan_chunks
-
         planned = [
             (int(doc_id), plan_chunks(pickle.loads(doc), self.embedder, self.plan))
             for doc_id, doc in zip(batch["doc_id"], batch["doc"], strict=True)

@@ -4,12 +4,13 @@ instead of as a list of ids beside it; and the passage's place in that index (`o
 
 A filter becomes the set of words its passages hold one or more of: a day range is cut into whole years,
 whole months and single days (the fewest words), a glob into the names it matches, a name and a day range
-into the name joined to each of those.
+into the name joined to each of those. `kept_depth` says how deep every arm reads a ranking under a filter.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from urllib.parse import urlsplit
 
 
@@ -87,3 +88,11 @@ def facet_text(source: str, file: str, site: str | None, url: str | None, publis
         names.append(name_word("h", host))
     dates = date_words(day_number(published))
     return " ".join(dates + names + [name + date for name in names for date in dates])
+
+
+def kept_depth(n: int, share: float) -> int:
+    """How deep to read a ranking to find `n` hits that a filter keeping `share` of the collection keeps: the
+    kept among the first d hits counted as a binomial draw, with three standard deviations to spare, so that a
+    filter keeping most passages reads hardly deeper than the unfiltered search (bench/filters.py). A caller
+    that finds too few reads deeper."""
+    return max(n, math.ceil((n + 3 * math.sqrt(n * (1 - share)) + 5) / share))

@@ -8,7 +8,6 @@ and only files that are gone from a scanned folder are removed.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,21 +18,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from rag.chunk import ChunkPlan, chunk_document
+from rag.chunk import ChunkPlan
+from rag.crash import crash_point
 from rag.dedup import NEAR_DUPLICATE, NEIGHBOURS_PER_BUCKET, clusters, lsh_keys, minhash, similarity, text_fingerprint
-from rag.embed import TITLE_TOKENS, Encoder, passage_input
+from rag.embed import Encoder
 from rag.errors import IngestError
 from rag.exports import RecordFields, stream_records
 from rag.ingest import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents
 from rag.lexical import broken_character
-from rag.records import Chunk, Document, IndexReport
+from rag.planning import PlannedChunk, chunk_plan, plan_chunks
+from rag.records import Document, IndexReport
 from rag.store import (
     NewChunk,
     Reader,
     Store,
     Writer,
     check_model,
-    crash_point,
     has_index,
     is_legacy,
     legacy_vectors,
@@ -201,11 +201,6 @@ def from_documents(documents: Iterable[Document], root: str = MEMORY_ROOT) -> Sc
         result.documents[(root, doc.source)] = doc
         result.files[(root, doc.source)] = doc.source
     return result
-
-
-def chunk_plan(embedder: Encoder) -> ChunkPlan:
-    """Passage budgets for `embedder`: its limit, less the title put in front of each passage."""
-    return ChunkPlan(max_tokens=embedder.max_tokens - TITLE_TOKENS - 1)
 
 
 def update_index(
@@ -499,20 +494,3 @@ def _vectors_for(
         found.update(zip((d for d, _ in todo), encoded))
         crash_point("embedding")
     return {**found, **ready}, len(todo)
-
-
-@dataclass(frozen=True)
-class PlannedChunk:
-    chunk: Chunk
-    model_ids: tuple[int, ...]
-    digest: bytes
-
-
-def plan_chunks(doc: Document, embedder: Encoder, plan: ChunkPlan) -> list[PlannedChunk]:
-    """Chunks of `doc` with what the model reads, as token ids, and its cache key (a hash of it as text)."""
-    title, title_ids = embedder.title_prefix(doc.title)
-    planned = []
-    for chunk in chunk_document(doc, embedder, plan):
-        digest = hashlib.sha256(f"{embedder.name}\n{passage_input(title, chunk.text)}".encode()).digest()[:16]
-        planned.append(PlannedChunk(chunk, (*title_ids, *chunk.ids), digest))
-    return planned

@@ -200,7 +200,11 @@ def words_and_pairs_query(text: str) -> list[str]:
     """The content words, plus each pair of neighbouring content words as a phrase: a passage that repeats
     the question's wording ("super bowl", "mutual defense") ranks above one that merely shares its words
     (the ordered pairs of the sequential dependence model). Measured on SQuAD in bench/RESULTS.md."""
-    words = content_words(text)
+    return with_pairs(content_words(text))
+
+
+def with_pairs(words: list[str]) -> list[str]:
+    """`words`, then each pair of neighbours as a phrase (`words_and_pairs_query`)."""
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
@@ -236,3 +240,12 @@ def coverage(keys: list[str], passage: str) -> float:
         return 0.0
     lowered = fold(passage)
     return sum(1 for key in keys if key in lowered) / len(keys)
+
+
+HEADLINE_MAX_CHARS = 150
+LINE_END = re.compile(r"[.!?。…][\"'”’)\]]*$")
+
+
+def is_headline(text: str) -> bool:
+    """A short line that does not end like a sentence."""
+    return len(text) < HEADLINE_MAX_CHARS and not LINE_END.search(text)

@@ -39,13 +39,13 @@ import numpy as np
 import Stemmer
 import tantivy
 
+from rag.crash import crash_point
 from rag.errors import IndexCorruptError
-from rag.facet_terms import facet_text, in_order_runs, order_key
+from rag.facet_terms import facet_text, in_order_runs, kept_depth, order_key
 from rag.facets import Kept
 from rag.lexical import bigram_text, fold
 from rag.lexical_views import FilteredViews
-from rag.store_read import PassageRow, crash_point
-from rag.vectors import kept_depth
+from rag.store_read import PassageRow
 
 FOLDER = "lexical-7"  # the number changes with the analysis: a new number rebuilds it from SQLite
 PENDING = "pending.json"

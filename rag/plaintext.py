@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from rag.dates import parse_date
 from rag.errors import IngestError
-from rag.lexical import has_wide_script
+from rag.lexical import LINE_END, has_wide_script, is_headline
 from rag.records import Document
 
 _BOILERPLATE = re.compile(
@@ -53,8 +53,6 @@ _LISTING_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 _INNER_SENTENCE = re.compile(r"[a-z0-9%)][.!?]\s+[A-Z\"“]")
 _QUOTED = re.compile(r"[\"“”‘’\[\]「」『』]")
 _DATE_LINE = re.compile(r"^\s*(?:posted|published|updated|date|dated)\b", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?。…][\"'”’)\]]*$")
-HEADLINE_MAX_CHARS = 150
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,6 @@ class Line:
     start: int
     end: int
     text: str
-
-
-def is_headline(text: str) -> bool:
-    """A short line that does not end like a sentence."""
-    return len(text) < HEADLINE_MAX_CHARS and not _SENTENCE_END.search(text)
 
 
 def is_listing_line(text: str) -> bool:
@@ -85,7 +78,7 @@ def is_listing_line(text: str) -> bool:
 
 
 def is_unfinished_line(text: str) -> bool:
-    return bool(text) and len(text) <= LISTING_MAX_CHARS and not _SENTENCE_END.search(text)
+    return bool(text) and len(text) <= LISTING_MAX_CHARS and not LINE_END.search(text)
 
 
 def furniture(lines: list[Line], content: list[bool]) -> set[int]:

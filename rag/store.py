@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rag.crash import crash_point
 from rag.errors import IndexFormatError, IndexNotFoundError, IndexWriteError
 from rag.lexical_index import FOLDER as LEXICAL_FOLDER
 from rag.lexical_index import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
 from rag.store_read import (
-    CRASH_ENV,
     DB_NAME,
     FORMAT_VERSION,
     LEGACY_POINTER,
@@ -43,14 +43,12 @@ from rag.store_read import (
     Reader,
     check_model,
     connect,
-    crash_point,
     is_legacy,
     no_index_error,
 )
 from rag.store_write import NewChunk, Writer
 
 __all__ = [
-    "CRASH_ENV",
     "DB_NAME",
     "FORMAT_VERSION",
     "has_index",

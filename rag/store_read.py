@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +24,6 @@ MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 LEGACY_POINTER = "CURRENT"  # formats 1-2: whole-index generations named by this file
 TOMBSTONES_KEPT = 100_000
-CRASH_ENV = "VERBATIM_CRASH_AT"  # fault tests: the named write step at which the process kills itself
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -183,18 +180,6 @@ class DocFilter:
 
     def active(self) -> bool:
         return bool(self.source or self.since or self.until)
-
-
-def crash_point(step: str) -> None:
-    """SIGKILL this process at a named step of a write when the fault tests ask for it ($VERBATIM_CRASH_AT), so
-    every step's crash is reproducible instead of hoped for at a random moment. A step named `during-...`
-    is killed from another thread a moment later, while the step that follows it (the SQLite commit) runs."""
-    if os.environ.get(CRASH_ENV) != step:
-        return
-    if step.startswith("during-"):
-        threading.Timer(0.0005, os.kill, (os.getpid(), signal.SIGKILL)).start()
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def connect(path: Path) -> sqlite3.Connection:

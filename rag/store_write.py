@@ -15,9 +15,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.crash import crash_point
 from rag.lexical_index import LexicalWriter
 from rag.records import Chunk, Document
-from rag.store_read import FORMAT_VERSION, TOMBSTONES_KEPT, PassageRow, Reader, crash_point
+from rag.store_read import FORMAT_VERSION, TOMBSTONES_KEPT, PassageRow, Reader
 from rag.vectors import (
     ANN_MIN_ROWS,
     ANN_RETRAIN_GROWTH,

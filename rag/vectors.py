@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError
+from rag.facet_terms import kept_depth
 
 VECTOR_DTYPE = np.float16
 ANN_MIN_ROWS = 200_000  # below this, exact search is fast enough (bench/RESULTS.md)
@@ -323,14 +324,6 @@ class DenseIndex:
         """How often the filter's verdict changes from one vector to the next along the lists (sampled)."""
         first, second = self._pairs
         return float(np.mean(_take(keep, first) != _take(keep, second))) if len(first) else 0.0
-
-
-def kept_depth(n: int, share: float) -> int:
-    """How deep to read a ranking to find `n` hits that a filter keeping `share` of the collection keeps: the
-    kept among the first d hits counted as a binomial draw, with three standard deviations to spare, so that a
-    filter keeping most passages reads hardly deeper than the unfiltered search (bench/filters.py). A caller
-    that finds too few reads deeper."""
-    return max(n, math.ceil((n + 3 * math.sqrt(n * (1 - share)) + 5) / share))
 
 
 def _take(values: np.ndarray, ids: np.ndarray, missing: bool | int = False) -> np.ndarray:

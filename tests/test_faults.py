@@ -28,7 +28,7 @@ import pytest
 
 import rag.indexer
 from rag import Index, lexical_index
-from rag.store import CRASH_ENV
+from rag.crash import CRASH_ENV
 from tests.conftest import synthetic_articles
 
 QUESTION = "Which senator from Vermont did Kim Jong-hoon meet?"
