@@ -136,7 +136,7 @@ def exact_search(dense, q_vec, mask) -> list[tuple[int, float]]:
 
 
 def doc_filter(filters: dict):
-    from rag.search import date_bound
+    from rag.request import date_bound
     from rag.store import DocFilter
 
     return DocFilter(

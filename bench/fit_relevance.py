@@ -33,7 +33,8 @@ from news import DEFAULT_CLONE, load_news  # noqa: E402
 
 from rag.embed import passage_input, resolve_model  # noqa: E402
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
-from rag.relevance import FEATURES, Question, features  # noqa: E402
+from rag.relevance import FEATURES, features  # noqa: E402
+from rag.request import Question  # noqa: E402
 from rag.search import FOUND_DEPTH, Arms, fuse_arms  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"

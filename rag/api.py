@@ -14,7 +14,8 @@ from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundErr
 from rag.exports import RecordFields
 from rag.indexer import ScanResult, from_documents, index_exports, scan, update_index
 from rag.records import Answer, Document, IndexReport
-from rag.search import Mode, Searcher
+from rag.request import DEFAULT_K, Mode, SearchRequest
+from rag.search import Searcher
 from rag.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
 
 if TYPE_CHECKING:
@@ -127,14 +128,19 @@ class Index:
     def search(
         self,
         question: str,
-        k: int = 5,
+        k: int = DEFAULT_K,
         mode: Mode = "hybrid",
         source: str | None = None,
         since: str | None = None,
         until: str | None = None,
     ) -> Answer:
-        """See `Searcher.search`: `source` is a file, glob or site; `since`/`until` bound the publication date."""
-        return self.searcher.search(question, k=k, mode=mode, source=source, since=since, until=until)
+        """The best passages for `question`: `source` is a file, glob or site; `since`/`until` (YYYY, YYYY-MM or
+        YYYY-MM-DD, inclusive) bound the publication date. See `Searcher.search`."""
+        return self.ask(SearchRequest.build(question, k, mode, source, since, until))
+
+    def ask(self, request: SearchRequest) -> Answer:
+        """Answer a request built by its caller (`SearchRequest.build`), which names its fields its own way."""
+        return self.searcher.search(request)
 
     def roots(self) -> set[str]:
         """The folders (and parents of single files) this index was built from."""
@@ -200,7 +206,7 @@ def default_index(progress: bool = False) -> Index:
 
 def query(
     question: str,
-    k: int = 5,
+    k: int = DEFAULT_K,
     mode: Mode = "hybrid",
     source: str | None = None,
     since: str | None = None,

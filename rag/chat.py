@@ -15,10 +15,10 @@ from typing import Any
 
 import gradio as gr
 
-from rag.chat_service import ALL_SOURCES, DEFAULT_K, ChatService
+from rag.chat_service import ALL_SOURCES, CHAT_NAMES, ChatService
 from rag.errors import RagError
 from rag.ingest import SUPPORTED_SUFFIXES
-from rag.search import MODES
+from rag.request import DEFAULT_K, MODES, SearchRequest
 
 LISTS_REFRESH_SECONDS = 5.0  # how soon an open tab's Sources list shows another writer's articles
 MAX_CHAT_K = 20
@@ -68,7 +68,7 @@ def build_app(service: ChatService) -> gr.Blocks:
         history = list(history or [])
         if not message or not message.strip():
             return history, ""
-        reply = service.answer(message, user_questions(history), int(k), mode, source, since, until)
+        reply = service.answer(message, user_questions(history), k, mode, source, since, until, CHAT_NAMES)
         history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
         return history, ""
 
@@ -124,10 +124,7 @@ def build_app(service: ChatService) -> gr.Blocks:
     ) -> dict:
         """Ask a question; returns the same JSON as `rag ask --json` (passage text raw, not escaped)."""
         try:
-            answer = service.index.search(
-                question, k=k, mode=mode, source=source or None, since=since or None, until=until or None
-            )
-            return answer.to_dict()
+            return service.index.ask(SearchRequest.build(question, k, mode, source, since, until)).to_dict()
         except RagError as exc:  # the caller's value, not a fault of the server: no traceback in its log
             raise gr.Error(str(exc), print_exception=False) from exc
 

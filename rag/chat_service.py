@@ -19,11 +19,10 @@ from rag.errors import RagError
 from rag.highlight import best_sentences
 from rag.records import Answer
 from rag.render import ShownPassage, answer_markdown, answer_text, article_html, error_markdown, literal
-from rag.search import Mode
+from rag.request import API_NAMES, DEFAULT_K, FieldNames, SearchRequest
 from rag.store import DocumentSummary
 from rag.uploads import DEFAULT_UPLOAD_MB, save_uploads
 
-DEFAULT_K = 5
 # Questions the seed articles answer, each with the article that answers it.
 SEED_EXAMPLES = {
     "Who was Kim Kyoung-soo's political mentor?": "002_4545c625dd368776.txt",
@@ -32,7 +31,11 @@ SEED_EXAMPLES = {
     "Who is Lee Jae-myung's main rival according to the poll?": "000_594d65cdc1b20141.txt",
 }
 MAX_EXAMPLES = 4
-ALL_SOURCES = ""
+ALL_SOURCES = ""  # the article list's "All articles": a blank filter, which a request reads as none
+# The search options as the browser page labels them, for its error messages.
+CHAT_NAMES = FieldNames(
+    k="Passages", mode="Search", source="Only in article or site", since="Published from", until="Published until"
+)
 SOURCES_PAGE = 50  # rows of the Sources table at a time: the page never carries the whole collection
 ARTICLE_CHOICES = 100  # articles offered in the filter list; any other can be typed (file, glob or site)
 
@@ -71,22 +74,23 @@ class ChatService:
         self,
         message: str,
         earlier: Sequence[str] = (),
-        k: int = DEFAULT_K,
-        mode: Mode = "hybrid",
-        source: str = ALL_SOURCES,
-        since: str = "",
-        until: str = "",
+        k: object = DEFAULT_K,
+        mode: object = "hybrid",
+        source: object = None,
+        since: object = None,
+        until: object = None,
+        names: FieldNames = API_NAMES,
     ) -> Reply:
         """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
-        A question that cannot be searched gets its reason as the reply rather than an exception."""
+        A question that cannot be searched gets its reason as the reply, its fields named as in `names`, rather
+        than an exception."""
         query = search_text(message, earlier) if isinstance(message, str) and message.strip() else message
         try:
-            answer = self.index.search(
-                query, k=k, mode=mode, source=source or None, since=since or None, until=until or None
-            )
+            request = SearchRequest.build(query, k, mode, source, since, until, names=names)
+            answer = self.index.ask(request)
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query, error=str(exc))
-        bar = self.index.searcher.bar(mode)
+        bar = self.index.searcher.bar(request.mode)
         marks = best_sentences(answer.query, answer.passages)
         facts = self.index.article_facts(p.doc_id for p in answer.passages)
         shown = tuple(ShownPassage(p, mark, p.score / bar, *facts[p.doc_id]) for p, mark in zip(answer.passages, marks))

@@ -14,7 +14,7 @@ from rag.api import Index, default_corpus_dir, default_index, default_index_dir
 from rag.errors import RagError
 from rag.exports import RecordFields
 from rag.records import Answer, IndexReport
-from rag.search import MAX_K, MODES
+from rag.request import CLI_NAMES, DEFAULT_K, MAX_K, MODES, SearchRequest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--k", type=int, default=5, help=f"number of passages, 1-{MAX_K} (default 5)")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"number of passages, 1-{MAX_K} (default {DEFAULT_K})")
     p.add_argument("--mode", choices=MODES, default="hybrid", help="search mode (default hybrid)")
     p.add_argument(
         "--source", help="only this source file (a glob such as '2025/*.html' works) or site ('koreaherald.com')"
@@ -187,9 +187,10 @@ def _open(args: argparse.Namespace) -> Index:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    answer = _open(args).search(
-        args.question, k=args.k, mode=args.mode, source=args.source, since=args.since, until=args.until
+    request = SearchRequest.build(
+        args.question, args.k, args.mode, args.source, args.since, args.until, names=CLI_NAMES
     )
+    answer = _open(args).ask(request)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -221,9 +222,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         if not question.strip():
             continue
-        reply = service.answer(
-            question, earlier, args.k, args.mode, args.source or "", args.since or "", args.until or ""
-        )
+        reply = service.answer(question, earlier, args.k, args.mode, args.source, args.since, args.until, CLI_NAMES)
         print(reply.text(marked), flush=True)
         earlier.append(question)
 

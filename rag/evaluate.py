@@ -31,7 +31,7 @@ from rag.api import Index
 from rag.embed import resolve_model
 from rag.errors import RagError
 from rag.records import Document
-from rag.search import MODES
+from rag.request import MODES, SearchRequest
 
 CUTOFFS = (1, 5, 20)
 RANK_DEPTH = 20  # documents ranked per query; the metrics need no more
@@ -235,12 +235,11 @@ def run_mode(index: Index, bench: Benchmark, mode: str, progress: bool) -> tuple
     rankings: dict[str, list[str]] = {}
     found: dict[str, bool] = {}
     latencies = []
-    searcher = index.searcher
     for qid, text in tqdm(
         bench.queries, desc=f"{bench.name} {mode}", unit="query", disable=not progress, file=sys.stderr
     ):
         started = time.perf_counter()
-        answer = searcher.search(text, k=PASSAGE_DEPTH, mode=mode)  # type: ignore[arg-type]
+        answer = index.ask(SearchRequest.build(text, PASSAGE_DEPTH, mode))
         latencies.append((time.perf_counter() - started) * 1000)
         rankings[qid] = document_ranking(answer.passages)
         found[qid] = answer.found
@@ -259,12 +258,11 @@ def found_errors(index: Index, bench: Benchmark, answered: dict[str, bool], samp
     the set) asked again without their documents (`Benchmark.absent`), found true."""
     refused = sum(1 for ok in answered.values() if not ok)
     asked = bench.limited(sample).queries
-    searcher = index.searcher
     wrong = 0
     for qid, text in tqdm(
         asked, desc=f"{bench.name} unanswerable", unit="query", disable=not progress, file=sys.stderr
     ):
-        wrong += searcher.search(text, k=5, exclude=bench.absent(qid)).found
+        wrong += index.ask(SearchRequest.build(text, 5, exclude=tuple(bench.absent(qid)))).found
     return {
         "wrongly_refused": round(refused / len(answered), 4) if answered else None,
         "answerable_queries": len(answered),

@@ -16,11 +16,10 @@ import math
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
 
-from rag.lexical import coverage, has_wide_script, query_keys
+from rag.lexical import coverage, has_wide_script
+from rag.request import AnswerType, Question
 
-AnswerType = Literal["number", "date", "name", "none"]
 FEATURES = (
     "similarity",
     "lexical",
@@ -34,17 +33,6 @@ FEATURES = (
 )
 LEXICAL_CAP = 2.0  # a passage repeating the question's words can pass the one-mention ceiling; cap the excess
 
-_NUMBER_Q = re.compile(
-    r"^\s*(?:how\s+(?:many|much|old|long|tall|far|big|large|high|often|fast|deep|heavy)\b|"
-    r"(?:what|which)\s+(?:percentage|percent|number|amount|proportion|share|age|size)\b)|"
-    r"\bhow\s+(?:many|much)\b|몇|얼마",
-    re.IGNORECASE,
-)
-_DATE_Q = re.compile(
-    r"^\s*when\b|\b(?:what|which)\s+(?:year|date|day|month|decade|century|time)\b|\bin\s+what\s+year\b|언제|몇\s*년|연도",
-    re.IGNORECASE,
-)
-_NAME_Q = re.compile(r"^\s*(?:who|whom|whose|where)\b|\b(?:who|whom|whose)\b|누구|누가|어디", re.IGNORECASE)
 _NUMBER = re.compile(
     r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
     r"hundred|thousand|million|billion|dozen|half|once|twice)\b",
@@ -57,17 +45,6 @@ _DATE = re.compile(
     re.IGNORECASE,
 )
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'’-]+")
-
-
-def answer_type(question: str) -> AnswerType:
-    """The kind of thing a question asks for, from its question words; "none" when it asks for no kind."""
-    if _DATE_Q.search(question):
-        return "date"
-    if _NUMBER_Q.search(question):
-        return "number"
-    if _NAME_Q.search(question):
-        return "name"
-    return "none"
 
 
 def holds_answer_type(kind: AnswerType, question: str, text: str) -> bool:
@@ -83,20 +60,6 @@ def holds_answer_type(kind: AnswerType, question: str, text: str) -> bool:
             has_wide_script(text) and not has_wide_script(question)
         )
     return False
-
-
-@dataclass(frozen=True)
-class Question:
-    """What the score needs to know about a question, worked out once per search."""
-
-    text: str
-    keys: tuple[str, ...]
-    kind: AnswerType
-    wide: bool
-
-    @classmethod
-    def of(cls, text: str) -> Question:
-        return cls(text, tuple(query_keys(text)), answer_type(text), has_wide_script(text))
 
 
 def features(question: Question, passage_text: str, similarity: float | None, lexical: float) -> list[float]:

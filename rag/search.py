@@ -8,94 +8,25 @@ leave-one-dataset-out (`rag/calibration.json`, `bench/fit_relevance.py`).
 
 from __future__ import annotations
 
-import calendar
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 
 from rag.embed import Encoder, passage_input
-from rag.errors import InvalidQueryError
 from rag.facets import ChunkFilter, Kept
 from rag.fusion import convex_fusion
-from rag.lexical import bigram_query, broken_character, has_wide_script, words_and_pairs_query, words_query
 from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
 from rag.records import Answer, Copy, Passage, page_at
-from rag.relevance import Question, RelevanceModel, features, load_calibration
+from rag.relevance import RelevanceModel, features, load_calibration
+from rag.request import Mode, Question, SearchRequest
 from rag.store import ChunkHit, DocFilter, Reader, Store, recover
 from rag.vectors import DenseIndex, DenseLayout, VectorFile
 
-Mode = Literal["hybrid", "semantic", "keyword"]
-MODES: tuple[str, ...] = ("hybrid", "semantic", "keyword")
-MAX_QUERY_CHARS = 2000
-MAX_K = 100
-MAX_MERGED_CHARS = 3000
 FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
-
-
-_BOUND = re.compile(r"^([0-9]{4})(?:-([0-9]{1,2}))?(?:-([0-9]{1,2}))?$")
-
-
-def date_bound(value: str | None, which: Literal["since", "until"]) -> str | None:
-    """YYYY, YYYY-MM or YYYY-MM-DD as an inclusive ISO bound: `until 2025-03` means up to 2025-03-31."""
-    value = text_option(which, value)
-    if value is None or not value.strip():
-        return None
-    match = _BOUND.match(value.strip())
-    if not match:
-        raise InvalidQueryError(f"--{which} '{value[:40]}': write a date as YYYY, YYYY-MM or YYYY-MM-DD")
-    year, month, day = int(match.group(1)), match.group(2), match.group(3)
-    try:
-        if day is not None:
-            return date(year, int(month), int(day)).isoformat()
-        if month is not None:
-            last = calendar.monthrange(year, int(month))[1]
-            return date(year, int(month), 1 if which == "since" else last).isoformat()
-        return date(year, 1, 1).isoformat() if which == "since" else date(year, 12, 31).isoformat()
-    except (ValueError, calendar.IllegalMonthError) as exc:
-        raise InvalidQueryError(f"--{which} '{value}': {exc}") from exc
-
-
-def text_option(name: str, value: object) -> str | None:
-    """An optional text argument (a filter) as given, or a typed error naming it."""
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidQueryError(f"--{name} must be text, not {type(value).__name__}")
-
-
-def validate_k(k: object) -> int:
-    """`k` as a whole number in range; a whole float (3.0) or digits ("5") from a form or HTTP count too."""
-    value: int | None = None
-    if isinstance(k, int) and not isinstance(k, bool):
-        value = k
-    elif isinstance(k, float) and k.is_integer():
-        value = int(k)
-    elif isinstance(k, str) and k.strip().isascii() and k.strip().isdigit():
-        value = int(k.strip())
-    if value is None or not 1 <= value <= MAX_K:
-        raise InvalidQueryError(f"k must be a whole number between 1 and {MAX_K}, not {str(k)[:40]!r}")
-    return value
-
-
-def validate_query(question: object) -> str:
-    if question is not None and not isinstance(question, str):
-        raise InvalidQueryError(f"the question must be text, not {type(question).__name__}")
-    if not question or not question.strip():
-        raise InvalidQueryError("the question is empty: type a few words about what you are looking for")
-    surrogate = broken_character(question)
-    if surrogate is not None:
-        raise InvalidQueryError(
-            f"the question holds a broken character at position {surrogate + 1} (half of an emoji or a byte that "
-            "is not UTF-8): type or paste it again"
-        )
-    if len(question) > MAX_QUERY_CHARS:
-        raise InvalidQueryError(f"the question is {len(question):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
-    return question.strip()
+MAX_MERGED_CHARS = 3000
 
 
 Ranking = list[tuple[int, float]]
@@ -261,45 +192,29 @@ class Searcher:
         self._chunk_filter.follow(reader, int(reader.meta().get("seq", 0)))
         return self._chunk_filter.order_keys()
 
-    def search(
-        self,
-        question: str,
-        k: int = 5,
-        mode: Mode = "hybrid",
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        exclude: Sequence[str] = (),
-    ) -> Answer:
-        """Best passages for `question`. `source` keeps documents whose file or source matches it exactly or
-        as a glob, or whose site (name or web host) it names; `since`/`until` (YYYY, YYYY-MM or YYYY-MM-DD,
-        inclusive) keep documents published in that range, which leaves out documents with no known date.
-        `exclude` leaves out documents by source: evaluation asks questions whose answer is absent that way.
+    def search(self, request: SearchRequest) -> Answer:
+        """Best passages for the request's question. Its filter keeps documents whose file or source matches
+        `source` exactly or as a glob, or whose site (name or web host) it names, and documents published
+        between `since` and `until` (inclusive), which leaves out documents with no known date; `exclude` leaves
+        out documents by source.
 
         Each passage's `score` is the probability that it answers the question (`rag.relevance`), worked
         out from that passage alone; `found` says whether one of the first FOUND_DEPTH passages clears the
         calibrated bar. Both are the same whatever `k` is."""
-        question = validate_query(question)
-        if not isinstance(mode, str) or mode not in MODES:
-            raise InvalidQueryError(f"unknown search mode {str(mode)[:40]!r}: choose one of {', '.join(MODES)}")
-        k = validate_k(k)
-        filters = DocFilter(
-            text_option("source", source) or None, date_bound(since, "since"), date_bound(until, "until")
-        )
+        asked, k, mode = request.question, request.k, request.mode
         self.catch_up()
-        asked = Question.of(question)
         # The question is encoded in every mode but keyword: its cosine is evidence for the score even where
         # the dense arm stays out of the ranking (Korean with a model that reads no Korean).
-        q_vec = self.embedder.encode_query(question) if mode != "keyword" else None
+        q_vec = self.embedder.encode_query(asked.text) if mode != "keyword" else None
         ranks_dense = q_vec if self.uses_dense(asked, mode) else None
         with self.store.read() as reader:
-            keep = self.kept_chunks(reader, filters, exclude)
+            keep = self.kept_chunks(reader, request.filter, request.exclude)
             arms = self.arms(asked, max(100, k * 10), ranks_dense, keep)
             dense = q_vec is not None
             scorer = _Scorer(asked, self.calibration.model(dense), arms.lexical_strengths, dense)
             passages = self._passages(reader, self.fuse(arms, mode), max(k, FOUND_DEPTH), q_vec, scorer)
         found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
-        return Answer(query=question, found=found, passages=passages[:k], note=self.script_note(asked))
+        return Answer(query=asked.text, found=found, passages=passages[:k], note=self.script_note(asked))
 
     def bar(self, mode: Mode = "hybrid") -> float:
         """The probability at which a passage counts as an answer in `mode`."""
@@ -315,18 +230,18 @@ class Searcher:
         in every mode: in semantic search they rank nothing but still give each passage its lexical evidence,
         so that its score means what it means in the other modes. `keep` limits them all to what filters
         keep."""
-        lexical = self.lexical_arms(asked.text, depth, keep)
+        lexical = self.lexical_arms(asked, depth, keep)
         dense = self.dense(q_vec, depth, keep) if q_vec is not None else None
         return Arms(lexical, dense)
 
-    def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: Sequence[str] = ()) -> Kept | None:
+    def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: frozenset[str] = frozenset()) -> Kept | None:
         """The chunks that `filters` keep and `exclude` does not leave out, as of the reader's commit; None
         when nothing is filtered."""
         if not filters.active() and not exclude:
             return None
         with self._refresh_lock:
             self._chunk_filter.follow(reader, int(reader.meta().get("seq", 0)))
-            return self._chunk_filter.keep(filters, frozenset(exclude))
+            return self._chunk_filter.keep(filters, exclude)
 
     def fuse(self, arms: Arms, mode: Mode = "hybrid") -> list[tuple[int, float]]:
         if mode == "semantic":
@@ -339,7 +254,7 @@ class Searcher:
         """One line for a question in Korean, Chinese or Japanese whose words no indexed passage holds in
         that script: the default model cannot match such a question to English text, and a bare "not found"
         would not say why."""
-        if not asked.wide or self.lexical.holds_any(bigram_query(asked.text), PLAIN):
+        if not asked.wide or self.lexical.holds_any(asked.bigrams, PLAIN):
             return None
         return (
             "None of the indexed articles holds this question's Korean/Chinese/Japanese words, and the default "
@@ -353,16 +268,13 @@ class Searcher:
             return dense.search(q_vec, n, None if keep is None else keep.chunks)
 
     def lexical_arms(
-        self, question: str, n: int, keep: Kept | None = None
+        self, asked: Question, n: int, keep: Kept | None = None
     ) -> list[tuple[list[tuple[int, float]], float]]:
-        """The BM25 rankings for `question`, each with its ceiling (`LexicalIndex.search_with_ceiling`): for
+        """The BM25 rankings for the question, each with its ceiling (`LexicalIndex.search_with_ceiling`): for
         Hangul/CJK the plain fields with two-character pieces; otherwise the stemmed fields queried with words
         and neighbouring-word phrases, and the plain fields with words (stemming finds "elected" for
         "election", the plain arm keeps "Apple" apart from "apples")."""
-        if has_wide_script(question):
-            plans = [(bigram_query(question), PLAIN)]
-        else:
-            plans = [(words_and_pairs_query(question), STEMMED), (words_query(question), PLAIN)]
+        plans = [(asked.bigrams, PLAIN)] if asked.wide else [(asked.pairs, STEMMED), (asked.words, PLAIN)]
         return [self.lexical.search_with_ceiling(terms, field, n, keep) for terms, field in plans]
 
     def bm25(self, terms: Sequence[str], field: str, n: int) -> list[tuple[int, float]]:

@@ -76,6 +76,18 @@ def test_a_question_that_cannot_be_searched_gets_the_reason_as_reply(service):
     assert reply.answer is None and reply.markdown.startswith("**Cannot search:**")
 
 
+def test_a_bad_value_is_named_the_way_its_caller_gave_it(service, seed_index, capsys):
+    from rag.chat_service import CHAT_NAMES
+    from rag.cli import main
+
+    typed = service.answer("Lee Jae-myung", since="Jan 2025", names=CHAT_NAMES)
+    assert typed.error == "Published from 'Jan 2025': write a date as YYYY, YYYY-MM or YYYY-MM-DD"
+    assert "--" not in typed.markdown
+    assert service.answer("Lee Jae-myung", k=0).error.startswith("k must be a whole number")
+    assert main(["ask", "Lee Jae-myung", "--until", "2025-13", "--index", str(seed_index.path)]) == 2
+    assert "--until '2025-13'" in capsys.readouterr().err
+
+
 def test_read_in_context_marks_the_passage_at_its_offsets(service):
     reply = service.answer("What is the China-North Korea mutual defense pledge?")
     p = reply.shown[0].passage

@@ -24,7 +24,7 @@ from rag import Index, lexical_index, lexical_views
 from rag.facet_terms import day_number
 from rag.facets import Kept
 from rag.lexical_views import FilteredViews
-from rag.search import date_bound
+from rag.request import date_bound
 from rag.store import DocFilter
 
 SITES = ["Harbour Gazette", "Capital Wire", "Valley Times"]

@@ -10,15 +10,8 @@ from hypothesis import strategies as st
 
 from rag.chat_service import ChatService
 from rag.cli import format_answer
-from rag.relevance import (
-    FEATURES,
-    Question,
-    answer_type,
-    feature_vector,
-    features,
-    holds_answer_type,
-    load_calibration,
-)
+from rag.relevance import FEATURES, feature_vector, features, holds_answer_type, load_calibration
+from rag.request import Question, answer_type
 
 CALIBRATION = load_calibration("all-MiniLM-L6-v2")
 MODELS = {"hybrid": CALIBRATION.dense, "keyword": CALIBRATION.lexical_only}

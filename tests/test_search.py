@@ -110,9 +110,9 @@ def test_url_attribution(seed_index):
         ({"question": "Lee\ud800 summit"}, "broken character at position 4"),
         ({"question": "ok", "since": "0000"}, "year 0 is out of range"),
         ({"question": "ok", "since": "\u0662\u0660\u0662\u0664"}, "write a date as YYYY"),
-        ({"question": "ok", "until": "2024-13"}, "--until '2024-13'"),
-        ({"question": "ok", "until": 2024}, "--until must be text"),
-        ({"question": "ok", "source": ["a.txt"]}, "--source must be text"),
+        ({"question": "ok", "until": "2024-13"}, "until '2024-13'"),
+        ({"question": "ok", "until": 2024}, "until must be text"),
+        ({"question": "ok", "source": ["a.txt"]}, "source must be text"),
     ],
 )
 def test_bad_queries_raise_typed_errors(seed_index, kwargs, message):
@@ -137,7 +137,7 @@ def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy
 
 
 def test_date_bounds_are_inclusive_whole_periods():
-    from rag.search import date_bound
+    from rag.request import date_bound
 
     assert date_bound("2024-02", "until") == "2024-02-29" and date_bound("2025-02", "until") == "2025-02-28"
     assert date_bound("2025-12", "until") == "2025-12-31" and date_bound("2025-03", "since") == "2025-03-01"
