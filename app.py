@@ -32,10 +32,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
-from rag.chat import CSS, HEAD, build_app, forget_idle_sessions  # noqa: E402
-from rag.chat_service import ChatService  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
-from rag.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
+from rag.serve.chat import CSS, HEAD, build_app, forget_idle_sessions  # noqa: E402
+from rag.serve.chat_service import ChatService  # noqa: E402
+from rag.serve.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
 
 AUTH_ENV = "RAG_AUTH"
 SHARE_CHECK_SECONDS = 5.0
@@ -182,7 +182,7 @@ def release_idle_memory(demo: gr.Blocks, every: float = 15.0) -> None:
 
 def warm_up(index: Index) -> None:
     """The torch model and the dense index load behind the page. Until the model is in, questions are
-    encoded in numpy (`rag.query_encoder`); after, concurrent questions share its batches."""
+    encoded in numpy (`rag.models.query_encoder`); after, concurrent questions share its batches."""
     try:
         index.search("warm up", k=1)
         index.embedder.load()

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from news import load_news  # noqa: E402
 
-from rag.embed import default_model_path  # noqa: E402
 from rag.evaluate import RANK_DEPTH, Benchmark, evaluate, load_benchmark, score_rankings  # noqa: E402
-from rag.lexical import has_wide_script  # noqa: E402
+from rag.models.embed import default_model_path  # noqa: E402
+from rag.text import has_wide_script  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 SETS = {

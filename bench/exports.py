@@ -4,7 +4,7 @@
 
 Each size is a JSONL file of that many short records (about 38 bytes of text each, as a feed of one-line
 items), indexed by `rag index` in a new process with the stand-in encoder (`--model hashing`, so reading,
-grouping and storing show rather than the model). A file over `rag.indexer.STREAM_BYTES` is read and
+grouping and storing show rather than the model). A file over `rag.build.update.STREAM_BYTES` is read and
 committed EXPORT_BATCH records at a time: peak memory should not grow with the file. Prints wall time,
 records a second and peak RSS per size, with the load average.
 """

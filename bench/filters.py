@@ -136,8 +136,8 @@ def exact_search(dense, q_vec, mask) -> list[tuple[int, float]]:
 
 
 def doc_filter(filters: dict):
-    from rag.request import date_bound
-    from rag.store import DocFilter
+    from rag.index.store import DocFilter
+    from rag.search.request import date_bound
 
     return DocFilter(
         filters.get("source"), date_bound(filters.get("since"), "since"), date_bound(filters.get("until"), "until")

@@ -10,7 +10,7 @@ settings, the logistic model and the threshold, and the same question asked with
 
 For each set in turn, the setting is chosen and the model fitted on the other sets only, and the set left
 out is measured: ranking (Recall@1/5, MRR@10, nDCG@10) and both `found` errors. The figures printed are the
-left-out ones; `--write` fits once more on all sets and writes rag/calibration.json.
+left-out ones; `--write` fits once more on all sets and writes rag/search/calibration.json.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from news import DEFAULT_CLONE, load_news  # noqa: E402
 
-from rag.embed import passage_input, resolve_model  # noqa: E402
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
-from rag.relevance import FEATURES, features  # noqa: E402
-from rag.request import Question  # noqa: E402
-from rag.search import FOUND_DEPTH, Arms, fuse_arms  # noqa: E402
+from rag.models.embed import passage_input, resolve_model  # noqa: E402
+from rag.search.relevance import FEATURES, features  # noqa: E402
+from rag.search.request import Question  # noqa: E402
+from rag.search.searcher import FOUND_DEPTH, Arms, fuse_arms  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "calibration.json"
@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=600, help="questions per SQuAD-format set (spread evenly)")
     parser.add_argument("--itn", type=Path, default=DEFAULT_CLONE, help="clone of shizhao/ITN-corpus")
     parser.add_argument("--model", help="model to calibrate (default: the packaged one); a name or a path")
-    parser.add_argument("--write", action="store_true", help="fit on all sets and write rag/calibration.json")
+    parser.add_argument("--write", action="store_true", help="fit on all sets and write rag/search/calibration.json")
     args = parser.parse_args()
     benches = {
         "squad": load_benchmark(SHARED / "squad-v1.1-dev.json").limited(args.limit),

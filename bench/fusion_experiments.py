@@ -5,7 +5,7 @@
 Builds (or reuses) the benchmark index `rag eval` uses, asks every query of each arm once (dense; BM25 over
 the stemmed table with words, and with words plus neighbouring-word phrases; BM25 over the unstemmed
 table; BM25 over character bigrams), then scores fusions of those rankings with the metrics of `rag eval`.
-The figures behind the choices in `rag/search.py` are in bench/RESULTS.md.
+The figures behind the choices in `rag/search/searcher.py` are in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from baselines import SETS  # noqa: E402
 
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
-from rag.fusion import convex_fusion, reciprocal_rank_fusion  # noqa: E402
-from rag.lexical import bigram_query, has_wide_script, words_and_pairs_query, words_query  # noqa: E402
-from rag.lexical_index import PLAIN, STEMMED  # noqa: E402
+from rag.index.lexical import PLAIN, STEMMED  # noqa: E402
+from rag.search.fusion import convex_fusion, reciprocal_rank_fusion  # noqa: E402
+from rag.text import bigram_query, has_wide_script, words_and_pairs_query, words_query  # noqa: E402
 
 DEPTH = 100
 Ranking = list[tuple[int, float]]

@@ -15,7 +15,7 @@ for the same questions. Prints, with the load average beside every figure:
   gives them the lowest priority, so that they take only what the server leaves);
 - the server's memory (RSS of the app process and its children): after start, at the end of each load
   round, and after `--idle` seconds idle (150 by default: the app forgets sessions idle for two minutes,
-  `rag.chat.SESSION_IDLE_SECONDS`; rounds on one server show whether it grows or settles).
+  `rag.serve.chat.SESSION_IDLE_SECONDS`; rounds on one server show whether it grows or settles).
 """
 
 from __future__ import annotations

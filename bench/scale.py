@@ -96,7 +96,7 @@ def run(cmd: list[str], show_errors: bool = False) -> tuple[float, int, str]:
 
 
 def rag(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from rag.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "import sys; from rag.serve.cli import main; sys.exit(main())", *args]
 
 
 def load() -> str:
@@ -169,7 +169,7 @@ def max_vector_difference(a: Path, b: Path) -> float:
 
     import numpy as np
 
-    from rag.vectors import VectorFile
+    from rag.index.vectors import VectorFile
 
     vectors = []
     for index in (a, b):
@@ -248,8 +248,8 @@ def rss_mb() -> float:
 
 def raw_encode(index) -> float:
     """The encoder alone over every stored passage's model input, in the indexer's batch size."""
-    from rag.embed import passage_input
-    from rag.indexer import DOC_BATCH
+    from rag.build.update import DOC_BATCH
+    from rag.models.embed import passage_input
 
     with index.searcher.store.read() as reader:
         rows = list(reader.passages())
@@ -267,7 +267,7 @@ def ann_figures(searcher, vectors) -> dict:
     import faiss
     import numpy as np
 
-    from rag.vectors import MIN_NPROBE, NPROBE_SHARE, lists_for
+    from rag.index.vectors import MIN_NPROBE, NPROBE_SHARE, lists_for
 
     dense = searcher.dense_index()
     with searcher.store.read() as reader:

@@ -9,17 +9,17 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.embed import get_embedder, resolve_model
+from rag.build.update import ScanResult, from_documents, index_exports, scan, update_index
 from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
-from rag.exports import RecordFields
-from rag.indexer import ScanResult, from_documents, index_exports, scan, update_index
+from rag.index.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
+from rag.ingest.exports import RecordFields
+from rag.models.embed import get_embedder, resolve_model
 from rag.records import Answer, Document, IndexReport
-from rag.request import DEFAULT_K, Mode, SearchRequest
-from rag.search import Searcher
-from rag.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
+from rag.search.request import DEFAULT_K, Mode, SearchRequest
+from rag.search.searcher import Searcher
 
 if TYPE_CHECKING:
-    from rag.cluster import RayCluster
+    from rag.build.cluster import RayCluster
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -74,9 +74,9 @@ class Index:
         cluster: RayCluster | None = None,
     ) -> IndexReport:
         """Index new and changed files under `paths`, drop files deleted from them; returns what it did.
-        `fields` names the keys of JSON/JSONL records (see `rag.exports.RecordFields`). Exports over
-        `rag.indexer.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`). With a
-        `cluster` (`rag.cluster.RayCluster`), files are read and documents chunked and embedded on its workers;
+        `fields` names the keys of JSON/JSONL records (see `rag.ingest.exports.RecordFields`). Exports over
+        `rag.build.update.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`). With a
+        `cluster` (`rag.build.cluster.RayCluster`), files are read and documents chunked and embedded on its workers;
         this process stays the one writer."""
         started = time.perf_counter()
         known = self._file_stats()
@@ -97,7 +97,7 @@ class Index:
 
     def add_documents(self, documents: Iterable[Document], progress: bool = False) -> IndexReport:
         """Index documents made in memory. A document whose `source` is already indexed is replaced when its
-        `content_hash` differs; build one with `rag.plaintext.parse_document(text, source)` or directly."""
+        `content_hash` differs; build one with `rag.ingest.plaintext.parse_document(text, source)` or directly."""
         return self._update(from_documents(documents), progress)
 
     def _update(self, found: ScanResult, progress: bool) -> IndexReport:

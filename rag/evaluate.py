@@ -28,10 +28,10 @@ from typing import Any
 from tqdm import tqdm
 
 from rag.api import Index
-from rag.embed import resolve_model
 from rag.errors import RagError
+from rag.models.embed import resolve_model
 from rag.records import Document
-from rag.request import MODES, SearchRequest
+from rag.search.request import MODES, SearchRequest
 
 CUTOFFS = (1, 5, 20)
 RANK_DEPTH = 20  # documents ranked per query; the metrics need no more

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from rag import Index
-from rag.cli import main
-from rag.embed import Embedder, get_embedder
+from rag.models.embed import Embedder, get_embedder
+from rag.serve.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"

@@ -55,7 +55,7 @@ def test_structured_endpoint_reports_a_bad_question(chat_server):
         (("G7", 2.5), "k must be a whole number"),
         (("G7", 3, "magic"), "unknown search mode"),
         (("G7", 3, "hybrid", "", "0000"), "year 0 is out of range"),
-        (("G7", 3, "hybrid", "", "", "2024-13"), "--until '2024-13'"),
+        (("G7", 3, "hybrid", "", "", "2024-13"), "until '2024-13'"),
     ],
 )
 def test_bad_values_over_http_come_back_with_their_reason(chat_server, args, message):
@@ -63,6 +63,7 @@ def test_bad_values_over_http_come_back_with_their_reason(chat_server, args, mes
         Client(chat_server.url, verbose=False).predict(*args, api_name="/ask")
     reply = Client(chat_server.url, verbose=False).predict(*args, api_name="/chat")
     assert reply.startswith("Cannot search: ") and message in reply
+    assert "--" not in reply, "an HTTP caller never typed a command-line flag"
     # a caller's bad value is answered, not logged as a fault of the server
     assert "Traceback" not in chat_server.log.read_text()
 
@@ -229,7 +230,7 @@ def test_the_server_serves_no_file_outside_what_the_page_needs(chat_server):
 
 
 def test_an_uploaded_name_cannot_leave_the_corpus_or_replace_an_article(chat_server, tmp_path: Path):
-    from rag.uploads import save_uploads
+    from rag.serve.uploads import save_uploads
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -253,7 +254,7 @@ def test_an_upload_over_the_limit_is_refused_with_its_reason(chat_server, tmp_pa
     big = b"Big story\n\n" + b"A sentence that goes on. " * 60_000  # 1.5 MB, over the fixture's 1 MB
     status, body = status_and_body(chat_server.url + "gradio_api/upload", *multipart("big.txt", big))
     assert (status, body) == (413, b"File size exceeded maximum allowed size of 1000000 bytes.")
-    from rag.uploads import save_uploads
+    from rag.serve.uploads import save_uploads
 
     (tmp_path / "big.txt").write_bytes(big)
     result = save_uploads([tmp_path / "big.txt"], tmp_path / "corpus", max_bytes=1_000_000)

@@ -224,7 +224,7 @@ def test_an_open_tab_follows_articles_another_process_indexed(page, chat_server,
     """`rag index` run beside the app (from this test's process, another one than the app's): the open tab's
     Sources list shows the new article within seconds, clicking it opens that article (not whichever row used
     to be there), and questions find it."""
-    from rag.cli import main
+    from rag.serve.cli import main
 
     (chat_server.corpus / "kelp_harvest.txt").write_text(
         "Wando kelp harvest hits record\nPosted April 2, 2025\n"

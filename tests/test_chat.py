@@ -8,8 +8,8 @@ import pytest
 from conftest import free_port
 
 from rag import Index
-from rag.chat import build_app, forget_idle_sessions, user_questions
-from rag.chat_service import ChatService
+from rag.serve.chat import build_app, forget_idle_sessions, user_questions
+from rag.serve.chat_service import ChatService
 
 ARTICLE = """Harbour city opens floating solar farm
 Posted March 4, 2025
@@ -77,8 +77,8 @@ def test_a_question_that_cannot_be_searched_gets_the_reason_as_reply(service):
 
 
 def test_a_bad_value_is_named_the_way_its_caller_gave_it(service, seed_index, capsys):
-    from rag.chat_service import CHAT_NAMES
-    from rag.cli import main
+    from rag.serve.chat_service import CHAT_NAMES
+    from rag.serve.cli import main
 
     typed = service.answer("Lee Jae-myung", since="Jan 2025", names=CHAT_NAMES)
     assert typed.error == "Published from 'Jan 2025': write a date as YYYY, YYYY-MM or YYYY-MM-DD"

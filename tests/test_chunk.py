@@ -2,10 +2,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chunk import ChunkPlan, chunk_document, split_sentences
-from rag.embed import passage_input
-from rag.ingest import read_documents
-from rag.plaintext import parse_document
+from rag.ingest.chunk import ChunkPlan, chunk_document, split_sentences
+from rag.ingest.files import read_documents
+from rag.ingest.plaintext import parse_document
+from rag.models.embed import passage_input
 from tests.conftest import CORPUS
 
 

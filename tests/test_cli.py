@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import build_parser
+from rag.serve.cli import build_parser
 
 KEYS = ["text", "score", "doc_id", "title", "source", "url", "start", "end", "published", "author", "page", "copies"]
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from rag import Index
-from rag.vectors import VectorFile
+from rag.index.vectors import VectorFile
 from tests.conftest import CORPUS
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-from rag.cluster import RayCluster  # noqa: E402
+from rag.build.cluster import RayCluster  # noqa: E402
 
 
 class CountingCluster(RayCluster):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.conversation import is_follow_up, search_text
+from rag.serve.conversation import is_follow_up, search_text
 
 EARLIER = ["Which summit is Lee attending in Canada?"]
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from rag import onnx_questions
-from rag.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, get_embedder
-from rag.onnx_questions import QuestionRuntime, question_runtime
-from rag.query_encoder import light_encoder
+from rag.models.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, get_embedder
+from rag.models.onnx_questions import QuestionRuntime, question_runtime
+from rag.models.query_encoder import light_encoder
 
 QUESTIONS = [
     "Who is leading the presidential race in South Korea?",
@@ -108,7 +108,7 @@ def test_rag_ask_answers_without_torch_exactly_as_with_it(seed_index):
     question = "Who is Lee Jae-myung's main rival according to the poll?"
     program = (
         "import contextlib, io, sys\n"
-        "from rag.cli import main\n"
+        "from rag.serve.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
         f"    main(['ask', {question!r}, '--index', {str(seed_index.path)!r}, '--json'])\n"

@@ -1,7 +1,7 @@
 """The fault campaign: whatever happens to a write, the index is the previous state or the new one, whole,
 and the next write goes on without a person.
 
-- SIGKILL at each named step of a write (`rag.store.crash_point`: after each file is written or renamed,
+- SIGKILL at each named step of a write (`rag.index.store.crash_point`: after each file is written or renamed,
   during embedding, during the SQLite commit), at random moments, and on an index of 100,000 chunks;
 - a full disk (a small tmpfs where this machine may mount one, and always a file-size limit, which fails
   writes the same way), a read-only index folder, two writers at once, a reader open across many writes.
@@ -26,20 +26,20 @@ from pathlib import Path
 
 import pytest
 
-import rag.indexer
+import rag.build.update
 from rag import Index, lexical_index
-from rag.crash import CRASH_ENV
+from rag.index.crash import CRASH_ENV
 from tests.conftest import synthetic_articles
 
 QUESTION = "Which senator from Vermont did Kim Jong-hoon meet?"
 EVIDENCE = "Bernie Sanders"
 CHILD = """
 import os, sys
-import rag.store_write
+import rag.index.write
 from rag import Index
 if "ANN_MIN_ROWS" in os.environ:  # IVF on a small index: a few lists, trained from what there is
-    rag.store_write.ANN_MIN_ROWS = int(os.environ["ANN_MIN_ROWS"])
-    rag.store_write.lists_for = lambda rows: 4
+    rag.index.write.ANN_MIN_ROWS = int(os.environ["ANN_MIN_ROWS"])
+    rag.index.write.lists_for = lambda rows: 4
 Index(sys.argv[1], model="hashing").add(sys.argv[2:])
 """
 STEPS = [
@@ -350,7 +350,7 @@ def deleted_files_mapped_from(folder: Path) -> list[str]:
 def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(
     tmp_path: Path, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Also through the views a wide filter reads the lexical index by (`rag.lexical_views`): they are let go
+    """Also through the views a wide filter reads the lexical index by (`rag.index.lexical_views`): they are let go
     at the next commit."""
     monkeypatch.setattr(lexical_index, "LISTED_BEFORE_FACETS", 0)  # a glob over every file makes a view
     idx = tmp_path / "idx"
@@ -380,7 +380,8 @@ def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(
 
 # --- a large export ---------------------------------------------------------------------------------------
 STREAMING = (
-    "import rag.indexer as i; i.STREAM_BYTES = 100_000; i.EXPORT_BATCH = 1_000; from rag.cli import main; main()"
+    "import rag.build.update as i; i.STREAM_BYTES = 100_000; i.EXPORT_BATCH = 1_000; "
+    "from rag.serve.cli import main; main()"
 )
 
 
@@ -405,8 +406,8 @@ def test_a_large_export_killed_halfway_resumes_where_it_stopped(tmp_path: Path, 
     assert child.returncode == -signal.SIGKILL
     assert "feed.jsonl" in child.stderr, "no progress shown while the export was read"
     assert state(idx)["chunks"] == 1_000, "the first batch was committed before the kill"
-    monkeypatch.setattr(rag.indexer, "STREAM_BYTES", 100_000)
-    monkeypatch.setattr(rag.indexer, "EXPORT_BATCH", 1_000)
+    monkeypatch.setattr(rag.build.update, "STREAM_BYTES", 100_000)
+    monkeypatch.setattr(rag.build.update, "EXPORT_BATCH", 1_000)
     report = Index(idx).add([corpus])
     assert (report.added, report.unchanged, report.embedded) == (2_000, 1_000, 2_000), report
     assert state(idx) == state_of_clean_build(tmp_path / "clean", corpus)

@@ -18,14 +18,14 @@ import pytest
 import tantivy
 from conftest import CORPUS
 
-import rag.store_write
-import rag.vectors
+import rag.index.vectors
+import rag.index.write
 from rag import Index, lexical_index, lexical_views
-from rag.facet_terms import day_number
-from rag.facets import Kept
-from rag.lexical_views import FilteredViews
-from rag.request import date_bound
-from rag.store import DocFilter
+from rag.index.facet_terms import day_number
+from rag.index.facets import Kept
+from rag.index.lexical_views import FilteredViews
+from rag.index.store import DocFilter
+from rag.search.request import date_bound
 
 SITES = ["Harbour Gazette", "Capital Wire", "Valley Times"]
 FILTERS = [
@@ -313,7 +313,7 @@ def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
 @pytest.fixture
 def ivf_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Index, Path]:
     """The archive at about 2,400 passages with IVF from 1,000 on: 256 lists of about nine vectors."""
-    monkeypatch.setattr(rag.store_write, "ANN_MIN_ROWS", 1_000)
+    monkeypatch.setattr(rag.index.write, "ANN_MIN_ROWS", 1_000)
     corpus = tmp_path / "corpus"
     write_archive(corpus, 1_200, seed=7)
     index = Index(tmp_path / "index", model="hashing")
@@ -357,10 +357,10 @@ def test_a_filtered_ivf_search_is_the_exact_ranking_of_what_the_filter_keeps(
     """Probing every list, the dense arm under any filter gives exactly the best kept vectors, whether it tests
     the filter's bitmap inside the search or drops what it leaves out from a deeper plain one."""
     if way == "bitmap":
-        monkeypatch.setattr(rag.vectors, "PLAIN_MIN_SHARE", 2.0)
+        monkeypatch.setattr(rag.index.vectors, "PLAIN_MIN_SHARE", 2.0)
     else:
-        monkeypatch.setattr(rag.vectors, "PLAIN_MIN_SHARE", 0.0)
-        monkeypatch.setattr(rag.vectors, "TEST_COST", 100.0)
+        monkeypatch.setattr(rag.index.vectors, "PLAIN_MIN_SHARE", 0.0)
+        monkeypatch.setattr(rag.index.vectors, "TEST_COST", 100.0)
     index, _ = ivf_archive
     dense = index.searcher.dense_index()
     dense.index.nprobe = dense.index.nlist
@@ -388,14 +388,14 @@ def test_a_filtered_keyword_search_does_not_wait_for_the_vectors_to_load(
     searcher = index.searcher
     searcher._dense = None  # as at a fresh start
     loading, loaded = threading.Event(), threading.Event()
-    load = rag.vectors.DenseIndex.__init__
+    load = rag.index.vectors.DenseIndex.__init__
 
-    def held_open(dense: rag.vectors.DenseIndex, *args, **kwargs) -> None:
+    def held_open(dense: rag.index.vectors.DenseIndex, *args, **kwargs) -> None:
         loading.set()
         loaded.wait(60)
         load(dense, *args, **kwargs)
 
-    monkeypatch.setattr(rag.vectors.DenseIndex, "__init__", held_open)
+    monkeypatch.setattr(rag.index.vectors.DenseIndex, "__init__", held_open)
     loader = threading.Thread(target=searcher.dense_index)
     loader.start()
     answers: list = []

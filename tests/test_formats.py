@@ -15,8 +15,8 @@ from pypdf import PdfWriter
 
 from rag import Index
 from rag.errors import IngestError, InvalidQueryError
-from rag.exports import RecordFields
-from rag.ingest import read_documents
+from rag.ingest.exports import RecordFields
+from rag.ingest.files import read_documents
 from tests.conftest import CORPUS, DATA
 
 FORMATS = DATA / "formats"

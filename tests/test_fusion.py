@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.fusion import RRF_K, convex_fusion, reciprocal_rank_fusion
+from rag.search.fusion import RRF_K, convex_fusion, reciprocal_rank_fusion
 
 rankings = st.lists(st.lists(st.integers(0, 30), max_size=15, unique=True), min_size=1, max_size=3)
 

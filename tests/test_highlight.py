@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import load_questions
 
-from rag.highlight import best_sentences, sentence_spans
+from rag.serve.highlight import best_sentences, sentence_spans
 
 
 def test_sentence_spans_are_exact_trimmed_slices():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from rag import Index, ModelMismatchError
-from rag.plaintext import parse_document
+from rag.ingest.plaintext import parse_document
 
 
 def test_incremental_reindex_reuses_everything(tmp_path: Path, corpus_copy: Path):

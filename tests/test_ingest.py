@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.dates import parse_date
 from rag.errors import IngestError
-from rag.ingest import decode, read_documents
-from rag.plaintext import is_boilerplate, parse_articles, parse_document
+from rag.ingest.dates import parse_date
+from rag.ingest.files import decode, read_documents
+from rag.ingest.plaintext import is_boilerplate, parse_articles, parse_document
 from tests.conftest import CORPUS
 
 BOILERPLATE = [
@@ -175,7 +175,7 @@ def test_a_headline_standfirst_and_byline_at_the_top_are_not_furniture():
 
 
 def test_a_headline_list_kept_by_html_extraction_is_fenced_off_too():
-    from rag.html_pages import parse_html
+    from rag.ingest.html_pages import parse_html
 
     body = (
         "The city of Gunsan switched on a floating solar farm on its reservoir on Tuesday, the first in the province. "

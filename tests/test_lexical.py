@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.lexical import bigram_query, bigram_text, coverage, query_keys, words_and_pairs_query, words_query
-from rag.lexical_index import PLAIN, STEMMED, LexicalIndex
-from rag.store_read import PassageRow
+from rag.index.lexical import PLAIN, STEMMED, LexicalIndex
+from rag.index.read import PassageRow
+from rag.text import bigram_query, bigram_text, coverage, query_keys, words_and_pairs_query, words_query
 
 NASTY = [
     '"',

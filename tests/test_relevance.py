@@ -8,10 +8,10 @@ from conftest import load_questions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chat_service import ChatService
-from rag.cli import format_answer
-from rag.relevance import FEATURES, feature_vector, features, holds_answer_type, load_calibration
-from rag.request import Question, answer_type
+from rag.search.relevance import FEATURES, feature_vector, features, holds_answer_type, load_calibration
+from rag.search.request import Question, answer_type
+from rag.serve.chat_service import ChatService
+from rag.serve.cli import format_answer
 
 CALIBRATION = load_calibration("all-MiniLM-L6-v2")
 MODELS = {"hybrid": CALIBRATION.dense, "keyword": CALIBRATION.lexical_only}

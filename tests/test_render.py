@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from rag.records import Answer, Copy, Document, Passage
-from rag.render import ShownPassage, answer_markdown, answer_text, article_html, literal, location, quoted
+from rag.serve.render import ShownPassage, answer_markdown, answer_text, article_html, literal, location, quoted
 
 HOSTILE = [
     "<script>alert('x')</script>",

@@ -17,7 +17,7 @@ from conftest import CORPUS, start_chat
 from gradio_client import Client
 
 from rag import Index
-from rag.chat_service import ChatService
+from rag.serve.chat_service import ChatService
 
 pytestmark = pytest.mark.slow
 ARTICLES = {  # two commits, one article each

@@ -137,7 +137,7 @@ def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy
 
 
 def test_date_bounds_are_inclusive_whole_periods():
-    from rag.request import date_bound
+    from rag.search.request import date_bound
 
     assert date_bound("2024-02", "until") == "2024-02-29" and date_bound("2025-02", "until") == "2025-02-28"
     assert date_bound("2025-12", "until") == "2025-12-31" and date_bound("2025-03", "since") == "2025-03-01"

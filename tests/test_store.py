@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rag.store_write
+import rag.index.write
 from rag import Document, Index
-from rag.dedup import clusters
-from rag.hashing import HashingEmbedder
-from rag.plaintext import parse_document
+from rag.ingest.dedup import clusters
+from rag.ingest.plaintext import parse_document
+from rag.models.hashing import HashingEmbedder
 from tests.conftest import ROOT, synthetic_articles
 
 WIRE = (
@@ -87,18 +87,18 @@ def templated(n: int, start: int) -> list[Document]:
 def test_grouping_work_per_added_record_is_bounded_whatever_the_collection_size(tmp_path: Path, monkeypatch):
     """Each added record is compared with at most the most recent members of its buckets: a constant, where
     comparing it with every record it shares a bucket with grew with the collection (quadratic in all)."""
-    import rag.indexer
-    from rag.dedup import BANDS, NEIGHBOURS_PER_BUCKET
+    import rag.build.update
+    from rag.ingest.dedup import BANDS, NEIGHBOURS_PER_BUCKET
 
     compared = 0
-    real = rag.indexer.similarity
+    real = rag.build.update.similarity
 
     def counted(a: bytes, b: bytes) -> float:
         nonlocal compared
         compared += 1
         return real(a, b)
 
-    monkeypatch.setattr(rag.indexer, "similarity", counted)
+    monkeypatch.setattr(rag.build.update, "similarity", counted)
     index = Index(tmp_path / "idx", model="hashing")
     per_record, start = [], 0
     for size in (60, 600):
@@ -146,10 +146,12 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, corpus_copy: Path, m
     index = Index(tmp_path / "idx", model="hashing")
     index.add([corpus_copy])
     reads = []
-    import rag.indexer
+    import rag.build.update
 
-    original = rag.indexer.read_documents
-    monkeypatch.setattr(rag.indexer, "read_documents", lambda path, *a: reads.append(path.name) or original(path, *a))
+    original = rag.build.update.read_documents
+    monkeypatch.setattr(
+        rag.build.update, "read_documents", lambda path, *a: reads.append(path.name) or original(path, *a)
+    )
     import os
     import time
 
@@ -185,7 +187,7 @@ def test_a_reader_follows_writes_without_rebuilding(tmp_path: Path, corpus_copy:
 
 
 def test_the_ivf_path_trains_appends_and_follows(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(rag.store_write, "ANN_MIN_ROWS", 2_000)
+    monkeypatch.setattr(rag.index.write, "ANN_MIN_ROWS", 2_000)
     corpus = tmp_path / "corpus"
     synthetic_articles(corpus, articles=150, seed=5)
     index = Index(tmp_path / "idx", model="hashing")
@@ -241,7 +243,7 @@ def test_a_format_2_index_is_upgraded_without_embedding(tmp_path: Path, corpus_c
 
 def test_keyword_questions_never_load_the_model(seed_index: Index):
     code = (
-        "import sys\nfrom rag.cli import main\n"
+        "import sys\nfrom rag.serve.cli import main\n"
         f"args = ['ask', 'Which senator from Vermont?', '--mode', 'keyword', '--index', {str(seed_index.path)!r}]\n"
         "code = main(args)\n"
         "assert code == 0, code\n"

@@ -1,0 +1,476 @@
+"""Reading the index database: its schema, the typed records it hands out, and every read statement.
+
+`rag.index.store` opens it (and is the module the rest of Verbatim imports); this module is the SQL of reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, ModelMismatchError
+from rag.index.vectors import DenseLayout
+from rag.records import Document
+
+FORMAT_VERSION = 3  # 3: one database in place, vectors in an append-only file, lexical index in tantivy
+DB_NAME = "rag.sqlite"
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
+LEGACY_POINTER = "CURRENT"  # formats 1-2: whole-index generations named by this file
+TOMBSTONES_KEPT = 100_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    root TEXT NOT NULL,
+    source TEXT NOT NULL,
+    file TEXT NOT NULL,              -- the file the document came from (several articles may share one)
+    content_hash TEXT NOT NULL,
+    title TEXT NOT NULL,
+    url TEXT,
+    published TEXT,
+    author TEXT,
+    site TEXT,
+    text TEXT NOT NULL,              -- the one stored copy of the text; chunks are offsets into it
+    segments TEXT NOT NULL,          -- JSON [[start, end], ...]: the content ranges chunking reads
+    pages TEXT NOT NULL,             -- JSON [offset, ...]: where each PDF page begins; [] otherwise
+    text_hash TEXT NOT NULL,         -- rag.ingest.dedup.text_fingerprint
+    minhash BLOB NOT NULL,           -- rag.ingest.dedup.minhash
+    dup_of INTEGER,                  -- exact copy of this document, which holds the chunks
+    cluster INTEGER NOT NULL,        -- near-duplicate cluster (smallest member id)
+    indexed_at REAL NOT NULL,
+    UNIQUE (root, source)
+);
+CREATE INDEX IF NOT EXISTS documents_text_hash ON documents(text_hash);
+CREATE INDEX IF NOT EXISTS documents_cluster ON documents(cluster);
+CREATE INDEX IF NOT EXISTS documents_dup_of ON documents(dup_of);
+CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
+CREATE INDEX IF NOT EXISTS documents_file ON documents(root, file);
+-- what filters read: covering, so reading it for every document never touches the stored texts
+CREATE INDEX IF NOT EXISTS documents_fields ON documents(id, dup_of, source, file, site, url, published);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,          -- also the row of its vector in the vector file
+    doc_id INTEGER NOT NULL,
+    ord INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    input_hash BLOB NOT NULL         -- 16 bytes of sha256(model + model input): the vector cache key
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_input_hash ON chunks(input_hash);
+CREATE TABLE IF NOT EXISTS lsh (key INTEGER NOT NULL, doc_id INTEGER NOT NULL, PRIMARY KEY (key, doc_id))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    root TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY (root, file)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index is: its format, model and size, as committed with its rows."""
+
+    format_version: int
+    model: str
+    dimension: int
+    documents: int
+    chunks: int
+    updated: str
+    seq: int  # commits so far: a reader compares it to know whether it is current
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "model": self.model,
+            "dimension": self.dimension,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "updated": self.updated,
+        }
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """A chunk with the attribution of its document, as search needs it to build a passage."""
+
+    id: int
+    doc_id: int
+    title: str
+    source: str
+    url: str | None
+    start: int
+    end: int
+    published: str | None
+    author: str | None
+    pages: tuple[int, ...]
+    cluster: int
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """One line of the index's table of contents."""
+
+    doc_id: int
+    title: str
+    source: str
+    url: str | None
+    published: str | None
+    author: str | None
+    site: str | None
+    copy_of: str | None
+    chunks: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class KnownDocument:
+    id: int
+    root: str
+    source: str
+    file: str
+    content_hash: str
+
+
+_PASSAGE_ROWS = (
+    'SELECT c.id, d.text, c.start, c."end", d.title, d.id, d.source, d.file, d.site, d.url, d.published '
+    "FROM chunks c JOIN documents d ON d.id = c.doc_id"
+)
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    """A chunk as the lexical index holds it: its text and title, and what filters match of its document."""
+
+    id: int
+    text: str
+    title: str
+    doc_id: int
+    source: str
+    file: str
+    site: str | None = None
+    url: str | None = None
+    published: str | None = None
+
+    @classmethod
+    def of(cls, row: tuple) -> PassageRow:
+        """From a `_PASSAGE_ROWS` row, which holds the whole document text and the chunk's offsets."""
+        cid, text, start, end, *rest = row
+        return cls(cid, text[start:end], *rest)
+
+
+@dataclass(frozen=True)
+class DocFilter:
+    """Which documents a search may use: a file, glob or site, and an inclusive ISO date range."""
+
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def active(self) -> bool:
+        return bool(self.source or self.since or self.until)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection for reading and writing; in a folder that cannot be written (a read-only mount, a copied
+    snapshot on read-only media) an immutable read-only one, since WAL mode needs files beside the database
+    that such a folder cannot get."""
+    if not os.access(path.parent, os.W_OK):
+        if not path.exists():
+            raise no_index_error(path.parent)
+        return sqlite3.connect(
+            f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
+        )
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def is_legacy(index_dir: Path) -> bool:
+    """An index written by a version before format 3 (whole generations behind a CURRENT pointer)."""
+    return (index_dir / LEGACY_POINTER).exists() and not (index_dir / DB_NAME).exists()
+
+
+def check_model(built_with: str, model_name: str, index_dir: Path) -> None:
+    if built_with != model_name:
+        raise ModelMismatchError(
+            f"the index in {index_dir} was built with model '{built_with}', not '{model_name}': "
+            f"pass --model {built_with}, or rebuild into another --index directory"
+        )
+
+
+def no_index_error(index_dir: Path) -> IndexNotFoundError:
+    return IndexNotFoundError(f"no index in {index_dir}: build one with `rag index [PATH ...] --index {index_dir}`")
+
+
+class Reader:
+    """Read statements over one connection; inside `Store.read()` they all see one committed state."""
+
+    def __init__(self, conn: sqlite3.Connection, index_dir: Path) -> None:
+        self.conn = conn
+        self.index_dir = index_dir
+
+    # --- metadata --------------------------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        try:
+            return dict(self.conn.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{self.index_dir}: unreadable index ({exc}); rebuild with `rag index`") from exc
+
+    def manifest(self) -> Manifest:
+        meta = self.meta()
+        if not meta:
+            raise no_index_error(self.index_dir)
+        if int(meta.get("format_version", 0)) != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{self.index_dir} has index format {meta.get('format_version')}, this version reads "
+                f"{FORMAT_VERSION}: run `rag index` with the matching version of Verbatim"
+            )
+        return Manifest(
+            format_version=FORMAT_VERSION,
+            model=meta["model"],
+            dimension=int(meta["dimension"]),
+            documents=int(meta["documents"]),
+            chunks=int(meta["chunks"]),
+            updated=meta["updated"],
+            seq=int(meta["seq"]),
+        )
+
+    def layout(self) -> DenseLayout:
+        meta = self.meta()
+        centroids = meta.get("centroid_file")
+        return DenseLayout(
+            vector_file=self.index_dir / meta["vector_file"],
+            rows=int(meta["vector_rows"]),
+            dimension=int(meta["dimension"]),
+            centroid_file=self.index_dir / centroids if centroids else None,
+            list_file=self.index_dir / meta["list_file"] if centroids else None,
+        )
+
+    # --- chunks and documents --------------------------------------------------------------------------
+    def live_chunk_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM chunks")), dtype=np.int64)
+
+    def chunk_sources(self) -> dict[int, str]:
+        """Every chunk's document source (benchmarks score rankings of documents)."""
+        return dict(self.conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id"))
+
+    def passages(self) -> Iterator[PassageRow]:
+        """Every chunk as the lexical index holds it: what it is rebuilt from, and what benchmarks feed other
+        systems."""
+        for row in self.conn.execute(_PASSAGE_ROWS):
+            yield PassageRow.of(row)
+
+    def counts(self) -> dict[str, int]:
+        documents, chunks = self.conn.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        ).fetchone()
+        return {"documents": documents, "chunks": chunks}
+
+    def passage_rows(self, ids: Sequence[int]) -> list[PassageRow]:
+        """The given chunks that exist, as the lexical index holds them."""
+        rows = self.conn.execute(
+            f"{_PASSAGE_ROWS} WHERE c.id IN (SELECT value FROM json_each(?))", (json.dumps([int(i) for i in ids]),)
+        )
+        return [PassageRow.of(row) for row in rows]
+
+    def chunks_since(self, rows: int) -> np.ndarray:
+        """Live chunks whose vectors were appended at or after row `rows`."""
+        cur = self.conn.execute("SELECT id FROM chunks WHERE id >= ?", (rows,))
+        return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def tombstones_since(self, seq: int) -> list[int] | None:
+        """Chunks deleted by commits after `seq`, or None when they are no longer all remembered."""
+        oldest = self.conn.execute("SELECT value FROM meta WHERE key = 'tombstones_from'").fetchone()
+        if oldest is not None and int(oldest[0]) > seq:
+            return None
+        return [r[0] for r in self.conn.execute("SELECT chunk_id FROM tombstones WHERE seq > ?", (seq,))]
+
+    def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
+        rows = self.conn.execute(
+            'SELECT c.id, c.doc_id, d.title, d.source, d.url, c.start, c."end", d.published, d.author, d.pages, '
+            "d.cluster FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE c.id IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in ids]),),
+        ).fetchall()
+        return {
+            r[0]: ChunkHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), r[10])
+            for r in rows
+        }
+
+    def document_texts(self, doc_ids: Iterable[int]) -> dict[int, str]:
+        rows = self.conn.execute(
+            "SELECT id, text FROM documents WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(doc_ids)),)
+        )
+        return dict(rows.fetchall())
+
+    def article_facts(self, doc_id: int) -> tuple[int, str | None]:
+        row = self.conn.execute("SELECT length(text), site FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return (int(row[0]), row[1]) if row else (0, None)
+
+    def document(self, doc_id: int) -> Document | None:
+        """A document as the index stores it (segments and pages decoded), or None when there is no such id."""
+        row = self.conn.execute(
+            "SELECT source, text, title, url, published, content_hash, author, site, segments, pages "
+            "FROM documents WHERE id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        source, text, title, url, published, content_hash, author, site, segments, pages = row
+        return Document(
+            source=source,
+            text=text,
+            title=title,
+            url=url,
+            published=published,
+            segments=tuple(tuple(s) for s in json.loads(segments)),
+            content_hash=content_hash,
+            author=author,
+            site=site,
+            pages=tuple(json.loads(pages)),
+        )
+
+    def documents_page(self, offset: int = 0, limit: int = 50, search: str = "") -> list[DocumentSummary]:
+        """One page of the table of contents, in file order; `search` keeps titles or sources containing it."""
+        pattern = f"%{search.strip()}%" if search.strip() else None
+        rows = self.conn.execute(
+            "SELECT d.id, d.title, d.source, d.url, d.published, d.author, d.site, "
+            "(SELECT source FROM documents p WHERE p.id = d.dup_of), "
+            "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d "
+            "WHERE ?1 IS NULL OR d.title LIKE ?1 OR d.source LIKE ?1 ORDER BY d.file, d.id LIMIT ?2 OFFSET ?3",
+            (pattern, limit, offset),
+        ).fetchall()
+        return [DocumentSummary(*r) for r in rows]
+
+    def count_documents(self, search: str = "") -> int:
+        pattern = f"%{search.strip()}%" if search.strip() else None
+        return self.conn.execute(
+            "SELECT count(*) FROM documents WHERE ?1 IS NULL OR title LIKE ?1 OR source LIKE ?1", (pattern,)
+        ).fetchone()[0]
+
+    def sites(self, limit: int = 200) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT site FROM documents WHERE site IS NOT NULL GROUP BY site ORDER BY count(*) DESC, site LIMIT ?",
+            (limit,),
+        )
+        return sorted(r[0] for r in rows)
+
+    def roots(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT root FROM documents")}
+
+    def known_documents(self, roots: Iterable[str] | None = None) -> list[KnownDocument]:
+        rows = self.conn.execute("SELECT id, root, source, file, content_hash FROM documents")
+        wanted = set(roots) if roots is not None else None
+        return [KnownDocument(*r) for r in rows if wanted is None or r[1] in wanted]
+
+    def known_documents_named(self, keys: Iterable[tuple[str, str]]) -> list[KnownDocument]:
+        """The stored documents among (root, source) `keys`: a batch's lookups, whatever the index's size."""
+        rows = self.conn.execute(
+            "SELECT d.id, d.root, d.source, d.file, d.content_hash FROM json_each(?) k "
+            "JOIN documents d ON d.root = json_extract(k.value, '$[0]') AND d.source = json_extract(k.value, '$[1]')",
+            (json.dumps([list(k) for k in keys]),),
+        )
+        return [KnownDocument(*r) for r in rows]
+
+    def known_documents_of_file(self, root: str, file: str) -> list[KnownDocument]:
+        rows = self.conn.execute(
+            "SELECT id, root, source, file, content_hash FROM documents WHERE root = ? AND file = ?", (root, file)
+        )
+        return [KnownDocument(*r) for r in rows]
+
+    def file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute("SELECT root, file, size, mtime_ns FROM files")}
+
+    # --- search ----------------------------------------------------------------------------------------
+    def document_fields(self) -> list[tuple[int, int | None, str, str, str | None, str | None, str | None]]:
+        """(id, dup_of, source, file, site, url, published) of every document: what filters match."""
+        return self.conn.execute("SELECT id, dup_of, source, file, site, url, published FROM documents").fetchall()
+
+    def chunk_owners(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their documents) of the live chunks at or after row `rows`."""
+        pairs = np.array(self.conn.execute("SELECT id, doc_id FROM chunks WHERE id >= ?", (rows,)).fetchall())
+        if not len(pairs):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+
+    def copy_holders(self) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT dup_of FROM documents WHERE dup_of IS NOT NULL")}
+
+    def shared_clusters(self) -> set[int]:
+        rows = self.conn.execute("SELECT cluster FROM documents WHERE cluster != id GROUP BY cluster")
+        return {r[0] for r in rows}
+
+    def copies(self, doc_id: int, cluster: int) -> list[tuple[str, str, str | None, bool]]:
+        """(source, title, url, exact) of other documents holding the same story: exact copies first."""
+        rows = self.conn.execute(
+            "SELECT source, title, url, dup_of = ? FROM documents WHERE id != ? AND (dup_of = ? OR cluster = ?) "
+            "ORDER BY dup_of = ? DESC, source",
+            (doc_id, doc_id, doc_id, cluster, doc_id),
+        ).fetchall()
+        return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    # --- duplicates ------------------------------------------------------------------------------------
+    def documents_with_text_hash(self, text_hash: str) -> list[tuple[int, int | None, bool]]:
+        """(id, dup_of, has chunks) of every document with this text fingerprint, by id."""
+        return self.conn.execute(
+            "SELECT d.id, d.dup_of, EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id) FROM documents d "
+            "WHERE d.text_hash = ? ORDER BY d.id",
+            (text_hash,),
+        ).fetchall()
+
+    def lsh_neighbours(self, keys: Sequence[int], doc_id: int, per_key: int) -> list[tuple[int, bytes, int]]:
+        """(id, minhash, cluster) of other documents sharing an LSH bucket with these keys: the `per_key` most
+        recent of each bucket, so that a bucket every templated record falls into costs the same at a
+        thousand members as at a million."""
+        ids: set[int] = set()
+        for key in keys:
+            rows = self.conn.execute(
+                "SELECT doc_id FROM lsh WHERE key = ? AND doc_id != ? ORDER BY doc_id DESC LIMIT ?",
+                (key, doc_id, per_key),
+            )
+            ids.update(r[0] for r in rows)
+        return self.conn.execute(
+            "SELECT id, minhash, cluster FROM documents WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        ).fetchall()
+
+    def cluster_members(self, cluster: int) -> list[tuple[int, bytes]]:
+        return self.conn.execute("SELECT id, minhash FROM documents WHERE cluster = ?", (cluster,)).fetchall()
+
+    def document_keys(self, doc_id: int) -> tuple[str, bytes, int] | None:
+        """(text_hash, minhash, cluster) of a document."""
+        return self.conn.execute("SELECT text_hash, minhash, cluster FROM documents WHERE id = ?", (doc_id,)).fetchone()
+
+    # --- vectors ---------------------------------------------------------------------------------------
+    def vector_ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
+        """A chunk id holding the vector of each known model input (the vector cache)."""
+        found: dict[bytes, int] = {}
+        wanted = list(digests)
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for digest, cid in self.conn.execute(
+                f"SELECT input_hash, id FROM chunks WHERE input_hash IN ({marks})", part
+            ):
+                found[digest] = cid
+        return found
+
+    def cache_keys(self) -> list[bytes]:
+        """Every model input the index holds a vector for (what a cluster's workers need not embed again)."""
+        return [row[0] for row in self.conn.execute("SELECT input_hash FROM chunks")]
+
+    def chunk_digests(self, doc_id: int) -> list[tuple[bytes, int]]:
+        return self.conn.execute("SELECT input_hash, id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()

@@ -1,0 +1,231 @@
+"""Writing the index database: the one writer's statements, the vector appends and the IVF upkeep.
+
+`rag.index.store.open_writer` gives the writer its transaction and commits it; this module is the SQL of writing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from rag.index.crash import crash_point
+from rag.index.lexical import LexicalWriter
+from rag.index.read import FORMAT_VERSION, TOMBSTONES_KEPT, PassageRow, Reader
+from rag.index.vectors import (
+    ANN_MIN_ROWS,
+    ANN_RETRAIN_GROWTH,
+    READ_ROWS,
+    TRAIN_POINTS_PER_LIST,
+    ListFile,
+    VectorFile,
+    assign,
+    lists_for,
+    train_centroids,
+)
+from rag.records import Chunk, Document
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk to store, with its vector cache key (a hash of the model and of what the model read)."""
+
+    chunk: Chunk
+    digest: bytes
+
+
+class Writer(Reader):
+    """The one writer of an index: every change of one run in one transaction (see `open_writer`)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, index_dir: Path, model: str, dimension: int, lexical: LexicalWriter
+    ) -> None:
+        super().__init__(conn, index_dir)
+        self.lexical = lexical
+        self.model = model
+        self.dimension = dimension
+        meta = self.meta()
+        self.seq = int(meta.get("seq", 0)) + 1
+        self.vector_name = meta.get("vector_file", "vectors-000001.f16")
+        self.rows = int(meta.get("vector_rows", 0))  # the next chunk id
+        self.flushed_rows = self.rows
+        self.vectors = VectorFile(index_dir / self.vector_name, dimension)
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        # With an IVF index, each appended row gets its list at once, so that opening the index assigns nothing.
+        self.ivf: tuple[faiss.Index, ListFile] | None = None
+        if "centroid_file" in meta:
+            self.ivf = faiss.read_index(str(index_dir / meta["centroid_file"])), ListFile(index_dir / meta["list_file"])
+
+    # --- documents -------------------------------------------------------------------------------------
+    def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO documents (root, source, file, content_hash, title, url, published, author, site, text, "
+            "segments, pages, text_hash, minhash, cluster, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (root, doc.source, file, *_doc_values(doc), text_hash, signature, time.time()),
+        )
+        doc_id = int(cur.lastrowid)
+        self.conn.execute("UPDATE documents SET cluster = id WHERE id = ?", (doc_id,))
+        return doc_id
+
+    def update_document(self, doc_id: int, file: str, doc: Document, text_hash: str, signature: bytes) -> None:
+        self.conn.execute(
+            "UPDATE documents SET file = ?, content_hash = ?, title = ?, url = ?, published = ?, author = ?, "
+            "site = ?, text = ?, segments = ?, pages = ?, text_hash = ?, minhash = ?, dup_of = NULL, cluster = id, "
+            "indexed_at = ? WHERE id = ?",
+            (file, *_doc_values(doc), text_hash, signature, time.time(), doc_id),
+        )
+
+    def delete_document(self, doc_id: int) -> None:
+        self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+
+    def set_dup_of(self, doc_id: int, dup_of: int | None) -> None:
+        self.conn.execute("UPDATE documents SET dup_of = ? WHERE id = ?", (dup_of, doc_id))
+
+    def set_cluster(self, doc_ids: Iterable[int], cluster: int) -> None:
+        self.conn.executemany("UPDATE documents SET cluster = ? WHERE id = ?", [(cluster, d) for d in doc_ids])
+
+    def merge_clusters(self, clusters: Iterable[int], into: int) -> None:
+        """Move the members of `clusters` into cluster `into` (its own members are not rewritten)."""
+        self.conn.execute(
+            "UPDATE documents SET cluster = ? WHERE cluster IN (SELECT value FROM json_each(?)) AND cluster != ?",
+            (into, json.dumps(list(clusters)), into),
+        )
+
+    def add_lsh(self, doc_id: int, keys: Sequence[int]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO lsh (key, doc_id) VALUES (?, ?)", [(k, doc_id) for k in keys])
+
+    def remove_lsh(self, doc_id: int, keys: Sequence[int]) -> None:
+        self.conn.executemany("DELETE FROM lsh WHERE key = ? AND doc_id = ?", [(k, doc_id) for k in keys])
+
+    def record_files(self, stats: Iterable[tuple[str, str, int, int]]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO files (root, file, size, mtime_ns) VALUES (?, ?, ?, ?)", stats)
+
+    def forget_files(self, keys: Iterable[tuple[str, str]]) -> None:
+        self.conn.executemany("DELETE FROM files WHERE root = ? AND file = ?", keys)
+
+    # --- chunks ----------------------------------------------------------------------------------------
+    def delete_chunks(self, doc_id: int) -> None:
+        """Remove a document's chunks, and their passages from the lexical index."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+        if not ids:
+            return
+        self.lexical.delete(ids)
+        self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO tombstones (chunk_id, seq) VALUES (?, ?)", [(cid, self.seq) for cid in ids]
+        )
+
+    def add_chunks(self, doc_id: int, title: str, chunks: Sequence[NewChunk], vectors: np.ndarray) -> None:
+        """Store a document's chunks in order; `vectors[i]` is the vector of `chunks[i]`."""
+        ids = range(self.rows, self.rows + len(chunks))
+        self.conn.executemany(
+            'INSERT INTO chunks (id, doc_id, ord, start, "end", n_tokens, input_hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
+            [
+                (cid, doc_id, n, c.chunk.start, c.chunk.end, c.chunk.n_tokens, c.digest)
+                for n, (cid, c) in enumerate(zip(ids, chunks))
+            ],
+        )
+        filed = self.conn.execute(
+            "SELECT source, file, site, url, published FROM documents WHERE id = ?", (doc_id,)
+        ).fetchone()
+        self.lexical.add(PassageRow(cid, c.chunk.text, title, doc_id, *filed) for cid, c in zip(ids, chunks))
+        self.rows += len(chunks)
+        self.pending.append(np.asarray(vectors, dtype=np.float32))
+        self.pending_rows += len(chunks)
+        if self.pending_rows >= 65_536:
+            self.flush_vectors()
+
+    def read_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Vectors of stored chunks, also of those appended by this writer and not yet committed."""
+        self.flush_vectors()
+        return self.vectors.read(ids)
+
+    def flush_vectors(self) -> None:
+        if not self.pending:
+            return
+        block = np.concatenate(self.pending)
+        self.vectors.append(self.flushed_rows, block)
+        crash_point("vectors-appended")
+        if self.ivf is not None:
+            quantizer, lists = self.ivf
+            lists.append(self.flushed_rows, assign(quantizer, block))
+        self.flushed_rows += len(block)
+        self.pending, self.pending_rows = [], 0
+
+    def set_meta(self, values: dict[str, object]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
+        )
+
+    def delete_meta(self, *keys: str) -> None:
+        self.conn.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in keys])
+
+    def finish(self) -> None:
+        """Make the appended vectors durable and record the new state in the transaction about to commit."""
+        self.flush_vectors()
+        documents, chunks = self.conn.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        ).fetchone()
+        if self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] > TOMBSTONES_KEPT:
+            self.conn.execute("DELETE FROM tombstones WHERE seq < ?", (self.seq,))
+            self.set_meta({"tombstones_from": self.seq})  # readers older than this reload whole
+        self._maintain_ann(chunks)
+        self.set_meta(
+            {
+                "format_version": FORMAT_VERSION,
+                "model": self.model,
+                "dimension": self.dimension,
+                "documents": documents,
+                "chunks": chunks,
+                "vector_file": self.vector_name,
+                "vector_rows": self.rows,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "seq": self.seq,
+            }
+        )
+
+    def _maintain_ann(self, live: int) -> None:
+        """Train IVF centroids when the collection crosses ANN_MIN_ROWS or has grown ANN_RETRAIN_GROWTH times
+        since the last training; go back to exact search when it shrinks well below the threshold."""
+        meta = self.meta()
+        trained = int(meta.get("ann_trained_rows", 0))
+        if self.ivf is not None and live < ANN_MIN_ROWS // 2:
+            self.delete_meta("centroid_file", "list_file", "ann_trained_rows")
+            return
+        if live < ANN_MIN_ROWS or (self.ivf is not None and live < ANN_RETRAIN_GROWTH * trained):
+            return
+        n_lists = lists_for(live)
+        ids = self.live_chunk_ids()
+        rng = np.random.default_rng(self.seq)
+        sample = np.sort(rng.choice(ids, size=min(len(ids), TRAIN_POINTS_PER_LIST * n_lists), replace=False))
+        centroid_name, list_name = f"centroids-{self.seq:06d}.faiss", f"lists-{self.seq:06d}.i32"
+        quantizer = train_centroids(self.vectors.read(sample), n_lists, self.index_dir / centroid_name)
+        lists = [
+            assign(quantizer, self.vectors.read_range(start, min(start + READ_ROWS, self.rows)).astype(np.float32))
+            for start in range(0, self.rows, READ_ROWS)
+        ]
+        ListFile(self.index_dir / list_name).write(np.concatenate(lists))
+        crash_point("ann-trained")
+        self.set_meta({"centroid_file": centroid_name, "list_file": list_name, "ann_trained_rows": live})
+
+
+def _doc_values(doc: Document) -> tuple:
+    return (
+        doc.content_hash,
+        doc.title,
+        doc.url,
+        doc.published,
+        doc.author,
+        doc.site,
+        doc.text,
+        json.dumps(doc.segments),
+        json.dumps(doc.pages),
+    )

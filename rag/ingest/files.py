@@ -1,0 +1,153 @@
+"""Files on disk to Documents: decide what a file really is, decode it safely, hand it to its reader.
+
+The extension says what a file should be; its first bytes say what it is. A PDF saved as `.html` is read
+as a PDF; a PNG named `.txt` is refused as an image. Every refusal is an IngestError whose message names
+the file and the reason, so a run can report it in one line and go on with the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.errors import IngestError
+from rag.ingest.exports import RecordFields, parse_records
+from rag.ingest.html_pages import declared_charset, parse_html
+from rag.ingest.pdf_files import parse_pdf
+from rag.ingest.plaintext import parse_articles
+from rag.records import Document
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+PDF_SUFFIXES = frozenset({".pdf"})
+RECORD_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | RECORD_SUFFIXES
+MAX_FILE_BYTES = 50 * 1024 * 1024
+FALLBACK_ENCODINGS = ("cp949", "cp1252")
+
+_MAGIC = (
+    (b"%PDF-", "pdf"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a ZIP archive (or a Word/Excel file)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office file"),
+    (b"RIFF", "a media file"),
+)
+_HTML_START = re.compile(
+    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.I | re.S
+)
+
+
+@dataclass
+class Ingested:
+    """What one file gave: its documents, and the records inside it that could not be read."""
+
+    documents: list[Document] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every non-hidden entry under `root` (or `root` itself) that is not a folder, in a stable order: files,
+    and also links and pipes, which `not_a_plain_file` then names rather than pass over in silence."""
+    if not root.is_dir():
+        yield root
+        return
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            yield path
+
+
+def not_a_plain_file(path: Path, root: Path) -> str | None:
+    """Why `path` is not read, or None for a regular file inside `root`: a link that leads out of the corpus
+    folder (to /etc/passwd, say) is never followed, nor a broken or looping one, a pipe or a device."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "a broken or looping link; not read"
+    if path.is_symlink() and not target.is_relative_to(root):
+        return "a link to something outside the corpus folder; not read"
+    if target.is_dir():
+        return "a link to a folder; not read"
+    if not target.is_file():
+        return "not a regular file (a pipe, socket or device); not read"
+    return None
+
+
+def read_documents(path: Path, source: str, fields: RecordFields | None = None) -> Ingested:
+    """Read one file into its documents, or raise IngestError naming the file and the reason."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise IngestError(f"{source}: unsupported file type '{suffix or '(none)'}'")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise IngestError(f"{source}: too large ({size / 1e6:.0f} MB; limit {MAX_FILE_BYTES / 1e6:.0f} MB)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{source}: unreadable ({exc.strerror or exc})") from exc
+    try:
+        return parse_bytes(data, source, suffix, fields or RecordFields())
+    except IngestError:
+        raise
+    except RecursionError as exc:
+        raise IngestError(f"{source}: nested too deeply to read") from exc
+    except Exception as exc:  # a reader's own failure on a hostile file stops this file only, never the run
+        raise IngestError(f"{source}: could not be read ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> Ingested:
+    digest = hashlib.sha256(data).hexdigest()
+    kind = sniff(data)
+    if kind == "pdf":
+        return Ingested([parse_pdf(data, source, digest)])
+    if kind is not None:
+        raise IngestError(f"{source}: the file is {kind}, not a {suffix} article")
+    if suffix in PDF_SUFFIXES:
+        raise IngestError(f"{source}: not a PDF (it does not start with %PDF)")
+    if suffix in HTML_SUFFIXES or _HTML_START.match(data[:2048]):
+        return Ingested([parse_html(decode(data, source, declared_charset(data)), source, digest)])
+    text = decode(data, source)
+    if suffix in RECORD_SUFFIXES:
+        records = parse_records(text, source, jsonl=suffix != ".json", fields=fields)
+        return Ingested(records.documents, records.problems)
+    return Ingested(parse_articles(text, source, digest))
+
+
+def sniff(data: bytes) -> str | None:
+    """What the first bytes say the file is, for formats that are not text."""
+    head = data[:16]
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def decode(data: bytes, name: str, declared: str | None = None) -> str:
+    """The declared charset if any, then UTF-8 (BOM tolerated), then the legacy encodings common in Korean
+    and European news (cp949 covers EUC-KR, cp1252 covers Latin-1)."""
+    if not data.strip():
+        raise IngestError(f"{name}: empty file")
+    if b"\x00" in data[:8192]:
+        raise IngestError(f"{name}: binary file (contains NUL bytes)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        declared = "utf-8-sig"
+    for encoding in dict.fromkeys(filter(None, (declared, "utf-8", *FALLBACK_ENCODINGS))):
+        try:
+            text = data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if encoding in ("utf-8", "utf-8-sig") or _looks_like_text(text):
+            if not text.strip():
+                raise IngestError(f"{name}: no text after decoding")
+            return text
+    raise IngestError(f"{name}: cannot decode as UTF-8, {', '.join(FALLBACK_ENCODINGS)}")
+
+
+def _looks_like_text(text: str) -> bool:
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
+    return controls <= len(text) * 0.01

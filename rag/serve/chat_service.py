@@ -1,0 +1,184 @@
+"""What a conversation with the collection does, for the browser chat and `rag chat` alike: answer a question
+(with the conversation's context when it is a follow-up), list and open articles, take uploads.
+
+`ChatService` knows nothing of Gradio and is shared by every browser session of a server (one model, one
+index, loaded once); `rag chat` uses it in the terminal without importing Gradio at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.api import Index
+from rag.errors import RagError
+from rag.index.store import DocumentSummary
+from rag.records import Answer
+from rag.search.request import API_NAMES, DEFAULT_K, FieldNames, SearchRequest
+from rag.serve.conversation import search_text
+from rag.serve.highlight import best_sentences
+from rag.serve.render import ShownPassage, answer_markdown, answer_text, article_html, error_markdown, literal
+from rag.serve.uploads import DEFAULT_UPLOAD_MB, save_uploads
+
+# Questions the seed articles answer, each with the article that answers it.
+SEED_EXAMPLES = {
+    "Who was Kim Kyoung-soo's political mentor?": "002_4545c625dd368776.txt",
+    "Which summit is Lee attending in Canada?": "002_4545c625dd368776.txt",
+    "What is the China-North Korea mutual defense pledge?": "003_a37b0dba77dbb840.txt",
+    "Who is Lee Jae-myung's main rival according to the poll?": "000_594d65cdc1b20141.txt",
+}
+MAX_EXAMPLES = 4
+ALL_SOURCES = ""  # the article list's "All articles": a blank filter, which a request reads as none
+# The search options as the browser page labels them, for its error messages.
+CHAT_NAMES = FieldNames(
+    k="Passages", mode="Search", source="Only in article or site", since="Published from", until="Published until"
+)
+SOURCES_PAGE = 50  # rows of the Sources table at a time: the page never carries the whole collection
+ARTICLE_CHOICES = 100  # articles offered in the filter list; any other can be typed (file, glob or site)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One bot turn: the Markdown shown in the chat, and what it was made from."""
+
+    markdown: str
+    answer: Answer | None
+    searched_for: str
+    shown: tuple[ShownPassage, ...] = ()
+    context: str | None = None  # the search text, when it differs from what the user typed
+    error: str | None = None
+
+    def text(self, marked: tuple[str, str] = ("", "")) -> str:
+        """The reply as plain text (`/chat`, `rag chat`): article text as it is, no markup to undo."""
+        if self.answer is None:
+            return f"Cannot search: {self.error}"
+        return answer_text(self.answer, self.shown, self.context, marked)
+
+
+class ChatService:
+    """What the chat does, for every session of one server."""
+
+    def __init__(
+        self, index: Index, corpus_dir: Path, max_upload: int = DEFAULT_UPLOAD_MB * 1_000_000, read_only: bool = False
+    ) -> None:
+        self.index = index
+        self.corpus_dir = corpus_dir
+        self.max_upload = max_upload  # bytes
+        self.read_only = read_only  # a replica: it answers from the index as published, and adds nothing
+        self._writing = threading.Lock()
+
+    def answer(
+        self,
+        message: str,
+        earlier: Sequence[str] = (),
+        k: object = DEFAULT_K,
+        mode: object = "hybrid",
+        source: object = None,
+        since: object = None,
+        until: object = None,
+        names: FieldNames = API_NAMES,
+    ) -> Reply:
+        """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
+        A question that cannot be searched gets its reason as the reply, its fields named as in `names`, rather
+        than an exception."""
+        query = search_text(message, earlier) if isinstance(message, str) and message.strip() else message
+        try:
+            request = SearchRequest.build(query, k, mode, source, since, until, names=names)
+            answer = self.index.ask(request)
+        except RagError as exc:
+            return Reply(error_markdown(str(exc)), None, query, error=str(exc))
+        bar = self.index.searcher.bar(request.mode)
+        marks = best_sentences(answer.query, answer.passages)
+        facts = self.index.article_facts(p.doc_id for p in answer.passages)
+        shown = tuple(ShownPassage(p, mark, p.score / bar, *facts[p.doc_id]) for p, mark in zip(answer.passages, marks))
+        context = query if query != message.strip() else None
+        return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown, context)
+
+    def articles(self, search: str = "", page: int = 1, limit: int = SOURCES_PAGE) -> tuple[list[DocumentSummary], int]:
+        """One page of the collection's articles matching `search`, and how many match in all."""
+        if not self.index.exists():
+            return [], 0
+        return self.index.documents((max(1, page) - 1) * limit, limit, search)
+
+    def source_choices(self) -> list[tuple[str, str]]:
+        """All articles, then each site (a publication name or web host), then the first articles."""
+        if not self.index.exists():
+            return [("All articles", ALL_SOURCES)]
+        articles, _ = self.articles(limit=ARTICLE_CHOICES)
+        return (
+            [("All articles", ALL_SOURCES)]
+            + [(f"Site: {site}", site) for site in self.index.sites()]
+            + [(f"{d.title or d.source} ({d.source})", d.source) for d in articles]
+        )
+
+    def commit(self) -> int:
+        """The number of the index's newest commit (any writer's): a tab whose lists are older redraws them."""
+        searcher = self.index.searcher
+        searcher.catch_up()
+        return searcher.store.manifest.seq
+
+    def article_by_source(self, source: str, search: str = "", page: int = 1) -> str:
+        """The article a Sources row names, found by its source rather than its row number, which another
+        tab's upload may have moved."""
+        for found in (self.articles(search, page)[0], self.articles(source)[0]):
+            match = next((a for a in found if a.source == source), None)
+            if match is not None:
+                return self.article(match.doc_id)
+        return ""
+
+    def source_rows(self, search: str = "", page: int = 1) -> list[list[Any]]:
+        return [[d.title, d.source, d.published or "", d.chunks] for d in self.articles(search, page)[0]]
+
+    def sources_caption(self, search: str = "", page: int = 1) -> str:
+        _, total = self.articles(search, page, limit=1)
+        first = (max(1, page) - 1) * SOURCES_PAGE
+        shown = max(0, min(SOURCES_PAGE, total - first))
+        return f"{first + 1 if shown else 0}–{first + shown} of {total:,} articles" + (
+            f" matching “{literal(search)}”" if search.strip() else ""
+        )
+
+    def examples(self) -> list[str]:
+        """Seed questions whose article is indexed, then other articles' headlines, up to MAX_EXAMPLES."""
+        articles, _ = self.articles(limit=ARTICLE_CHOICES)
+        sources = {d.source for d in articles}
+        chosen = [q for q, source in SEED_EXAMPLES.items() if source in sources]
+        chosen += [d.title for d in articles if d.title and d.source not in SEED_EXAMPLES.values()]
+        return chosen[:MAX_EXAMPLES]
+
+    def article(self, doc_id: int, start: int | None = None, end: int | None = None) -> str:
+        try:
+            return article_html(self.index.document(doc_id), start, end)
+        except RagError as exc:
+            return f"<p>{literal(str(exc))}</p>"
+
+    def add_files(self, files: Sequence[str | Path]) -> str:
+        """Save uploads into the corpus folder and index them incrementally; a Markdown report of what
+        happened to each file. One upload is indexed at a time; searches go on meanwhile."""
+        if self.read_only:
+            return (
+                "This server answers from a published copy of the index and adds nothing to it: add articles "
+                "where the index is written (`rag index`), then publish them (`rag snapshot`)."
+            )
+        with self._writing:
+            result = save_uploads([Path(f) for f in files], self.corpus_dir, self.max_upload)
+            skipped: list[tuple[str, str]] = []
+            report = None
+            if result.saved:
+                report = self.index.add([self.corpus_dir], progress=True, on_skip=lambda *s: skipped.append(s))
+        lines = []
+        if result.saved:
+            lines.append(
+                f"**Added {len(result.saved)} article{'s' * (len(result.saved) != 1)}:** "
+                + ", ".join(literal(n) for n in result.saved)
+            )
+        if report is not None:
+            lines.append(f"Indexed in {report.seconds:.1f} s: {report.embedded} passages embedded.")
+        for name in result.already_there:
+            lines.append(f"- {literal(name)}: already in the collection, not added again")
+        saved = set(result.saved)  # a record of a saved export is named "file.jsonl#N"
+        for name, why in result.rejected + [s for s in skipped if s[0].split("#")[0] in saved]:
+            lines.append(f"- **Rejected** {literal(name)}: {literal(why)}")
+        return "\n".join(lines) or "No files."

@@ -1,0 +1,291 @@
+"""The `rag` command: a thin shell over rag.api, with one clear line per error and non-zero exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.api import Index, default_corpus_dir, default_index, default_index_dir
+from rag.errors import RagError
+from rag.ingest.exports import RecordFields
+from rag.records import Answer, IndexReport
+from rag.search.request import CLI_NAMES, DEFAULT_K, MAX_K, MODES, SearchRequest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Verbatim: ask questions of your articles, get exact passages with sources."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "index",
+        help="index (or update the index of) folders and files of articles",
+        description="Index new and changed files; unchanged ones are skipped, deleted ones removed.",
+    )
+    p.add_argument(
+        "paths", nargs="*", help=f"files or folders: .txt .md .html .pdf .jsonl .json (default: {default_corpus_dir()})"
+    )
+    _common(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, chunk and embed on a Ray cluster: 'auto', a head's address, or nothing for a local instance "
+        '(pip install -e ".[cluster]")',
+    )
+    p.add_argument("--ray-workers", type=int, metavar="N", help="embedding actors (default: one per cluster CPU)")
+    p.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="ROLE=KEY",
+        help="JSON/JSONL key for a role (text, title, url, date, author, site), e.g. --field text=body_html",
+    )
+
+    p = sub.add_parser(
+        "ask",
+        help="ask a question, print the best passages",
+        description="Search the index and print the most relevant passages verbatim.",
+    )
+    p.add_argument("question")
+    _filters(p)
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _common(p)
+
+    p = sub.add_parser(
+        "chat",
+        help="a conversation in the terminal: ask, read, ask a follow-up (Ctrl-D to leave)",
+        description='Ask questions one after another; a follow-up ("and what about Japan?") is searched with '
+        "the question it follows, as in the browser chat. Ctrl-D leaves.",
+    )
+    _filters(p)
+    _common(p)
+
+    p = sub.add_parser(
+        "eval",
+        help="measure retrieval on a SQuAD-format file or a BEIR folder",
+        description="Index the benchmark's corpus (cached by content), run every query per search mode, print "
+        "Recall@1/5/20, MRR@10, nDCG@10, latency, and how often `found` is wrong.",
+    )
+    p.add_argument("benchmark", help="SQuAD-format .json file (SQuAD, KorQuAD) or BEIR folder (corpus.jsonl ...)")
+    p.add_argument("--limit", type=int, help="only the first N queries (the corpus stays whole)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated search modes (default {','.join(MODES)})")
+    p.add_argument(
+        "--unanswerable",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="queries asked again without their document, to measure wrong answers (default 1000; 0: skip)",
+    )
+    p.add_argument(
+        "--cache", help="where benchmark indexes are kept (default ~/.cache/verbatim/eval or $RAG_EVAL_CACHE)"
+    )
+    p.add_argument("--model", help="sentence-transformers model name or path (default: the packaged one)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser(
+        "snapshot",
+        help="publish a copy of the index for replicas: DEST/<commit>-<time>, and DEST/current pointing at it",
+        description="Copy the index as of its newest commit into a new folder under DEST and point DEST/current "
+        "at it in one rename. Replicas started with `python app.py --index DEST/current --read-only` follow.",
+    )
+    p.add_argument("dest", help="the folder that holds the snapshots")
+    p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
+    p.add_argument("--keep", type=int, default=2, help="snapshots kept, the new one included (default 2)")
+
+    p = sub.add_parser("info", help="show what the index holds")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="list the first N documents (0: all)")
+    _common(p)
+    return parser
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"number of passages, 1-{MAX_K} (default {DEFAULT_K})")
+    p.add_argument("--mode", choices=MODES, default="hybrid", help="search mode (default hybrid)")
+    p.add_argument(
+        "--source", help="only this source file (a glob such as '2025/*.html' works) or site ('koreaherald.com')"
+    )
+    p.add_argument("--since", help="only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+    p.add_argument("--until", help="only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
+    p.add_argument(
+        "--model",
+        help="sentence-transformers model name or path (default: the index's own, "
+        "or the packaged all-MiniLM-L6-v2 for a new index)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {
+        "index": cmd_index,
+        "ask": cmd_ask,
+        "chat": cmd_chat,
+        "eval": cmd_eval,
+        "info": cmd_info,
+        "snapshot": cmd_snapshot,
+    }
+    try:
+        return commands[args.command](args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the index was left as it was before this run", file=sys.stderr)
+        return 130
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    fields = RecordFields()
+    for spec in args.field:
+        fields = fields.with_override(spec)
+    index = Index(args.index, model=args.model)
+    paths = args.paths or [str(default_corpus_dir())]
+    cluster = None
+    if args.ray:
+        from rag.build.cluster import RayCluster
+
+        cluster = RayCluster(None if args.ray == "local" else args.ray, args.ray_workers)
+    report = index.add(
+        paths,
+        progress=not args.quiet,
+        on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr),
+        fields=fields,
+        cluster=cluster,
+    )
+    print(summary_line(report, index))
+    return 0
+
+
+def summary_line(report: IndexReport, index: Index) -> str:
+    return (
+        f"{report.added} added, {report.updated} updated, {report.removed} removed, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
+        f"{report.chunks} chunks ({report.embedded} embedded) in {report.seconds:.1f}s -> {index.path}"
+    )
+
+
+def _open(args: argparse.Namespace) -> Index:
+    if args.index is None and args.model is None:
+        return default_index(progress=True)
+    index = Index(args.index, model=args.model)
+    index.searcher  # noqa: B018 - opens now, so a missing index is reported before any work
+    return index
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    request = SearchRequest.build(
+        args.question, args.k, args.mode, args.source, args.since, args.until, names=CLI_NAMES
+    )
+    answer = _open(args).ask(request)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A question loop over the same `ChatService` as the browser: the same follow-up logic, verdict and
+    attribution, as plain text. The marked sentence is bold on a terminal."""
+    from rag.serve.chat_service import ChatService
+
+    with contextlib.suppress(ImportError):  # line editing and history for input(), where the platform has it
+        import readline  # noqa: F401
+    index = _open(args)
+    service = ChatService(index, default_corpus_dir())
+    _, articles = service.articles(limit=1)
+    marked = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"Verbatim: ask about {articles:,} articles in {index.path}. Answers are quoted exactly. Ctrl-D to leave.")
+    earlier: list[str] = []
+    while True:
+        try:
+            question = input("\nask> ")
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:  # Ctrl-C drops the line being typed, as a shell does
+            print()
+            continue
+        if not question.strip():
+            continue
+        reply = service.answer(question, earlier, args.k, args.mode, args.source, args.since, args.until, CLI_NAMES)
+        print(reply.text(marked), flush=True)
+        earlier.append(question)
+
+
+def format_answer(answer: Answer, width: int = 100) -> str:
+    note = [answer.note] if answer.note else []
+    if not answer.passages:
+        return "\n".join(["Nothing in the index matches this question.", *note])
+    head = (
+        "Best passages:"
+        if answer.found
+        else "The articles do not seem to answer this. Closest passages, for what they are worth:"
+    )
+    lines = [head, ""] + ([*note, ""] if note else [])
+    for rank, p in enumerate(answer.passages, start=1):
+        page = f"page {p.page}" if p.page else None
+        where = " | ".join(x for x in (p.source, p.url, p.published, p.author, page) if x)
+        lines.append(f"[{rank}] {p.title}")
+        lines.append(f"    {where} | chars {p.start}-{p.end} | relevance {p.score:.2f}")
+        if p.copies:
+            lines.append("    also in: " + ", ".join(c.source for c in p.copies))
+        for para in p.text.splitlines():
+            lines.extend(textwrap.wrap(para, width, initial_indent="    > ", subsequent_indent="    > ") or ["    >"])
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.evaluate import evaluate, format_table, load_benchmark
+
+    bench = load_benchmark(Path(args.benchmark)).limited(args.limit)
+    result = evaluate(
+        bench,
+        model=args.model,
+        modes=[m.strip() for m in args.modes.split(",") if m.strip()],
+        cache=Path(args.cache) if args.cache else None,
+        unanswerable=args.unanswerable,
+        progress=not args.quiet,
+    )
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from rag.index.snapshots import CURRENT, publish
+
+    dest = Path(args.dest)
+    snapshot = publish(Path(args.index) if args.index else default_index_dir(), dest, args.keep)
+    print(f"published {snapshot}; {dest / CURRENT} -> {snapshot.name}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _open(args).info(limit=args.limit or None)
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return 0
+    print(f"index:     {info['path']}")
+    print(f"model:     {info['model']} ({info['dimension']} dimensions)")
+    print(f"documents: {info['document_count']}, chunks: {info['chunks']}, updated {info['updated']}")
+    for d in info["documents"]:
+        extra = ", ".join(x for x in (d["published"], d["author"], d["copy_of"] and f"copy of {d['copy_of']}") if x)
+        print(f"  {d['source']}: {d['title']} ({d['chunks']} chunks{', ' + extra if extra else ''})")
+    if info["document_count"] > len(info["documents"]):
+        print(f"  ... and {info['document_count'] - len(info['documents']):,} more (--limit 0 lists all)")
+    return 0

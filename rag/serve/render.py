@@ -1,0 +1,255 @@
+"""Answers and articles as chat markup that shows article text literally, whatever the article contains.
+
+Passages are other people's text: a saved page may hold `<script>`, `<img onerror=…>`, a markdown link or a
+row of `**`. The chat renders Markdown with inline HTML, so every character of article text (passages, titles,
+sources, URLs) goes through `literal()`: every ASCII punctuation mark that Markdown or HTML could read as
+syntax where it stands is written as a numeric character reference, which the browser shows as the same
+character. Marks that are never syntax where they stand stay as they are ("4,812", "Moon-soo", "said:"), so
+the Markdown a screen reader or a copy button gets reads as text. Only markup written here (`<mark>`, the
+attribution) is live. The Gradio sanitizer stays on as a second wall. Programs get plain text (`answer_text`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rag.records import Answer, Document, Passage
+from rag.serve.highlight import Span
+
+STRONG = 1.0  # relevance (score over the calibrated `found` bar) at or above the bar
+PARTIAL = 0.5
+
+_PUNCTUATION = {c: f"&#{ord(c)};" for c in string.punctuation}
+# Never syntax anywhere: , ; ? % ' " / ! and (. Syntax only in some places, so referenced only there: a hyphen
+# that is not inside a word (lists, rules, tables), a full stop after a digit or before a word character
+# (numbered lists, web addresses), a colon before "/" (links), ")" after a digit (numbered lists).
+_ALWAYS_PLAIN = set(",;?%'\"/!(")
+_SYNTAX = re.compile(
+    "(?<![A-Za-z0-9])-|-(?![A-Za-z0-9])|(?<=[0-9])\\.|\\.(?=\\w)|:(?=/)|(?<=[0-9])\\)|["
+    + re.escape("".join(c for c in string.punctuation if c not in _ALWAYS_PLAIN | set("-.:)")))
+    + "]"
+)
+_LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
+PASSAGE_ANCHOR = "verbatim-passage"
+READ_LINK = "#verbatim-read-"  # + "doc-start-end": the page's script opens that passage in the reading panel
+
+
+def literal(text: str) -> str:
+    """`text` as Markdown/HTML source that displays exactly `text` and carries no markup of its own."""
+    return _keep_indent(_escape(text))
+
+
+def _escape(text: str) -> str:
+    return _SYNTAX.sub(lambda m: _PUNCTUATION[m.group()], text)
+
+
+def _keep_indent(source: str) -> str:
+    """Spaces opening a line would make Markdown start a code block; as references they are just spaces."""
+    return _LEADING_SPACE.sub(lambda m: m.group().replace(" ", "&#32;").replace("\t", "&#9;"), source)
+
+
+def url_html(url: str, shown: str) -> str:
+    """A link for http(s) URLs only, opening in a new tab; `javascript:` and friends stay text. `shown` is
+    the already-escaped link text."""
+    if re.match(r"https?://[^\s<>\"']+$", url, re.IGNORECASE):
+        href = html.escape(url, quote=True)
+        return f'<a href="{href}" target="_blank" rel="noopener noreferrer nofollow">{shown}</a>'
+    return shown
+
+
+@dataclass(frozen=True)
+class ShownPassage:
+    """A passage as the chat shows it: which sentence to mark, how strong a match, how long its article is,
+    and the publication it comes from (the document's site: a name the page gave, or its web host)."""
+
+    passage: Passage
+    mark: Span | None
+    relevance: float
+    article_chars: int
+    site: str | None = None
+
+
+def relevance_label(relevance: float) -> str:
+    if relevance >= STRONG:
+        return "●●● strong match"
+    if relevance >= PARTIAL:
+        return "●●○ partial match"
+    return "●○○ weak match"
+
+
+def quoted(text: str, mark: Span | None) -> str:
+    """The passage as a Markdown blockquote, line breaks kept, the marked sentence in <mark>."""
+    if mark is None:
+        body = literal(text)
+    else:
+        start, end = mark
+        body = _keep_indent(
+            _escape(text[:start]) + "<mark>" + _escape(text[start:end]) + "</mark>" + _escape(text[end:])
+        )
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in body.split("\n"))
+
+
+def location(passage: Passage, article_chars: int) -> str:
+    """Where in the article the passage sits, in characters and as a share of the article."""
+    where = f"characters {passage.start:,}–{passage.end:,} of {article_chars:,}"
+    if article_chars:
+        where += f" ({100 * passage.start // article_chars}–{-(-100 * passage.end // article_chars)}%)"
+    return where
+
+
+def display_title(passage: Passage) -> str:
+    return passage.title or passage.source
+
+
+def byline(passage: Passage, site: str | None) -> list[str]:
+    """What a reader asks of a quote, after its title: the publication, the author, the date, the page."""
+    parts = [site] if site and site.lower() not in display_title(passage).lower() else []
+    if passage.author:
+        parts.append("by " + passage.author)
+    if passage.published:
+        parts.append(passage.published)
+    if passage.page:
+        parts.append(f"page {passage.page}")
+    return parts
+
+
+def copies_line(passage: Passage) -> str | None:
+    """The other files that hold the same story, as text, or None when there are none."""
+    if not passage.copies:
+        return None
+    return "Same story also in: " + ", ".join(
+        c.source + ("" if c.exact else " (near-duplicate)") for c in passage.copies
+    )
+
+
+def file_details(passage: Passage, article_chars: int) -> str:
+    """The machinery, for whoever checks a quote: the file and the exact offsets."""
+    return f"{passage.source} · {location(passage, article_chars)}"
+
+
+def attribution(item: ShownPassage) -> str:
+    """One line for the reader (title, publication, author, date, page, link), then the file and offsets
+    folded away, then other copies of the story."""
+    passage = item.passage
+    parts = [f"<strong>{literal(display_title(passage))}</strong>"] + [literal(x) for x in byline(passage, item.site)]
+    if passage.url:
+        parts.append(url_html(passage.url, literal(passage.url)))
+    read = f"{READ_LINK}{passage.doc_id}-{passage.start}-{passage.end}"
+    parts.append(f'<a href="{read}" class="verbatim-read">Read in its article</a>')
+    line = '<span class="verbatim-attribution">' + " · ".join(parts) + "</span>"
+    line += (
+        '<details class="verbatim-details"><summary>File and position</summary>'
+        f"{literal(file_details(passage, item.article_chars))}</details>"
+    )
+    copies = copies_line(passage)
+    if copies:
+        line += f'<span class="verbatim-copies">{literal(copies)}</span>'
+    return line
+
+
+def verdict(answer: Answer, shown: Sequence[ShownPassage]) -> tuple[str, str]:
+    """The reply's opening, (headline, what it means): the same words in the browser, over HTTP and in the
+    terminal."""
+    if not shown:
+        return "Nothing in the indexed articles matches this question.", "Try other words, or add articles."
+    if answer.found:
+        articles = len({s.passage.doc_id for s in shown})
+        many = f"{len(shown)} passage{'s' * (len(shown) != 1)} from {articles} article{'s' * (articles != 1)}"
+        return f"{many}, best first, quoted exactly:", ""
+    return (
+        "The articles do not answer this.",
+        "These are the closest passages, shown for what they are worth; none of them matches the question well.",
+    )
+
+
+def strength(item: ShownPassage) -> str:
+    return f"{relevance_label(item.relevance)} · {item.passage.score:.0%} likely to answer"
+
+
+def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None) -> str:
+    """The bot's reply: a plain verdict first, then each passage as a card: the quote with its marked
+    sentence, then its attribution. `searched_for` is shown when the search text differs from what the user
+    typed (a follow-up with its context)."""
+    lines: list[str] = []
+    if searched_for:
+        lines.append(f"<small>Searched for: {literal(searched_for)}</small>\n")
+    headline, meaning = verdict(answer, shown)
+    lines.append(f"**{literal(headline)}**" + (f" {literal(meaning)}" if meaning else ""))
+    if answer.note:
+        lines.append(f"\n{literal(answer.note)}")
+    for rank, item in enumerate(shown, start=1):
+        lines += ["", '<div class="verbatim-card">', "", f"**{rank}.** <small>{strength(item)}</small>", ""]
+        lines.append(quoted(item.passage.text, item.mark))
+        lines += ["", attribution(item), "</div>"]
+    return "\n".join(lines)
+
+
+def answer_text(
+    answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None, marked: tuple[str, str] = ("", "")
+) -> str:
+    """The same reply as plain text, for programs reading `/chat` and for `rag chat`: the passages exactly
+    as the article has them, each line of a quote opened by "> ". `marked` wraps the marked sentence
+    (a terminal's bold, say); by default nothing is added to the text."""
+    lines = [f"Searched for: {searched_for}", ""] if searched_for else []
+    lines.append(" ".join(x for x in verdict(answer, shown) if x))
+    if answer.note:
+        lines += ["", answer.note]
+    for rank, item in enumerate(shown, start=1):
+        text = item.passage.text
+        if item.mark is not None and any(marked):
+            start, end = item.mark
+            text = text[:start] + marked[0] + text[start:end] + marked[1] + text[end:]
+        lines += ["", f"{rank}. {strength(item)}"]
+        lines += [f"> {line}" if line.strip() else ">" for line in text.split("\n")]
+        source = [display_title(item.passage), *byline(item.passage, item.site)]
+        lines.append("— " + " · ".join(source + ([item.passage.url] if item.passage.url else [])))
+        lines.append(f"  {file_details(item.passage, item.article_chars)}")
+        copies = copies_line(item.passage)
+        if copies:
+            lines.append(f"  {copies}")
+    return "\n".join(lines)
+
+
+def error_markdown(message: str) -> str:
+    return f"**Cannot search:** {literal(message)}"
+
+
+def article_html(document: Document, start: int | None = None, end: int | None = None) -> str:
+    """A whole article for reading a passage in context: its title and attribution first, then the text
+    (escaped) with the passage marked by an anchor the panel scrolls to. Shown in an HTML component, so
+    nothing here is Markdown."""
+    text = document.text
+    if start is None or end is None:
+        body = html.escape(text)
+    else:
+        body = (
+            html.escape(text[:start])
+            + f'<mark id="{PASSAGE_ANCHOR}">'
+            + html.escape(text[start:end])
+            + "</mark>"
+            + html.escape(text[end:])
+        )
+    meta = [html.escape(document.site)] if document.site else []
+    if document.author:
+        meta.append("by " + html.escape(document.author))
+    if document.published:
+        meta.append(html.escape(document.published))
+    if document.url:
+        meta.append(url_html(document.url, html.escape(document.url)))
+    meta.append(f"<code>{html.escape(document.source)}</code>")
+    if start is not None and end is not None:
+        meta.append(f"quote at characters {start:,}–{end:,} of {len(text):,}")
+    return (
+        '<div class="verbatim-article">'
+        '<div class="verbatim-article-head">'
+        '<button type="button" class="verbatim-close" aria-label="Close the article">Close</button>'
+        f"<h3>{html.escape(document.title or document.source)}</h3>"
+        f'<p class="verbatim-meta">{" · ".join(meta)}</p>'
+        "</div>"
+        f'<div class="verbatim-text" tabindex="0">{body}</div>'
+        "</div>"
+    )
