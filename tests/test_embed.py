@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import onnx_questions
+from rag.models import onnx_questions
 from rag.models.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, get_embedder
 from rag.models.onnx_questions import QuestionRuntime, question_runtime
 from rag.models.query_encoder import light_encoder

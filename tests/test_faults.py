@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 import rag.build.update
-from rag import Index, lexical_index
+from rag import Index
+from rag.index import lexical as lexical_index
 from rag.index.crash import CRASH_ENV
 from tests.conftest import synthetic_articles
 

@@ -20,7 +20,9 @@ from conftest import CORPUS
 
 import rag.index.vectors
 import rag.index.write
-from rag import Index, lexical_index, lexical_views
+from rag import Index
+from rag.index import lexical as lexical_index
+from rag.index import lexical_views
 from rag.index.facet_terms import day_number
 from rag.index.facets import Kept
 from rag.index.lexical_views import FilteredViews
