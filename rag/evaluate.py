@@ -13,6 +13,7 @@ there is a wrong answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -159,7 +160,7 @@ def score_rankings(rankings: dict[str, list[str]], qrels: dict[str, dict[str, in
     if not rows:
         return {}
     metrics: dict[str, Callable[[Sequence[str], dict[str, int]], float]] = {
-        **{f"recall@{k}": (lambda r, rel, k=k: recall_at(r, rel, k)) for k in CUTOFFS},
+        **{f"recall@{k}": functools.partial(recall_at, k=k) for k in CUTOFFS},
         "mrr@10": mrr_at,
         "ndcg@10": ndcg_at,
     }

@@ -172,9 +172,9 @@ class _PlanAndEmbed:
             for doc_id, doc in zip(batch["doc_id"], batch["doc"], strict=True)
         ]
         inputs = {p.digest: p.model_ids for _, chunks in planned for p in chunks}
-        held = np.isin(cache_prefixes(list(inputs)), self.known) if inputs else []
+        held = np.isin(cache_prefixes(list(inputs)), self.known) if inputs else np.zeros(0, bool)
         todo = sorted((d, ids) for (d, ids), h in zip(inputs.items(), held, strict=True) if not h)
-        encoded = self.embedder.encode_ids([ids for _, ids in todo]) if todo else []
+        encoded = self.embedder.encode_ids([ids for _, ids in todo]) if todo else np.zeros((0, 0), np.float32)
         vectors = dict(zip((d for d, _ in todo), encoded, strict=True))
         return {
             "result": [

@@ -129,7 +129,7 @@ def scan(
     files = [(file, key[1]) for key, file, _ in to_read]
     read = cluster.read(files, fields) if cluster else (_read(file, source, fields) for file, source in files)
     for (key, _, stat), ingested in zip(to_read, read, strict=True):
-        root, source = key
+        folder, source = key
         if isinstance(ingested, IngestError):
             result.unreadable.add(key)
             _skip(result, source, str(ingested).removeprefix(f"{source}: "), on_skip)
@@ -137,8 +137,8 @@ def scan(
         if stat is not None and stat[1] < settled * 1e9:  # a file still being written is read again next time
             result.stats[key] = stat
         for doc in ingested.documents:
-            result.documents[(root, doc.source)] = doc
-            result.files[(root, doc.source)] = source
+            result.documents[(folder, doc.source)] = doc
+            result.files[(folder, doc.source)] = source
         for name, reason in ingested.problems:
             _skip(result, name, reason, on_skip)
     return result
@@ -454,7 +454,7 @@ def _planned_batches(
     key): here, none yet; on a cluster, what its workers embedded."""
     if embedding.cluster is None:
         for i in range(0, len(need), DOC_BATCH):
-            docs = [(doc_id, writer.document(doc_id)) for doc_id in need[i : i + DOC_BATCH]]
+            docs = [(doc_id, writer.stored_document(doc_id)) for doc_id in need[i : i + DOC_BATCH]]
             yield (
                 [(doc_id, doc.title, plan_chunks(doc, embedding.embedder, embedding.plan)) for doc_id, doc in docs],
                 {},
@@ -464,7 +464,7 @@ def _planned_batches(
 
     held = [*writer.cache_keys(), *embedding.salvage, *embedding.legacy]
     known = np.unique(cache_prefixes(held)) if held else np.zeros(0, np.uint64)
-    documents = [(doc_id, writer.document(doc_id)) for doc_id in need]
+    documents = [(doc_id, writer.stored_document(doc_id)) for doc_id in need]
     titles = {doc_id: doc.title for doc_id, doc in documents}
     planned: list[tuple[int, str, list[PlannedChunk]]] = []
     ready: dict[bytes, np.ndarray] = {}

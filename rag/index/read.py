@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,6 +98,15 @@ class Manifest:
             "chunks": self.chunks,
             "updated": self.updated,
         }
+
+
+class DocumentKeys(NamedTuple):
+    """What finds a document's copies: the fingerprint of its text, its MinHash signature, and its
+    near-duplicate cluster (`rag.ingest.dedup`)."""
+
+    text_hash: str
+    minhash: bytes
+    cluster: int
 
 
 @dataclass(frozen=True)
@@ -450,9 +460,24 @@ class Reader:
     def cluster_members(self, cluster: int) -> list[tuple[int, bytes]]:
         return self.conn.execute("SELECT id, minhash FROM documents WHERE cluster = ?", (cluster,)).fetchall()
 
-    def document_keys(self, doc_id: int) -> tuple[str, bytes, int] | None:
-        """(text_hash, minhash, cluster) of a document."""
-        return self.conn.execute("SELECT text_hash, minhash, cluster FROM documents WHERE id = ?", (doc_id,)).fetchone()
+    def document_keys(self, doc_id: int) -> DocumentKeys:
+        """The duplicate-finding keys of a stored document."""
+        row = self.conn.execute("SELECT text_hash, minhash, cluster FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise self._missing(doc_id)
+        return DocumentKeys(*row)
+
+    def stored_document(self, doc_id: int) -> Document:
+        """`document` of an id the caller read from this index in the same transaction."""
+        document = self.document(doc_id)
+        if document is None:
+            raise self._missing(doc_id)
+        return document
+
+    def _missing(self, doc_id: int) -> IndexCorruptError:
+        return IndexCorruptError(
+            f"{self.index_dir}: document {doc_id} is named but not stored; rebuild with `rag index`"
+        )
 
     # --- vectors ---------------------------------------------------------------------------------------
     def vector_ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:

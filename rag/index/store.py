@@ -208,12 +208,12 @@ def write_errors(index_dir: Path) -> Iterator[None]:
         raise _write_error(index_dir, reason) from exc
     except ValueError as exc:  # tantivy reports its I/O failures as ValueError
         text = str(exc)
-        reason = next((r for code, r in _WRITE_ERRNOS.items() if os.strerror(code) in text), None)
-        if reason is None and "Permission denied" in text:
-            reason = "permission denied"
-        if reason is None:
+        named = next((r for code, r in _WRITE_ERRNOS.items() if os.strerror(code) in text), None)
+        if named is None and "Permission denied" in text:
+            named = "permission denied"
+        if named is None:
             raise
-        raise _write_error(index_dir, reason) from exc
+        raise _write_error(index_dir, named) from exc
 
 
 def _write_error(index_dir: Path, reason: str) -> IndexWriteError:

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -143,7 +144,7 @@ def train_centroids(sample: np.ndarray, n_lists: int, path: Path) -> faiss.Index
     kmeans = faiss.Kmeans(sample.shape[1], n_lists, niter=12, spherical=True, seed=1234, max_points_per_centroid=256)
     kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
     quantizer = faiss.IndexFlatIP(sample.shape[1])
-    quantizer.add(kmeans.centroids)
+    quantizer.add(np.asarray(kmeans.centroids))
     faiss.write_index(quantizer, str(path))
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -181,7 +182,10 @@ class DenseIndex:
         self.approximate = layout.centroid_file is not None
         self.order = order
         live_ids = np.sort(np.asarray(live_ids, dtype=np.int64))
+        self.index: Any  # faiss's own: an IVF index over the quantizer, or an id map over a flat one
+        self._lists = np.zeros(0, np.int32)
         if self.approximate:
+            assert layout.list_file is not None
             self._quantizer = faiss.read_index(str(layout.centroid_file))  # the IVF index does not own it
             self.index = faiss.IndexIVFScalarQuantizer(
                 self._quantizer,
@@ -232,6 +236,7 @@ class DenseIndex:
         ids = np.sort(np.asarray(ids, dtype=np.int64))
         self.layout, self.order = layout, order if order is not None else self.order
         if self.approximate:
+            assert layout.list_file is not None
             self._lists = ListFile(layout.list_file).read_all(layout.rows)
         if len(ids):
             self.add(ids, self.vectors.read(ids), self._lists[ids] if self.approximate else None)
@@ -252,13 +257,14 @@ class DenseIndex:
             runs.append(faiss.vector_to_array(self.index.id_map))
         else:
             lists, size = self.index.invlists, self.index.code_size
-            sort = set(range(lists.nlist) if touched is None else touched.tolist()) if self.order is not None else ()
+            order = self.order
+            sort = set(range(lists.nlist) if touched is None else touched.tolist()) if order is not None else ()
             for number in range(lists.nlist):
                 count = lists.list_size(number)
                 ids = faiss.rev_swig_ptr(lists.get_ids(number), count) if count else np.zeros(0, np.int64)
-                if count > 1 and number in sort:
+                if count > 1 and order is not None and number in sort:
                     codes = faiss.rev_swig_ptr(lists.get_codes(number), count * size).reshape(count, size)
-                    place = np.lexsort((ids, _take(self.order, ids, 0)))
+                    place = np.lexsort((ids, _take(order, ids, 0)))
                     ids, codes = np.ascontiguousarray(ids[place]), np.ascontiguousarray(codes[place])
                     lists.update_entries(number, 0, count, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
                 runs.append(ids)
@@ -292,10 +298,11 @@ class DenseIndex:
                 return list(zip(ids[0][inside][:n].tolist(), scores[0][inside][:n].tolist()))
         bits = np.packbits(keep, bitorder="little")
         selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its size is in bytes
+        params: Any
         if self.approximate:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._visits(share))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._visits(share))  # type: ignore[call-arg]
         else:
-            params = faiss.SearchParameters(sel=selector)
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # SWIG: fields as keywords
         params.keep = (bits, selector)  # the bitmap must outlive the search
         scores, ids = self._faiss_search(query, min(n, self.ntotal), params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]

@@ -71,7 +71,8 @@ class Writer(Reader):
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (root, doc.source, file, *_doc_values(doc), text_hash, signature, time.time()),
         )
-        doc_id = int(cur.lastrowid)
+        assert cur.lastrowid is not None  # an INSERT's
+        doc_id = cur.lastrowid
         self.conn.execute("UPDATE documents SET cluster = id WHERE id = ?", (doc_id,))
         return doc_id
 

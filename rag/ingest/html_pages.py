@@ -12,6 +12,7 @@ import re
 from urllib.parse import urlparse
 
 import trafilatura
+from trafilatura.settings import Document as TrafilaturaDocument
 
 from rag.errors import IngestError
 from rag.ingest.dates import parse_date
@@ -42,8 +43,10 @@ def parse_html(html: str, source: str, content_hash: str) -> Document:
         deduplicate=False,
         date_extraction_params={"extensive_search": False, "original_date": True},
     )
+    if not isinstance(extracted, TrafilaturaDocument):  # asked for a Document (the default): None or one
+        extracted = None
     text = (extracted.text or "").strip() if extracted is not None else ""
-    if len(text) < MIN_ARTICLE_CHARS and text.count("\n") < 1:
+    if extracted is None or (len(text) < MIN_ARTICLE_CHARS and text.count("\n") < 1):
         raise IngestError(f"{source}: no article text found in the page (truncated, or not an article)")
     url = extracted.url if extracted.url and extracted.url.startswith(("http://", "https://")) else None
     title = (extracted.title or "").strip() or text.split("\n", 1)[0][:200]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from rag.errors import IngestError
 from rag.ingest.dates import parse_date
@@ -28,7 +30,7 @@ def parse_pdf(data: bytes, source: str, content_hash: str) -> Document:
         if reader.is_encrypted and not _unlocked(reader):
             raise IngestError(f"{source}: encrypted PDF that needs a password; save an unencrypted copy")
         texts = [(page.extract_text() or "").strip() for page in reader.pages]
-        info = reader.metadata or {}
+        info: Mapping[str, Any] = reader.metadata or {}
     except IngestError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:

@@ -133,7 +133,7 @@ def parse_articles(text: str, source: str, content_hash: str = "") -> list[Docum
     return documents
 
 
-def article_starts(lines: list[Line], site_names: set[str] = frozenset()) -> list[int]:
+def article_starts(lines: list[Line], site_names: frozenset[str] | set[str] = frozenset()) -> list[int]:
     """Indexes (into `lines`) of the first line of each article. A line opens a new article when it reads
     like a headline, follows boilerplate that ends a story (a related list, a comment box, the next item's
     byline or timestamp; not an "Advertisement" inside the story), is followed by body text, and the article
@@ -219,7 +219,7 @@ def split_lines(text: str) -> list[Line]:
     return lines
 
 
-def is_boilerplate(line: str, site_names: set[str] = frozenset()) -> bool:
+def is_boilerplate(line: str, site_names: frozenset[str] | set[str] = frozenset()) -> bool:
     return bool(_BOILERPLATE.match(line)) or line.lower() in site_names
 
 

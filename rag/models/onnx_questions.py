@@ -148,7 +148,7 @@ def exported_graph(model: Any) -> bytes:
         torch.onnx.export(
             _hidden_module(model[0].auto_model, inputs).eval(),
             tuple(sample[name] for name in inputs),
-            graph,
+            graph,  # type: ignore[arg-type]  # torch writes to a file-like object too
             input_names=inputs,
             output_names=["hidden"],
             dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*inputs, "hidden"]},

@@ -17,8 +17,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 PIPELINE = [
     "sentence_transformers.models.Transformer",
@@ -61,7 +65,7 @@ class NumpyBertEncoder:
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self._weights: dict[str, np.ndarray] | None = None
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
 
     def _load(self) -> None:
         from safetensors import safe_open
@@ -80,8 +84,11 @@ class NumpyBertEncoder:
         if self._weights is None:
             self._load()
         tok = self._tokenizer
+        assert tok is not None
         ids = tok.encode(text, add_special_tokens=False).ids[:max_tokens]
-        ids = [tok.token_to_id("[CLS]"), *ids, tok.token_to_id("[SEP]")]
+        first, last = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        assert first is not None and last is not None  # a BERT vocabulary's
+        ids = [first, *ids, last]
         hidden = self._forward(np.asarray(ids))
         vector = hidden.mean(axis=0)
         vector /= max(float(np.linalg.norm(vector)), 1e-12)
@@ -115,12 +122,16 @@ class NumpyBertEncoder:
         return self._dense(context, p + "output.dense")
 
     def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
-        return x @ self._weights[name + ".weight"].T + self._weights[name + ".bias"]
+        w = self._weights
+        assert w is not None
+        return x @ w[name + ".weight"].T + w[name + ".bias"]
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         mean = x.mean(axis=-1, keepdims=True)
         var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + self.eps) * self._weights[name + ".weight"] + self._weights[name + ".bias"]
+        w = self._weights
+        assert w is not None
+        return (x - mean) / np.sqrt(var + self.eps) * w[name + ".weight"] + w[name + ".bias"]
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:

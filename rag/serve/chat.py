@@ -231,7 +231,7 @@ def build_app(service: ChatService) -> gr.Blocks:
             concurrency_limit=1,
         )
         shown_commit = gr.State(service.commit())
-        follow = dict(
+        follow: dict[str, Any] = dict(
             fn=follow_index,
             inputs=[source_search, source_page, shown_commit],
             outputs=[sources, sources_caption, source, shown_commit],
