@@ -27,7 +27,7 @@ from rag.index.facet_terms import day_number
 from rag.index.facets import Kept
 from rag.index.lexical_views import FilteredViews
 from rag.index.store import DocFilter
-from rag.search.request import date_bound
+from rag.search.request import Question, date_bound
 
 SITES = ["Harbour Gazette", "Capital Wire", "Valley Times"]
 FILTERS = [
@@ -116,7 +116,7 @@ def kept_chunks(index: Index, filters: dict) -> Kept:
 def filtered_arms(index: Index, question: str, filters: dict, n: int) -> tuple[list, list]:
     keep = kept_chunks(index, filters)
     q_vec = index.embedder.encode_query(question)
-    return index.searcher.lexical_arms(question, n, keep), index.searcher.dense(q_vec, n, keep)
+    return index.searcher.lexical_arms(Question.of(question), n, keep), index.searcher.dense(q_vec, n, keep)
 
 
 def apply_lexical_filters(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +137,7 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
     everything = index.info()["chunks"]
     searcher = index.searcher
     for question in QUESTIONS:
-        whole_lexical = searcher.lexical_arms(question, everything)
+        whole_lexical = searcher.lexical_arms(Question.of(question), everything)
         whole_dense = searcher.dense(index.embedder.encode_query(question), everything)
         for filters in FILTERS:
             lexical, dense = filtered_arms(index, question, filters, 20)
@@ -235,8 +235,8 @@ def test_a_view_with_deletions_holds_exactly_the_kept_passages_after_records_are
     question = "When were the breakwater pilots paid?"
     found = index.search(question, k=3, mode="keyword", **glob)
     assert "paid on Friday, after nine weeks" in found.passages[0].text
-    whole = index.searcher.lexical_arms(question, index.info()["chunks"])
-    for (ranking, _), (everything, _) in zip(index.searcher.lexical_arms(question, 20, keep), whole):
+    whole = index.searcher.lexical_arms(Question.of(question), index.info()["chunks"])
+    for (ranking, _), (everything, _) in zip(index.searcher.lexical_arms(Question.of(question), 20, keep), whole):
         kept = [(cid, score) for cid, score in everything if keep.chunks[cid]][:20]
         assert [s for _, s in ranking] == pytest.approx([s for _, s in kept], abs=1e-5)
         assert all(keep.chunks[cid] for cid, _ in ranking)
@@ -281,11 +281,11 @@ def test_an_index_in_a_format_whose_deletions_are_not_written_here_gets_no_view(
     lexical, question, filters = index.searcher.lexical, QUESTIONS[0], {"since": "2016"}
     keep = kept_chunks(index, filters)
     lexical.views.clear()
-    viewed = index.searcher.lexical_arms(question, 20, keep)
+    viewed = index.searcher.lexical_arms(Question.of(question), 20, keep)
     monkeypatch.setattr(lexical_views, "INDEX_FORMATS", ())
     lexical.views.clear()
     assert lexical.view(keep.chunks) is None
-    assert index.searcher.lexical_arms(question, 20, keep) == viewed
+    assert index.searcher.lexical_arms(Question.of(question), 20, keep) == viewed
 
 
 def test_a_filter_matching_an_exact_copy_keeps_the_text_its_holder_holds(
