@@ -136,7 +136,7 @@ def exact_search(dense, q_vec, mask) -> list[tuple[int, float]]:
 
 
 def doc_filter(filters: dict):
-    from rag.index.store import DocFilter
+    from rag.index import DocFilter
     from rag.search.request import date_bound
 
     return DocFilter(

@@ -7,11 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag.build.update import ScanResult, from_documents, index_exports, scan, update_index
 from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
-from rag.index.store import DocumentSummary, Store, check_model, has_index, is_legacy, read_manifest
+from rag.index import DocumentSummary, FileStat, IndexInfo, Store, check_model, has_index, is_legacy, read_manifest
 from rag.ingest.exports import RecordFields
 from rag.models.embed import get_embedder, resolve_model
 from rag.records import Answer, Document, IndexReport
@@ -89,7 +89,7 @@ class Index:
         self.reload()
         return report
 
-    def _file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
+    def _file_stats(self) -> dict[tuple[str, str], FileStat]:
         if not self.exists() or is_legacy(self.path):
             return {}
         with self.searcher.store.read() as reader:
@@ -173,19 +173,14 @@ class Index:
         with self.searcher.store.read() as reader:
             return reader.sites()
 
-    def info(self, limit: int | None = None) -> dict[str, Any]:
+    def info(self, limit: int | None = None) -> IndexInfo:
         """The manifest, and the documents (all of them, or the first `limit`)."""
         self.reload()
         store = self.searcher.store
         with store.read() as reader:
             total = reader.count_documents()
             docs = reader.documents_page(0, total if limit is None else limit)
-        return {
-            **store.manifest.to_dict(),
-            "path": str(self.path),
-            "document_count": total,
-            "documents": [d.to_dict() for d in docs],
-        }
+        return IndexInfo(store.manifest, str(self.path), total, tuple(docs))
 
 
 _DEFAULT: Index | None = None

@@ -50,7 +50,7 @@ def contents(index: Index) -> tuple[list, list, np.ndarray]:
         chunks = db.execute("SELECT id, doc_id, start, end, input_hash FROM chunks ORDER BY id").fetchall()
         docs = docs.fetchall()
     vector_file = next(index.path.glob("vectors-*.f16"))
-    vectors = VectorFile(vector_file, index.info()["dimension"]).read([c[0] for c in chunks])
+    vectors = VectorFile(vector_file, index.info().dimension).read([c[0] for c in chunks])
     return docs, chunks, vectors
 
 

@@ -76,10 +76,10 @@ def state(index_dir: Path) -> dict:
     searcher = index.searcher
     with searcher.store.read() as reader:
         counts = reader.counts()
-    rows = counts["chunks"]
-    assert info["chunks"] == rows == searcher.lexical.passages() == searcher.dense_index().ntotal
-    assert len(info["documents"]) == info["document_count"]
-    return {"documents": sorted(d["source"] for d in info["documents"]), "chunks": rows}
+    rows = counts.chunks
+    assert info.chunks == rows == searcher.lexical.passages() == searcher.dense_index().ntotal
+    assert len(info.documents) == info.document_count
+    return {"documents": sorted(d.source for d in info.documents), "chunks": rows}
 
 
 def state_of_clean_build(folder: Path, *paths: Path) -> dict:
@@ -372,7 +372,7 @@ def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(
         assert n < 3 or gone.passages == []
         wide = reader.search(f"containers harbour number {n}", k=1, mode="keyword", source="*.txt")
         assert wide.passages[0].source == f"wire_{n}.txt"
-        assert state(idx)["chunks"] == reader.info()["chunks"]
+        assert state(idx)["chunks"] == reader.info().chunks
         files = open_files_in(idx)
         assert not [f for f in files if f.endswith("(deleted)")], "the reader holds deleted files open"
         assert not deleted_files_mapped_from(idx), "the reader keeps deleted files mapped"

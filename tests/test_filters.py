@@ -21,12 +21,11 @@ from conftest import CORPUS
 import rag.index.vectors
 import rag.index.write
 from rag import Index
+from rag.index import DocFilter, lexical_views
 from rag.index import lexical as lexical_index
-from rag.index import lexical_views
 from rag.index.facet_terms import day_number
 from rag.index.facets import Kept
 from rag.index.lexical_views import FilteredViews
-from rag.index.store import DocFilter
 from rag.search.request import Question, date_bound
 
 SITES = ["Harbour Gazette", "Capital Wire", "Valley Times"]
@@ -134,7 +133,7 @@ def test_a_filtered_ranking_is_the_whole_ranking_less_what_the_filter_leaves_out
 ):
     index, _ = archive
     apply_lexical_filters(way, monkeypatch)
-    everything = index.info()["chunks"]
+    everything = index.info().chunks
     searcher = index.searcher
     for question in QUESTIONS:
         whole_lexical = searcher.lexical_arms(Question.of(question), everything)
@@ -235,7 +234,7 @@ def test_a_view_with_deletions_holds_exactly_the_kept_passages_after_records_are
     question = "When were the breakwater pilots paid?"
     found = index.search(question, k=3, mode="keyword", **glob)
     assert "paid on Friday, after nine weeks" in found.passages[0].text
-    whole = index.searcher.lexical_arms(Question.of(question), index.info()["chunks"])
+    whole = index.searcher.lexical_arms(Question.of(question), index.info().chunks)
     for (ranking, _), (everything, _) in zip(index.searcher.lexical_arms(Question.of(question), 20, keep), whole):
         kept = [(cid, score) for cid, score in everything if keep.chunks[cid]][:20]
         assert [s for _, s in ranking] == pytest.approx([s for _, s in kept], abs=1e-5)
@@ -345,7 +344,7 @@ def test_each_ivf_list_keeps_a_sites_vectors_together_in_date_order_after_writes
     (corpus / "archive-2.jsonl").unlink()  # gaps filled by each list's last vector, then sorted again
     index.add([corpus])
     places = list_places(index)
-    assert sum(map(len, places)) == index.info()["chunks"] and max(map(len, places)) > 9
+    assert sum(map(len, places)) == index.info().chunks and max(map(len, places)) > 9
     for held in places:
         runs = [site for i, (site, _) in enumerate(held) if i == 0 or held[i - 1][0] != site]
         assert len(runs) == len(set(runs)), held
@@ -413,4 +412,4 @@ def test_a_filtered_keyword_search_does_not_wait_for_the_vectors_to_load(
     finally:
         loaded.set()
         loader.join()
-    assert searcher.dense_index().ntotal == index.info()["chunks"]
+    assert searcher.dense_index().ntotal == index.info().chunks

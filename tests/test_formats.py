@@ -207,7 +207,7 @@ def test_mixed_folder_indexes_every_good_file_and_names_every_bad_record(mixed):
         "set one with --field text=KEY)",
         "wire_export.jsonl#4": "not JSON (Expecting value at column 1)",
     }
-    sources = {d["source"] for d in index.info()["documents"]}
+    sources = {d["source"] for d in index.info().to_dict()["documents"]}
     assert {"web/busan_port.html", "festival.pdf", "wire_export.jsonl#1", "dpk_saved_again.txt"} <= sources
 
 
@@ -243,7 +243,7 @@ def test_every_passage_is_an_exact_slice_of_its_document(mixed):
 
 def test_the_same_article_saved_twice_is_indexed_once_with_both_sources(mixed):
     index, _, _ = mixed
-    docs = {d["source"]: d for d in index.info()["documents"]}
+    docs = {d["source"]: d for d in index.info().to_dict()["documents"]}
     assert docs["dpk_saved_again.txt"]["copy_of"] == "dpk.txt" and docs["dpk_saved_again.txt"]["chunks"] == 0
     top = index.search("What did the DPK leader say about US-North Korea talks?", k=5).passages
     assert top[0].source == "dpk.txt"

@@ -26,7 +26,7 @@ def test_changed_document_reembeds_only_new_passages(tmp_path: Path, corpus_copy
     assert 0 < report.embedded < 4
     answer = index.search("Who toured the palace with a zither player?", k=1)
     assert "zither player" in answer.passages[0].text
-    assert index.info()["chunks"] >= first.chunks
+    assert index.info().chunks >= first.chunks
 
 
 def test_deleted_document_disappears(tmp_path: Path, corpus_copy: Path):
@@ -35,7 +35,7 @@ def test_deleted_document_disappears(tmp_path: Path, corpus_copy: Path):
     (corpus_copy / "003_a37b0dba77dbb840.txt").unlink()
     report = index.add([corpus_copy])
     assert report.removed == 1
-    assert {d["source"] for d in index.info()["documents"]} == {
+    assert {d["source"] for d in index.info().to_dict()["documents"]} == {
         "000_594d65cdc1b20141.txt",
         "001_33dd8276e80e8104.txt",
         "002_4545c625dd368776.txt",
@@ -71,7 +71,7 @@ def test_a_file_turned_unreadable_keeps_its_previous_version(tmp_path: Path, cor
     (corpus_copy / "003_a37b0dba77dbb840.txt").write_bytes(b"\x00\x01binary now")
     report = index.add([corpus_copy])
     assert report.removed == 0 and len(report.skipped) == 1
-    assert len(index.info()["documents"]) == 7
+    assert len(index.info().to_dict()["documents"]) == 7
 
 
 def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
@@ -79,7 +79,7 @@ def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
     index.add([corpus_copy])
     report = index.add([tmp_path / "typo"])
     assert report.skipped == [(str(tmp_path / "typo"), "no such file or directory")]
-    assert len(index.info()["documents"]) == 7
+    assert len(index.info().to_dict()["documents"]) == 7
 
 
 def test_opening_with_another_model_is_a_clear_error(seed_index: Index):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from rag.index.lexical import PLAIN, STEMMED, LexicalIndex
-from rag.index.read import PassageRow
+from rag.index.rows import PassageRow
 from rag.text import bigram_query, bigram_text, coverage, query_keys, words_and_pairs_query, words_query
 
 NASTY = [

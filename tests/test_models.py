@@ -35,7 +35,7 @@ def test_index_and_search_with_a_model_given_by_path(tmp_path: Path, other_model
     (corpus / "en.txt").write_text(ENGLISH)
     index = Index(tmp_path / "idx", model=str(other_model))
     assert index.add([corpus]).added == 2
-    assert index.info()["model"] == str(other_model.resolve())
+    assert index.info().model == str(other_model.resolve())
     searcher = index.searcher
     assert searcher.calibration.dense_wide_script, "an uncalibrated model keeps its dense arm for Korean"
     korean = index.search("부산항 컨테이너 물동량", k=2)

@@ -211,7 +211,7 @@ def test_the_ivf_path_trains_appends_and_follows(tmp_path: Path, monkeypatch):
     (corpus / "late.txt").write_text(f"Busan port strike ends\n\n{WIRE}\n")
     (corpus / "archive-0000.jsonl").unlink()
     index.add([corpus])
-    assert index.searcher.dense_index().ntotal == index.info()["chunks"]
+    assert index.searcher.dense_index().ntotal == index.info().chunks
     assert index.search("night-shift pay crane drivers", k=1).passages[0].source == "late.txt"
 
 
@@ -239,6 +239,77 @@ def test_a_format_2_index_is_upgraded_without_embedding(tmp_path: Path, corpus_c
     assert (report.added, report.embedded) == (7, 0)
     assert not (legacy / "CURRENT").exists() and not (legacy / "gen-000001").exists()
     assert not index.outdated()
+
+
+def landed_format_3(folder: Path) -> None:
+    """Make an index's metadata what the versions before numbered migrations wrote: format 3, no package
+    version, keys written one by one (no ann_trained_rows until an IVF was trained)."""
+    conn = sqlite3.connect(folder / "rag.sqlite")
+    with conn:
+        conn.execute("DELETE FROM meta WHERE key IN ('package_version', 'ann_trained_rows')")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'format_version'")
+    conn.close()
+
+
+def test_an_index_of_the_format_before_migrations_opens_and_its_next_write_records_the_version(
+    tmp_path: Path, corpus_copy: Path
+):
+    from rag.index.schema import FORMAT_VERSION, package_version
+
+    Index(tmp_path / "idx", model="hashing").add([corpus_copy])
+    landed_format_3(tmp_path / "idx")
+    index = Index(tmp_path / "idx")
+    info = index.info()
+    assert (info.manifest.format_version, info.manifest.package_version, info.document_count) == (3, None, 7)
+    assert index.search("Busan", k=1, mode="keyword").query == "Busan"
+    (corpus_copy / "new.txt").write_text(f"Busan port strike ends\n\n{WIRE}\n")
+    assert index.add([corpus_copy]).added == 1
+    after = Index(tmp_path / "idx").info().to_dict()
+    assert (after["format_version"], after["package_version"]) == (FORMAT_VERSION, package_version())
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["package_version"] == package_version()
+
+
+def test_a_numbered_migration_runs_once_inside_the_next_write(tmp_path: Path, corpus_copy: Path, monkeypatch):
+    """A step registered for the next format: the index still reads before it runs, the next write applies it
+    in its own transaction (a write that fails leaves the format and the schema as they were), and a later
+    write does not run it again."""
+    from rag.errors import IndexFormatError
+    from rag.index import schema
+
+    Index(tmp_path / "idx", model="hashing").add([corpus_copy])
+    ran: list[int] = []
+
+    def add_column(conn: sqlite3.Connection) -> None:
+        ran.append(1)
+        conn.execute("ALTER TABLE documents ADD COLUMN note TEXT")
+
+    step = schema.Migration(schema.FORMAT_VERSION + 1, "a note on each document", add_column)
+    monkeypatch.setitem(schema.MIGRATIONS, schema.FORMAT_VERSION + 1, step)
+    index = Index(tmp_path / "idx")
+    assert index.info().manifest.format_version == schema.FORMAT_VERSION, "readable before the step runs"
+
+    def columns() -> set[str]:
+        conn = sqlite3.connect(tmp_path / "idx" / "rag.sqlite")
+        try:
+            return {row[1] for row in conn.execute("PRAGMA table_info(documents)")}
+        finally:
+            conn.close()
+
+    (corpus_copy / "bad.txt").write_text(f"Busan port strike ends\n\n{WIRE}\n")
+    monkeypatch.setattr(rag.index.write.Writer, "finish", lambda self: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        index.add([corpus_copy])
+    assert "note" not in columns() and index.info().manifest.format_version == schema.FORMAT_VERSION
+    monkeypatch.undo()
+    monkeypatch.setitem(schema.MIGRATIONS, schema.FORMAT_VERSION + 1, step)
+    index.add([corpus_copy])
+    assert "note" in columns() and Index(tmp_path / "idx").info().manifest.format_version == step.to_version
+    (corpus_copy / "more.txt").write_text(f"Busan strike, day two\n\n{WIRE} Again.\n")
+    index.add([corpus_copy])
+    assert ran == [1, 1], "once in the failed write, once in the one that committed, never after"
+    monkeypatch.delitem(schema.MIGRATIONS, schema.FORMAT_VERSION + 1)
+    with pytest.raises(IndexFormatError, match=f"has index format {step.to_version}, this version reads formats 3 to"):
+        Index(tmp_path / "idx").info()
 
 
 def test_keyword_questions_never_load_the_model(seed_index: Index):

@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from rag.build.plan import PlannedChunk, chunk_plan, plan_chunks
 from rag.errors import IngestError
-from rag.index.crash import crash_point
-from rag.index.store import (
+from rag.index import (
+    FileStat,
     NewChunk,
     Reader,
     Store,
     Writer,
     check_model,
+    crash_point,
     has_index,
     is_legacy,
     legacy_vectors,
@@ -74,10 +75,10 @@ class ScanResult:
     unreadable: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unchanged_files: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
-    stats: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (root, file) -> size, mtime
+    stats: dict[tuple[str, str], FileStat] = field(default_factory=dict)  # (root, file)
     # Exports too large to hold in memory: read a batch of records at a time after the rest (`index_exports`);
     # until then their documents stay as they are.
-    streamed: list[tuple[str, str, Path, tuple[int, int] | None]] = field(default_factory=list)
+    streamed: list[tuple[str, str, Path, FileStat | None]] = field(default_factory=list)
     deferred: set[tuple[str, str]] = field(default_factory=set)  # (root, file) of the streamed ones
 
 
@@ -85,7 +86,7 @@ def scan(
     paths: Sequence[Path],
     on_skip: Callable[[str, str], None] | None = None,
     fields: RecordFields | None = None,
-    known: dict[tuple[str, str], tuple[int, int]] | None = None,
+    known: dict[tuple[str, str], FileStat] | None = None,
     cluster: RayCluster | None = None,
 ) -> ScanResult:
     """Read every supported file under `paths` that is not in `known` with the same size and mtime (on the
@@ -93,7 +94,7 @@ def scan(
     result = ScanResult()
     known = known or {}
     settled = time.time() - STAT_SETTLE_SECONDS
-    to_read: list[tuple[tuple[str, str], Path, tuple[int, int] | None]] = []
+    to_read: list[tuple[tuple[str, str], Path, FileStat | None]] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -117,12 +118,12 @@ def scan(
                 info = file.stat()
             except OSError:
                 info = None
-            stat = (info.st_size, info.st_mtime_ns) if info else None
+            stat = FileStat(info.st_size, info.st_mtime_ns) if info else None
             if stat is not None and known.get(key) == stat:
                 result.unchanged_files.add(key)
                 continue
-            if stat is not None and stat[0] > STREAM_BYTES and file.suffix.lower() in RECORD_SUFFIXES:
-                result.streamed.append((str(root), source, file, stat if stat[1] < settled * 1e9 else None))
+            if stat is not None and stat.size > STREAM_BYTES and file.suffix.lower() in RECORD_SUFFIXES:
+                result.streamed.append((str(root), source, file, stat if stat.mtime_ns < settled * 1e9 else None))
                 result.deferred.add(key)
                 continue
             to_read.append((key, file, stat))
@@ -134,7 +135,7 @@ def scan(
             result.unreadable.add(key)
             _skip(result, source, str(ingested).removeprefix(f"{source}: "), on_skip)
             continue
-        if stat is not None and stat[1] < settled * 1e9:  # a file still being written is read again next time
+        if stat is not None and stat.mtime_ns < settled * 1e9:  # a file still being written is read again next time
             result.stats[key] = stat
         for doc in ingested.documents:
             result.documents[(folder, doc.source)] = doc
@@ -240,11 +241,11 @@ def update_index(
             return report
     plan = plan or chunk_plan(embedder)
     with open_writer(index_dir, embedder.name, dimension or embedder.dimension) as writer:
-        changes = diff(writer, found)
+        changes = diff(writer.reader, found)
         _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress, cluster=cluster), report)
-        writer.record_files((root, file, size, mtime) for (root, file), (size, mtime) in found.stats.items())
-        writer.forget_files(_file_changes(writer, found))
-        report.chunks = writer.counts()["chunks"]
+        writer.record_files(found.stats)
+        writer.forget_files(_file_changes(writer.reader, found))
+        report.chunks = writer.reader.counts().chunks
     report.added, report.updated = len(changes.new), len(changes.changed)
     report.removed, report.unchanged = len(changes.removed), changes.unchanged
     report.seconds = time.perf_counter() - started
@@ -271,13 +272,13 @@ def index_exports(
             index_dir, root, source, path, embedder, fields or RecordFields(), on_skip, progress, report, cluster
         )
         with open_writer(index_dir, embedder.name, embedder.dimension) as writer:
-            gone = [d.id for d in writer.known_documents_of_file(root, source) if d.source not in seen]
+            gone = [d.id for d in writer.reader.known_documents_of_file(root, source) if d.source not in seen]
             embedding = _Embedding(embedder, chunk_plan(embedder), {}, False)  # removals only: nothing is chunked
             _apply(writer, Changes(removed=gone), {}, embedding, IndexReport())
             if stat is not None:
-                writer.record_files([(root, source, *stat)])
+                writer.record_files({(root, source): stat})
             report.removed += len(gone)
-            report.chunks = writer.counts()["chunks"]
+            report.chunks = writer.reader.counts().chunks
     return report
 
 
@@ -362,11 +363,11 @@ def _apply(
     hashes: set[str] = set()
     dirty_clusters: set[int] = set()
     for doc_id in changes.removed + [doc_id for doc_id, _, _ in changes.changed]:
-        text_hash, signature, cluster = writer.document_keys(doc_id)
+        text_hash, signature, cluster = writer.reader.document_keys(doc_id)
         hashes.add(text_hash)
         dirty_clusters.add(cluster)
         writer.remove_lsh(doc_id, lsh_keys(signature))
-        embedding.salvage.update(writer.chunk_digests(doc_id))
+        embedding.salvage.update(writer.reader.chunk_digests(doc_id))
         writer.delete_chunks(doc_id)
     for doc_id in changes.removed:
         writer.delete_document(doc_id)
@@ -392,7 +393,7 @@ def _settle_copies(writer: Writer, hashes: set[str], embedding: _Embedding) -> l
     others marked as its copies. Returns the holders that must be chunked."""
     need = []
     for text_hash in sorted(hashes):
-        members = writer.documents_with_text_hash(text_hash)
+        members = writer.reader.documents_with_text_hash(text_hash)
         if not members:
             continue
         holder = next((doc_id for doc_id, _, has in members if has), members[0][0])
@@ -401,7 +402,7 @@ def _settle_copies(writer: Writer, hashes: set[str], embedding: _Embedding) -> l
             if doc_id == holder and not has_chunks:
                 need.append(doc_id)
             elif doc_id != holder and has_chunks:
-                embedding.salvage.update(writer.chunk_digests(doc_id))
+                embedding.salvage.update(writer.reader.chunk_digests(doc_id))
                 writer.delete_chunks(doc_id)
     return sorted(need)
 
@@ -411,17 +412,19 @@ def _settle_clusters(writer: Writer, dirty: set[int], added: list[int]) -> None:
     their remaining members; each new or changed document then joins every cluster it has a confirmed
     near-duplicate in (found through the stored LSH buckets), merging them."""
     for cluster in sorted(dirty):
-        members = writer.cluster_members(cluster)
+        members = writer.reader.cluster_members(cluster)
         labels: dict[int, list[int]] = {}
         for doc_id, label in clusters(members).items():
             labels.setdefault(label, []).append(doc_id)
         for label, ids in labels.items():
             writer.set_cluster(ids, label)
     for doc_id in added:
-        _, signature, cluster = writer.document_keys(doc_id)
+        _, signature, cluster = writer.reader.document_keys(doc_id)
         linked = {
             other_cluster
-            for _, other, other_cluster in writer.lsh_neighbours(lsh_keys(signature), doc_id, NEIGHBOURS_PER_BUCKET)
+            for _, other, other_cluster in writer.reader.lsh_neighbours(
+                lsh_keys(signature), doc_id, NEIGHBOURS_PER_BUCKET
+            )
             if similarity(signature, other) >= NEAR_DUPLICATE
         }
         if linked:
@@ -454,7 +457,7 @@ def _planned_batches(
     key): here, none yet; on a cluster, what its workers embedded."""
     if embedding.cluster is None:
         for i in range(0, len(need), DOC_BATCH):
-            docs = [(doc_id, writer.stored_document(doc_id)) for doc_id in need[i : i + DOC_BATCH]]
+            docs = [(doc_id, writer.reader.stored_document(doc_id)) for doc_id in need[i : i + DOC_BATCH]]
             yield (
                 [(doc_id, doc.title, plan_chunks(doc, embedding.embedder, embedding.plan)) for doc_id, doc in docs],
                 {},
@@ -462,9 +465,9 @@ def _planned_batches(
         return
     from rag.build.cluster import cache_prefixes
 
-    held = [*writer.cache_keys(), *embedding.salvage, *embedding.legacy]
+    held = [*writer.reader.cache_keys(), *embedding.salvage, *embedding.legacy]
     known = np.unique(cache_prefixes(held)) if held else np.zeros(0, np.uint64)
-    documents = [(doc_id, writer.stored_document(doc_id)) for doc_id in need]
+    documents = [(doc_id, writer.reader.stored_document(doc_id)) for doc_id in need]
     titles = {doc_id: doc.title for doc_id, doc in documents}
     planned: list[tuple[int, str, list[PlannedChunk]]] = []
     ready: dict[bytes, np.ndarray] = {}
@@ -484,7 +487,7 @@ def _vectors_for(
     """A vector per cache key: computed by a cluster's worker (`ready`), from the index (live or deleted in
     this run), an upgraded index, or the model here; and how many passages the model embedded here."""
     digests = {p.digest for p in planned} - ready.keys()
-    rows = {**{d: r for d, r in embedding.salvage.items() if d in digests}, **writer.vector_ids(digests)}
+    rows = {**{d: r for d, r in embedding.salvage.items() if d in digests}, **writer.reader.vector_ids(digests)}
     found: dict[bytes, np.ndarray] = {}
     if rows:
         stored = writer.read_vectors(list(rows.values()))

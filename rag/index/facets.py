@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.index.facet_terms import day_number, day_word, host_of, month_word, name_word, place_key, year_word
-from rag.index.read import DocFilter, Reader
+from rag.index.read import Reader
+from rag.index.rows import DocFilter
 
 _GLOB = re.compile(r"[*?\[]")
 MASKS_KEPT = 16  # a commit's recent filters whose masks are kept (about 2 MB each at a million passages)

@@ -44,7 +44,7 @@ from rag.index.crash import crash_point
 from rag.index.facet_terms import facet_text, in_order_runs, kept_depth, order_key
 from rag.index.facets import Kept
 from rag.index.lexical_views import FilteredViews
-from rag.index.read import PassageRow
+from rag.index.rows import PassageRow
 from rag.text import bigram_text, fold
 
 FOLDER = "lexical-7"  # the number changes with the analysis: a new number rebuilds it from SQLite

@@ -1,6 +1,6 @@
-"""Reading the index database: its schema, the typed records it hands out, and every read statement.
+"""Reading the index database: every read statement, each handing out typed rows (`rag.index.rows`).
 
-`rag.index.store` opens it (and is the module the rest of Verbatim imports); this module is the SQL of reading.
+`rag.index.store` opens the database; the schema is `rag.index.schema`'s; this module is the SQL of reading.
 """
 
 from __future__ import annotations
@@ -9,187 +9,34 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, ModelMismatchError
-from rag.index.vectors import DenseLayout
-from rag.records import Document
-
-FORMAT_VERSION = 3  # 3: one database in place, vectors in an append-only file, lexical index in tantivy
-DB_NAME = "rag.sqlite"
-MANIFEST_NAME = "manifest.json"
-LOCK_NAME = ".lock"
-LEGACY_POINTER = "CURRENT"  # formats 1-2: whole-index generations named by this file
-TOMBSTONES_KEPT = 100_000
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY,
-    root TEXT NOT NULL,
-    source TEXT NOT NULL,
-    file TEXT NOT NULL,              -- the file the document came from (several articles may share one)
-    content_hash TEXT NOT NULL,
-    title TEXT NOT NULL,
-    url TEXT,
-    published TEXT,
-    author TEXT,
-    site TEXT,
-    text TEXT NOT NULL,              -- the one stored copy of the text; chunks are offsets into it
-    segments TEXT NOT NULL,          -- JSON [[start, end], ...]: the content ranges chunking reads
-    pages TEXT NOT NULL,             -- JSON [offset, ...]: where each PDF page begins; [] otherwise
-    text_hash TEXT NOT NULL,         -- rag.ingest.dedup.text_fingerprint
-    minhash BLOB NOT NULL,           -- rag.ingest.dedup.minhash
-    dup_of INTEGER,                  -- exact copy of this document, which holds the chunks
-    cluster INTEGER NOT NULL,        -- near-duplicate cluster (smallest member id)
-    indexed_at REAL NOT NULL,
-    UNIQUE (root, source)
-);
-CREATE INDEX IF NOT EXISTS documents_text_hash ON documents(text_hash);
-CREATE INDEX IF NOT EXISTS documents_cluster ON documents(cluster);
-CREATE INDEX IF NOT EXISTS documents_dup_of ON documents(dup_of);
-CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
-CREATE INDEX IF NOT EXISTS documents_file ON documents(root, file);
--- what filters read: covering, so reading it for every document never touches the stored texts
-CREATE INDEX IF NOT EXISTS documents_fields ON documents(id, dup_of, source, file, site, url, published);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY,          -- also the row of its vector in the vector file
-    doc_id INTEGER NOT NULL,
-    ord INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    "end" INTEGER NOT NULL,
-    n_tokens INTEGER NOT NULL,
-    input_hash BLOB NOT NULL         -- 16 bytes of sha256(model + model input): the vector cache key
-);
-CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE INDEX IF NOT EXISTS chunks_input_hash ON chunks(input_hash);
-CREATE TABLE IF NOT EXISTS lsh (key INTEGER NOT NULL, doc_id INTEGER NOT NULL, PRIMARY KEY (key, doc_id))
-    WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS files (
-    root TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    PRIMARY KEY (root, file)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
-"""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What an index is: its format, model and size, as committed with its rows."""
-
-    format_version: int
-    model: str
-    dimension: int
-    documents: int
-    chunks: int
-    updated: str
-    seq: int  # commits so far: a reader compares it to know whether it is current
-
-    def to_dict(self) -> dict:
-        return {
-            "format_version": self.format_version,
-            "model": self.model,
-            "dimension": self.dimension,
-            "documents": self.documents,
-            "chunks": self.chunks,
-            "updated": self.updated,
-        }
-
-
-class DocumentKeys(NamedTuple):
-    """What finds a document's copies: the fingerprint of its text, its MinHash signature, and its
-    near-duplicate cluster (`rag.ingest.dedup`)."""
-
-    text_hash: str
-    minhash: bytes
-    cluster: int
-
-
-@dataclass(frozen=True)
-class ChunkHit:
-    """A chunk with the attribution of its document, as search needs it to build a passage."""
-
-    id: int
-    doc_id: int
-    title: str
-    source: str
-    url: str | None
-    start: int
-    end: int
-    published: str | None
-    author: str | None
-    pages: tuple[int, ...]
-    cluster: int
-
-
-@dataclass(frozen=True)
-class DocumentSummary:
-    """One line of the index's table of contents."""
-
-    doc_id: int
-    title: str
-    source: str
-    url: str | None
-    published: str | None
-    author: str | None
-    site: str | None
-    copy_of: str | None
-    chunks: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class KnownDocument:
-    id: int
-    root: str
-    source: str
-    file: str
-    content_hash: str
-
-
-_PASSAGE_ROWS = (
-    'SELECT c.id, d.text, c.start, c."end", d.title, d.id, d.source, d.file, d.site, d.url, d.published '
-    "FROM chunks c JOIN documents d ON d.id = c.doc_id"
+from rag.index.rows import (
+    ArticleFacts,
+    ChunkHit,
+    ClusterMember,
+    Counts,
+    DocumentKeys,
+    DocumentSummary,
+    FileStat,
+    IndexMeta,
+    KnownDocument,
+    Manifest,
+    Neighbour,
+    PassageRow,
+    StoredVector,
+    TextTwin,
 )
+from rag.index.schema import DB_NAME, FIRST_READABLE, LEGACY_POINTER, newest_format
+from rag.index.vectors import DenseLayout
+from rag.records import Copy, Document
 
-
-@dataclass(frozen=True)
-class PassageRow:
-    """A chunk as the lexical index holds it: its text and title, and what filters match of its document."""
-
-    id: int
-    text: str
-    title: str
-    doc_id: int
-    source: str
-    file: str
-    site: str | None = None
-    url: str | None = None
-    published: str | None = None
-
-    @classmethod
-    def of(cls, row: tuple) -> PassageRow:
-        """From a `_PASSAGE_ROWS` row, which holds the whole document text and the chunk's offsets."""
-        cid, text, start, end, *rest = row
-        return cls(cid, text[start:end], *rest)
-
-
-@dataclass(frozen=True)
-class DocFilter:
-    """Which documents a search may use: a file, glob or site, and an inclusive ISO date range."""
-
-    source: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    def active(self) -> bool:
-        return bool(self.source or self.since or self.until)
+# What filters match of a document: (id, dup_of, source, file, site, url, published). Kept a plain tuple: read
+# for every document at once, a NamedTuple per row would cost a second at a million documents.
+DocumentFieldsRow = tuple[int, int | None, str, str, str | None, str | None, str | None]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -225,6 +72,12 @@ def no_index_error(index_dir: Path) -> IndexNotFoundError:
     return IndexNotFoundError(f"no index in {index_dir}: build one with `rag index [PATH ...] --index {index_dir}`")
 
 
+_PASSAGE_ROWS = (
+    'SELECT c.id, d.text, c.start, c."end", d.title, d.id, d.source, d.file, d.site, d.url, d.published '
+    "FROM chunks c JOIN documents d ON d.id = c.doc_id"
+)
+
+
 class Reader:
     """Read statements over one connection; inside `Store.read()` they all see one committed state."""
 
@@ -233,40 +86,41 @@ class Reader:
         self.index_dir = index_dir
 
     # --- metadata --------------------------------------------------------------------------------------
-    def meta(self) -> dict[str, str]:
+    def meta(self) -> IndexMeta:
         try:
-            return dict(self.conn.execute("SELECT key, value FROM meta"))
+            return IndexMeta.of(dict(self.conn.execute("SELECT key, value FROM meta")))
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.index_dir}: unreadable index ({exc}); rebuild with `rag index`") from exc
 
     def manifest(self) -> Manifest:
         meta = self.meta()
-        if not meta:
+        if not meta.committed or meta.model is None:
             raise no_index_error(self.index_dir)
-        if int(meta.get("format_version", 0)) != FORMAT_VERSION:
+        if not FIRST_READABLE <= meta.format_version <= newest_format():
             raise IndexFormatError(
-                f"{self.index_dir} has index format {meta.get('format_version')}, this version reads "
-                f"{FORMAT_VERSION}: run `rag index` with the matching version of Verbatim"
+                f"{self.index_dir} has index format {meta.format_version}, this version reads formats "
+                f"{FIRST_READABLE} to {newest_format()}: run `rag index` with the matching version of Verbatim"
             )
         return Manifest(
-            format_version=FORMAT_VERSION,
-            model=meta["model"],
-            dimension=int(meta["dimension"]),
-            documents=int(meta["documents"]),
-            chunks=int(meta["chunks"]),
-            updated=meta["updated"],
-            seq=int(meta["seq"]),
+            format_version=meta.format_version,
+            model=meta.model,
+            dimension=meta.dimension,
+            documents=meta.documents,
+            chunks=meta.chunks,
+            updated=meta.updated,
+            seq=meta.seq,
+            package_version=meta.package_version,
         )
 
     def layout(self) -> DenseLayout:
         meta = self.meta()
-        centroids = meta.get("centroid_file")
+        ivf = meta.centroid_file is not None and meta.list_file is not None
         return DenseLayout(
-            vector_file=self.index_dir / meta["vector_file"],
-            rows=int(meta["vector_rows"]),
-            dimension=int(meta["dimension"]),
-            centroid_file=self.index_dir / centroids if centroids else None,
-            list_file=self.index_dir / meta["list_file"] if centroids else None,
+            vector_file=self.index_dir / meta.vector_file,
+            rows=meta.vector_rows,
+            dimension=meta.dimension,
+            centroid_file=self.index_dir / meta.centroid_file if ivf and meta.centroid_file else None,
+            list_file=self.index_dir / meta.list_file if ivf and meta.list_file else None,
         )
 
     # --- chunks and documents --------------------------------------------------------------------------
@@ -283,11 +137,9 @@ class Reader:
         for row in self.conn.execute(_PASSAGE_ROWS):
             yield PassageRow.of(row)
 
-    def counts(self) -> dict[str, int]:
-        documents, chunks = self.conn.execute(
-            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
-        ).fetchone()
-        return {"documents": documents, "chunks": chunks}
+    def counts(self) -> Counts:
+        row = self.conn.execute("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)").fetchone()
+        return Counts(*row)
 
     def passage_rows(self, ids: Sequence[int]) -> list[PassageRow]:
         """The given chunks that exist, as the lexical index holds them."""
@@ -303,8 +155,8 @@ class Reader:
 
     def tombstones_since(self, seq: int) -> list[int] | None:
         """Chunks deleted by commits after `seq`, or None when they are no longer all remembered."""
-        oldest = self.conn.execute("SELECT value FROM meta WHERE key = 'tombstones_from'").fetchone()
-        if oldest is not None and int(oldest[0]) > seq:
+        oldest = self.meta().tombstones_from
+        if oldest is not None and oldest > seq:
             return None
         return [r[0] for r in self.conn.execute("SELECT chunk_id FROM tombstones WHERE seq > ?", (seq,))]
 
@@ -326,9 +178,9 @@ class Reader:
         )
         return dict(rows.fetchall())
 
-    def article_facts(self, doc_id: int) -> tuple[int, str | None]:
+    def article_facts(self, doc_id: int) -> ArticleFacts:
         row = self.conn.execute("SELECT length(text), site FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return (int(row[0]), row[1]) if row else (0, None)
+        return ArticleFacts(int(row[0]), row[1]) if row else ArticleFacts(0, None)
 
     def document(self, doc_id: int) -> Document | None:
         """A document as the index stores it (segments and pages decoded), or None when there is no such id."""
@@ -401,12 +253,14 @@ class Reader:
         )
         return [KnownDocument(*r) for r in rows]
 
-    def file_stats(self) -> dict[tuple[str, str], tuple[int, int]]:
-        return {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute("SELECT root, file, size, mtime_ns FROM files")}
+    def file_stats(self) -> dict[tuple[str, str], FileStat]:
+        """What each (root, file) was when it was last read."""
+        rows = self.conn.execute("SELECT root, file, size, mtime_ns FROM files")
+        return {(r[0], r[1]): FileStat(r[2], r[3]) for r in rows}
 
     # --- search ----------------------------------------------------------------------------------------
-    def document_fields(self) -> list[tuple[int, int | None, str, str, str | None, str | None, str | None]]:
-        """(id, dup_of, source, file, site, url, published) of every document: what filters match."""
+    def document_fields(self) -> list[DocumentFieldsRow]:
+        """What filters match of every document (`DocumentFieldsRow`)."""
         return self.conn.execute("SELECT id, dup_of, source, file, site, url, published FROM documents").fetchall()
 
     def chunk_owners(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -423,26 +277,27 @@ class Reader:
         rows = self.conn.execute("SELECT cluster FROM documents WHERE cluster != id GROUP BY cluster")
         return {r[0] for r in rows}
 
-    def copies(self, doc_id: int, cluster: int) -> list[tuple[str, str, str | None, bool]]:
-        """(source, title, url, exact) of other documents holding the same story: exact copies first."""
+    def copies(self, doc_id: int, cluster: int) -> list[Copy]:
+        """Other documents holding the same story: exact copies first."""
         rows = self.conn.execute(
             "SELECT source, title, url, dup_of = ? FROM documents WHERE id != ? AND (dup_of = ? OR cluster = ?) "
             "ORDER BY dup_of = ? DESC, source",
             (doc_id, doc_id, doc_id, cluster, doc_id),
         ).fetchall()
-        return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
+        return [Copy(source=r[0], title=r[1], url=r[2], exact=bool(r[3])) for r in rows]
 
     # --- duplicates ------------------------------------------------------------------------------------
-    def documents_with_text_hash(self, text_hash: str) -> list[tuple[int, int | None, bool]]:
-        """(id, dup_of, has chunks) of every document with this text fingerprint, by id."""
-        return self.conn.execute(
+    def documents_with_text_hash(self, text_hash: str) -> list[TextTwin]:
+        """Every document with this text fingerprint, by id."""
+        rows = self.conn.execute(
             "SELECT d.id, d.dup_of, EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id) FROM documents d "
             "WHERE d.text_hash = ? ORDER BY d.id",
             (text_hash,),
-        ).fetchall()
+        )
+        return [TextTwin(r[0], r[1], bool(r[2])) for r in rows]
 
-    def lsh_neighbours(self, keys: Sequence[int], doc_id: int, per_key: int) -> list[tuple[int, bytes, int]]:
-        """(id, minhash, cluster) of other documents sharing an LSH bucket with these keys: the `per_key` most
+    def lsh_neighbours(self, keys: Sequence[int], doc_id: int, per_key: int) -> list[Neighbour]:
+        """Other documents sharing an LSH bucket with these keys: the `per_key` most
         recent of each bucket, so that a bucket every templated record falls into costs the same at a
         thousand members as at a million."""
         ids: set[int] = set()
@@ -452,13 +307,15 @@ class Reader:
                 (key, doc_id, per_key),
             )
             ids.update(r[0] for r in rows)
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT id, minhash, cluster FROM documents WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(ids)),),
-        ).fetchall()
+        )
+        return [Neighbour(*r) for r in rows]
 
-    def cluster_members(self, cluster: int) -> list[tuple[int, bytes]]:
-        return self.conn.execute("SELECT id, minhash FROM documents WHERE cluster = ?", (cluster,)).fetchall()
+    def cluster_members(self, cluster: int) -> list[ClusterMember]:
+        rows = self.conn.execute("SELECT id, minhash FROM documents WHERE cluster = ?", (cluster,))
+        return [ClusterMember(*r) for r in rows]
 
     def document_keys(self, doc_id: int) -> DocumentKeys:
         """The duplicate-finding keys of a stored document."""
@@ -497,5 +354,6 @@ class Reader:
         """Every model input the index holds a vector for (what a cluster's workers need not embed again)."""
         return [row[0] for row in self.conn.execute("SELECT input_hash FROM chunks")]
 
-    def chunk_digests(self, doc_id: int) -> list[tuple[bytes, int]]:
-        return self.conn.execute("SELECT input_hash, id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()
+    def chunk_digests(self, doc_id: int) -> list[StoredVector]:
+        rows = self.conn.execute("SELECT input_hash, id FROM chunks WHERE doc_id = ?", (doc_id,))
+        return [StoredVector(*r) for r in rows]

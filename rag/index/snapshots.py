@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.index.store import DB_NAME, LOCK_NAME, has_index, read_manifest, write_errors
+from rag.index.schema import DB_NAME, LOCK_NAME
+from rag.index.store import has_index, read_manifest, write_errors
 
 CURRENT = "current"
 KEEP = 2

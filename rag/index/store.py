@@ -28,47 +28,10 @@ from rag.errors import IndexFormatError, IndexNotFoundError, IndexWriteError
 from rag.index.crash import crash_point
 from rag.index.lexical import FOLDER as LEXICAL_FOLDER
 from rag.index.lexical import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
-from rag.index.read import (
-    DB_NAME,
-    FORMAT_VERSION,
-    LEGACY_POINTER,
-    LOCK_NAME,
-    MANIFEST_NAME,
-    SCHEMA,
-    ChunkHit,
-    DocFilter,
-    DocumentSummary,
-    KnownDocument,
-    Manifest,
-    Reader,
-    check_model,
-    connect,
-    is_legacy,
-    no_index_error,
-)
-from rag.index.write import NewChunk, Writer
-
-__all__ = [
-    "DB_NAME",
-    "FORMAT_VERSION",
-    "has_index",
-    "ChunkHit",
-    "DocFilter",
-    "DocumentSummary",
-    "KnownDocument",
-    "Manifest",
-    "NewChunk",
-    "Reader",
-    "Store",
-    "Writer",
-    "check_model",
-    "crash_point",
-    "is_legacy",
-    "legacy_vectors",
-    "open_writer",
-    "read_manifest",
-    "recover",
-]
+from rag.index.read import Reader, check_model, connect, is_legacy, no_index_error
+from rag.index.rows import IndexMeta, Manifest
+from rag.index.schema import DB_NAME, FORMAT_VERSION, LEGACY_POINTER, LOCK_NAME, MANIFEST_NAME, SCHEMA, pending
+from rag.index.write import Writer
 
 
 def has_index(index_dir: Path) -> bool:
@@ -151,8 +114,10 @@ def _write(index_dir: Path, model: str, dimension: int) -> Iterator[Writer]:
         conn.execute("BEGIN IMMEDIATE")
         reader = Reader(conn, index_dir)
         meta = reader.meta()
-        if meta:
-            check_model(meta["model"], model, index_dir)
+        if meta.model is not None:
+            check_model(meta.model, model, index_dir)
+            for step in pending(meta.format_version):  # an index of an earlier format: upgraded by this commit
+                step.apply(conn)
         _repair_lexical(reader, lexical, lexical_writer)
         writer = Writer(conn, index_dir, model, dimension, lexical_writer)
         try:
@@ -256,7 +221,7 @@ def _repair_lexical(reader: Reader, lexical: LexicalIndex, writer: LexicalWriter
     """Bring the lexical index back to the committed SQLite state after a writer died between its two
     commits (or rebuild it from SQLite when it disagrees in any other way)."""
     meta = reader.meta()
-    seq, rows = int(meta.get("seq", 0)), int(meta.get("vector_rows", 0))
+    seq, rows = meta.seq, meta.vector_rows
     found = lexical.committed_seq()
     if found == seq:
         return
@@ -279,10 +244,10 @@ def write_manifest(index_dir: Path, manifest: Manifest) -> None:
     os.replace(tmp, index_dir / MANIFEST_NAME)
 
 
-def remove_unused_files(index_dir: Path, meta: dict[str, str]) -> None:
+def remove_unused_files(index_dir: Path, meta: IndexMeta) -> None:
     """Vector, list and centroid files no committed state names (an older layout, a killed writer's), lexical
     indexes of an older analysis, and what a format-2 index left."""
-    named = {meta.get(k) for k in ("vector_file", "list_file", "centroid_file")}
+    named = {meta.vector_file, meta.list_file, meta.centroid_file}
     for path in index_dir.iterdir():
         stale_data = path.suffix in (".f16", ".i32", ".faiss") and path.name not in named
         stale_lexical = path.name.startswith("lexical") and path.name != LEXICAL_FOLDER

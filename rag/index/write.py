@@ -9,7 +9,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -17,7 +17,9 @@ import numpy as np
 
 from rag.index.crash import crash_point
 from rag.index.lexical import LexicalWriter
-from rag.index.read import FORMAT_VERSION, TOMBSTONES_KEPT, PassageRow, Reader
+from rag.index.read import Reader
+from rag.index.rows import FileStat, IndexMeta, PassageRow
+from rag.index.schema import TOMBSTONES_KEPT, newest_format, package_version
 from rag.index.vectors import (
     ANN_MIN_ROWS,
     ANN_RETRAIN_GROWTH,
@@ -40,28 +42,31 @@ class NewChunk:
     digest: bytes
 
 
-class Writer(Reader):
-    """The one writer of an index: every change of one run in one transaction (see `open_writer`)."""
+class Writer:
+    """The one writer of an index: every change of one run in one transaction (see `open_writer`). Its
+    `reader` reads inside that transaction, so it sees what the writer has written so far."""
 
     def __init__(
         self, conn: sqlite3.Connection, index_dir: Path, model: str, dimension: int, lexical: LexicalWriter
     ) -> None:
-        super().__init__(conn, index_dir)
+        self.conn = conn
+        self.index_dir = index_dir
+        self.reader = Reader(conn, index_dir)
         self.lexical = lexical
         self.model = model
         self.dimension = dimension
-        meta = self.meta()
-        self.seq = int(meta.get("seq", 0)) + 1
-        self.vector_name = meta.get("vector_file", "vectors-000001.f16")
-        self.rows = int(meta.get("vector_rows", 0))  # the next chunk id
+        self.meta = meta = self.reader.meta()
+        self.seq = meta.seq + 1
+        self.vector_name = meta.vector_file
+        self.rows = meta.vector_rows  # the next chunk id
         self.flushed_rows = self.rows
         self.vectors = VectorFile(index_dir / self.vector_name, dimension)
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
         # With an IVF index, each appended row gets its list at once, so that opening the index assigns nothing.
         self.ivf: tuple[faiss.Index, ListFile] | None = None
-        if "centroid_file" in meta:
-            self.ivf = faiss.read_index(str(index_dir / meta["centroid_file"])), ListFile(index_dir / meta["list_file"])
+        if meta.centroid_file is not None and meta.list_file is not None:
+            self.ivf = faiss.read_index(str(index_dir / meta.centroid_file)), ListFile(index_dir / meta.list_file)
 
     # --- documents -------------------------------------------------------------------------------------
     def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
@@ -106,8 +111,11 @@ class Writer(Reader):
     def remove_lsh(self, doc_id: int, keys: Sequence[int]) -> None:
         self.conn.executemany("DELETE FROM lsh WHERE key = ? AND doc_id = ?", [(k, doc_id) for k in keys])
 
-    def record_files(self, stats: Iterable[tuple[str, str, int, int]]) -> None:
-        self.conn.executemany("INSERT OR REPLACE INTO files (root, file, size, mtime_ns) VALUES (?, ?, ?, ?)", stats)
+    def record_files(self, stats: dict[tuple[str, str], FileStat]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO files (root, file, size, mtime_ns) VALUES (?, ?, ?, ?)",
+            [(root, file, stat.size, stat.mtime_ns) for (root, file), stat in stats.items()],
+        )
 
     def forget_files(self, keys: Iterable[tuple[str, str]]) -> None:
         self.conn.executemany("DELETE FROM files WHERE root = ? AND file = ?", keys)
@@ -161,50 +169,45 @@ class Writer(Reader):
         self.flushed_rows += len(block)
         self.pending, self.pending_rows = [], 0
 
-    def set_meta(self, values: dict[str, object]) -> None:
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
-        )
-
-    def delete_meta(self, *keys: str) -> None:
-        self.conn.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in keys])
-
     def finish(self) -> None:
         """Make the appended vectors durable and record the new state in the transaction about to commit."""
         self.flush_vectors()
-        documents, chunks = self.conn.execute(
-            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
-        ).fetchone()
+        counts = self.reader.counts()
+        meta = self.meta
         if self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] > TOMBSTONES_KEPT:
             self.conn.execute("DELETE FROM tombstones WHERE seq < ?", (self.seq,))
-            self.set_meta({"tombstones_from": self.seq})  # readers older than this reload whole
-        self._maintain_ann(chunks)
-        self.set_meta(
-            {
-                "format_version": FORMAT_VERSION,
-                "model": self.model,
-                "dimension": self.dimension,
-                "documents": documents,
-                "chunks": chunks,
-                "vector_file": self.vector_name,
-                "vector_rows": self.rows,
-                "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "seq": self.seq,
-            }
+            meta = replace(meta, tombstones_from=self.seq)  # readers older than this reload whole
+        meta = self._maintain_ann(meta, counts.chunks)
+        self._write_meta(
+            replace(
+                meta,
+                format_version=newest_format(),
+                model=self.model,
+                dimension=self.dimension,
+                documents=counts.documents,
+                chunks=counts.chunks,
+                vector_file=self.vector_name,
+                vector_rows=self.rows,
+                updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                seq=self.seq,
+                package_version=package_version(),
+            )
         )
 
-    def _maintain_ann(self, live: int) -> None:
+    def _write_meta(self, meta: IndexMeta) -> None:
+        self.conn.execute("DELETE FROM meta")
+        self.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.rows().items())
+        self.meta = meta
+
+    def _maintain_ann(self, meta: IndexMeta, live: int) -> IndexMeta:
         """Train IVF centroids when the collection crosses ANN_MIN_ROWS or has grown ANN_RETRAIN_GROWTH times
         since the last training; go back to exact search when it shrinks well below the threshold."""
-        meta = self.meta()
-        trained = int(meta.get("ann_trained_rows", 0))
         if self.ivf is not None and live < ANN_MIN_ROWS // 2:
-            self.delete_meta("centroid_file", "list_file", "ann_trained_rows")
-            return
-        if live < ANN_MIN_ROWS or (self.ivf is not None and live < ANN_RETRAIN_GROWTH * trained):
-            return
+            return replace(meta, centroid_file=None, list_file=None, ann_trained_rows=0)
+        if live < ANN_MIN_ROWS or (self.ivf is not None and live < ANN_RETRAIN_GROWTH * meta.ann_trained_rows):
+            return meta
         n_lists = lists_for(live)
-        ids = self.live_chunk_ids()
+        ids = self.reader.live_chunk_ids()
         rng = np.random.default_rng(self.seq)
         sample = np.sort(rng.choice(ids, size=min(len(ids), TRAIN_POINTS_PER_LIST * n_lists), replace=False))
         centroid_name, list_name = f"centroids-{self.seq:06d}.faiss", f"lists-{self.seq:06d}.i32"
@@ -215,7 +218,7 @@ class Writer(Reader):
         ]
         ListFile(self.index_dir / list_name).write(np.concatenate(lists))
         crash_point("ann-trained")
-        self.set_meta({"centroid_file": centroid_name, "list_file": list_name, "ann_trained_rows": live})
+        return replace(meta, centroid_file=centroid_name, list_file=list_name, ann_trained_rows=live)
 
 
 def _doc_values(doc: Document) -> tuple:

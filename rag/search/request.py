@@ -15,7 +15,7 @@ from datetime import date
 from typing import Literal
 
 from rag.errors import InvalidQueryError
-from rag.index.read import DocFilter
+from rag.index import DocFilter
 from rag.text import (
     bigram_query,
     broken_character,

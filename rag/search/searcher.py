@@ -15,10 +15,21 @@ from functools import cached_property
 
 import numpy as np
 
-from rag.index.facets import ChunkFilter, Kept
-from rag.index.lexical import PLAIN, STEMMED, LexicalIndex
-from rag.index.store import ChunkHit, DocFilter, Reader, Store, recover
-from rag.index.vectors import DenseIndex, DenseLayout, VectorFile
+from rag.index import (
+    PLAIN,
+    STEMMED,
+    ChunkFilter,
+    ChunkHit,
+    DenseIndex,
+    DenseLayout,
+    DocFilter,
+    Kept,
+    LexicalIndex,
+    Reader,
+    Store,
+    VectorFile,
+    recover,
+)
 from rag.models.embed import Encoder, passage_input
 from rag.records import Answer, Copy, Passage, page_at
 from rag.search.fusion import convex_fusion
@@ -133,7 +144,7 @@ class Searcher:
         """Follow any writer's commits (another process's `rag index`, an upload) before a search: one read
         of the commit number; a refresh only when it moved."""
         with self.store.read() as reader:
-            seq = int(reader.meta().get("seq", 0))
+            seq = reader.meta().seq
         if seq == self.store.manifest.seq:
             return
         with self._refresh_lock:
@@ -180,7 +191,7 @@ class Searcher:
             if self._dense is None:
                 with self.store.read() as r:
                     layout, live = r.layout(), r.live_chunk_ids()
-                    seq = int(r.meta()["seq"])
+                    seq = r.meta().seq
                 self._dense, self._dense_seq = DenseIndex(layout, live, order), seq
             return self._dense
 
@@ -189,7 +200,7 @@ class Searcher:
         index, which needs no order). Called under the refresh lock."""
         if layout.centroid_file is None:
             return None
-        self._chunk_filter.follow(reader, int(reader.meta().get("seq", 0)))
+        self._chunk_filter.follow(reader, reader.meta().seq)
         return self._chunk_filter.order_keys()
 
     def search(self, request: SearchRequest) -> Answer:
@@ -240,7 +251,7 @@ class Searcher:
         if not filters.active() and not exclude:
             return None
         with self._refresh_lock:
-            self._chunk_filter.follow(reader, int(reader.meta().get("seq", 0)))
+            self._chunk_filter.follow(reader, reader.meta().seq)
             return self._chunk_filter.keep(filters, exclude)
 
     def fuse(self, arms: Arms, mode: Mode = "hybrid") -> list[tuple[int, float]]:
@@ -352,4 +363,4 @@ class Searcher:
         """Other documents holding the same story: exact copies first, then near-duplicates."""
         if doc_id not in self._holders and cluster not in self._shared_clusters:
             return ()
-        return tuple(Copy(source=s, title=t, url=u, exact=e) for s, t, u, e in reader.copies(doc_id, cluster))
+        return tuple(reader.copies(doc_id, cluster))

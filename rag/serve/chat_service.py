@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.api import Index
 from rag.errors import RagError
-from rag.index.store import DocumentSummary
+from rag.index import DocumentSummary
 from rag.records import Answer
 from rag.search.request import API_NAMES, DEFAULT_K, FieldNames, SearchRequest
 from rag.serve.conversation import search_text

@@ -267,7 +267,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from rag.index.snapshots import CURRENT, publish
+    from rag.index import CURRENT, publish
 
     dest = Path(args.dest)
     snapshot = publish(Path(args.index) if args.index else default_index_dir(), dest, args.keep)
@@ -278,14 +278,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     info = _open(args).info(limit=args.limit or None)
     if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=2))
+        print(json.dumps(info.to_dict(), ensure_ascii=False, indent=2))
         return 0
-    print(f"index:     {info['path']}")
-    print(f"model:     {info['model']} ({info['dimension']} dimensions)")
-    print(f"documents: {info['document_count']}, chunks: {info['chunks']}, updated {info['updated']}")
-    for d in info["documents"]:
-        extra = ", ".join(x for x in (d["published"], d["author"], d["copy_of"] and f"copy of {d['copy_of']}") if x)
-        print(f"  {d['source']}: {d['title']} ({d['chunks']} chunks{', ' + extra if extra else ''})")
-    if info["document_count"] > len(info["documents"]):
-        print(f"  ... and {info['document_count'] - len(info['documents']):,} more (--limit 0 lists all)")
+    print(f"index:     {info.path}")
+    print(f"model:     {info.model} ({info.dimension} dimensions)")
+    print(f"documents: {info.document_count}, chunks: {info.chunks}, updated {info.updated}")
+    for d in info.documents:
+        extra = ", ".join(x for x in (d.published, d.author, d.copy_of and f"copy of {d.copy_of}") if x)
+        print(f"  {d.source}: {d.title} ({d.chunks} chunks{', ' + extra if extra else ''})")
+    if info.document_count > len(info.documents):
+        print(f"  ... and {info.document_count - len(info.documents):,} more (--limit 0 lists all)")
     return 0

@@ -1,0 +1,255 @@
+"""The typed rows the index hands out: what an index is (`Manifest`, `IndexMeta`), what a search reads of a
+chunk (`ChunkHit`), a line of the table of contents, what filters keep. No caller of the index sees a bare
+tuple or a string-keyed dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """The index's metadata table, typed: what the index is and which files hold its vectors, as of one commit.
+    A folder no writer has committed to yet reads as the defaults (seq 0, no model)."""
+
+    format_version: int = 0
+    model: str | None = None
+    dimension: int = 0
+    documents: int = 0
+    chunks: int = 0
+    updated: str = ""
+    seq: int = 0
+    vector_file: str = "vectors-000001.f16"
+    vector_rows: int = 0
+    centroid_file: str | None = None  # with an IVF index: its centroids and each row's list
+    list_file: str | None = None
+    ann_trained_rows: int = 0
+    tombstones_from: int | None = None  # deleted chunks are remembered from this commit on
+    package_version: str | None = None  # the version of Verbatim that wrote the commit
+
+    @classmethod
+    def of(cls, table: dict[str, str]) -> IndexMeta:
+        """From the table's rows; keys this version does not know are left out."""
+        known = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key in known:
+                values[key] = value if "str" in str(known[key]) else int(value)
+        return cls(**values)
+
+    def rows(self) -> dict[str, str]:
+        """The table's rows: every field that has a value."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @property
+    def committed(self) -> bool:
+        return self.model is not None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index is: its format, model and size, as committed with its rows."""
+
+    format_version: int
+    model: str
+    dimension: int
+    documents: int
+    chunks: int
+    updated: str
+    seq: int  # commits so far: a reader compares it to know whether it is current
+
+    package_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "model": self.model,
+            "dimension": self.dimension,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "updated": self.updated,
+            "package_version": self.package_version,
+        }
+
+
+class DocumentKeys(NamedTuple):
+    """What finds a document's copies: the fingerprint of its text, its MinHash signature, and its
+    near-duplicate cluster (`rag.ingest.dedup`)."""
+
+    text_hash: str
+    minhash: bytes
+    cluster: int
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """A chunk with the attribution of its document, as search needs it to build a passage."""
+
+    id: int
+    doc_id: int
+    title: str
+    source: str
+    url: str | None
+    start: int
+    end: int
+    published: str | None
+    author: str | None
+    pages: tuple[int, ...]
+    cluster: int
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """One line of the index's table of contents."""
+
+    doc_id: int
+    title: str
+    source: str
+    url: str | None
+    published: str | None
+    author: str | None
+    site: str | None
+    copy_of: str | None
+    chunks: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class KnownDocument:
+    id: int
+    root: str
+    source: str
+    file: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    """A chunk as the lexical index holds it: its text and title, and what filters match of its document."""
+
+    id: int
+    text: str
+    title: str
+    doc_id: int
+    source: str
+    file: str
+    site: str | None = None
+    url: str | None = None
+    published: str | None = None
+
+    @classmethod
+    def of(cls, row: tuple) -> PassageRow:
+        """From a row of `rag.index.read`'s passage query, which holds the whole document text and the chunk's
+        offsets."""
+        cid, text, start, end, *rest = row
+        return cls(cid, text[start:end], *rest)
+
+
+@dataclass(frozen=True)
+class DocFilter:
+    """Which documents a search may use: a file, glob or site, and an inclusive ISO date range."""
+
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def active(self) -> bool:
+        return bool(self.source or self.since or self.until)
+
+
+class ArticleFacts(NamedTuple):
+    """An article's length in characters and its site (publication name or web host), for attribution."""
+
+    length: int
+    site: str | None
+
+
+class FileStat(NamedTuple):
+    """What a file was when it was last read: unchanged size and modification time mean it is not read again."""
+
+    size: int
+    mtime_ns: int
+
+
+class DocumentFields(NamedTuple):
+    """What filters match of a document."""
+
+    id: int
+    dup_of: int | None
+    source: str
+    file: str
+    site: str | None
+    url: str | None
+    published: str | None
+
+
+class TextTwin(NamedTuple):
+    """A document with a given text fingerprint: whether it is a copy, and whether it holds the chunks."""
+
+    id: int
+    dup_of: int | None
+    has_chunks: bool
+
+
+class Neighbour(NamedTuple):
+    """A document sharing an LSH bucket: its signature and its cluster."""
+
+    id: int
+    minhash: bytes
+    cluster: int
+
+
+class ClusterMember(NamedTuple):
+    id: int
+    minhash: bytes
+
+
+class StoredVector(NamedTuple):
+    """A chunk holding the vector of a model input (its cache key)."""
+
+    digest: bytes
+    chunk_id: int
+
+
+class Counts(NamedTuple):
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What `Index.info()` reports: the manifest, where the index is, and the first documents it holds."""
+
+    manifest: Manifest
+    path: str
+    document_count: int
+    documents: tuple[DocumentSummary, ...]
+
+    @property
+    def model(self) -> str:
+        return self.manifest.model
+
+    @property
+    def dimension(self) -> int:
+        return self.manifest.dimension
+
+    @property
+    def chunks(self) -> int:
+        return self.manifest.chunks
+
+    @property
+    def updated(self) -> str:
+        return self.manifest.updated
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `rag info --json`."""
+        return {
+            **self.manifest.to_dict(),
+            "path": self.path,
+            "document_count": self.document_count,
+            "documents": [d.to_dict() for d in self.documents],
+        }
