@@ -33,9 +33,10 @@ from news import DEFAULT_CLONE, load_news  # noqa: E402
 
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
 from rag.models.embed import passage_input, resolve_model  # noqa: E402
+from rag.search.call import FOUND_DEPTH  # noqa: E402
+from rag.search.fusion import Arms, fuse_arms  # noqa: E402
 from rag.search.relevance import FEATURES, features  # noqa: E402
 from rag.search.request import Question  # noqa: E402
-from rag.search.searcher import FOUND_DEPTH, Arms, fuse_arms  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "calibration.json"
@@ -74,7 +75,7 @@ def collect(bench: Benchmark, model: str | None = None) -> list[Record]:
             ids = list(dict.fromkeys([c for r, _ in arms.lexical for c, _ in r] + [c for c, _ in arms.dense or []]))
             rows = reader.chunk_hits(ids)
             texts = reader.document_texts({r.doc_id for r in rows.values()})
-            sims = searcher._similarities(list(rows), q_vec)
+            sims = searcher.similarities(list(rows), q_vec)
             rec = Record(qid, asked.wide, set(bench.qrels[qid]), set(), arms.lexical, arms.dense or [], {}, {}, {}, {})
             for cid, row in rows.items():
                 evidence = passage_input(row.title, texts[row.doc_id][row.start : row.end])

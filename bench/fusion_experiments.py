@@ -20,7 +20,7 @@ from baselines import SETS  # noqa: E402
 
 from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
 from rag.index.lexical import PLAIN, STEMMED  # noqa: E402
-from rag.search.fusion import convex_fusion, reciprocal_rank_fusion  # noqa: E402
+from rag.search.fusion import convex_fusion  # noqa: E402
 from rag.text import bigram_query, has_wide_script, words_and_pairs_query, words_query  # noqa: E402
 
 DEPTH = 100
@@ -62,6 +62,16 @@ def report(bench: Benchmark, chunk_doc: dict[int, str], name: str, fused: list[R
         f"MRR@10 {m['mrr@10']:.3f}  nDCG@10 {m['ndcg@10']:.3f}",
         flush=True,
     )
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], k: int = 60) -> list[tuple[int, float]]:
+    """Sum of 1 / (k + rank) over the rankings an id appears in; best first. Measured here and not kept
+    (bench/RESULTS.md), so it lives beside the experiment rather than in the product."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(dict.fromkeys(ranking), start=1):
+            scores[item] = scores.get(item, 0.0) + 1 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
 def main() -> None:

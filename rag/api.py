@@ -15,6 +15,7 @@ from rag.index import DocumentSummary, FileStat, IndexInfo, Store, check_model, 
 from rag.ingest.exports import RecordFields
 from rag.models.embed import get_embedder, resolve_model
 from rag.records import Answer, Document, IndexReport
+from rag.search.call import SearchCall
 from rag.search.request import DEFAULT_K, Mode, SearchRequest
 from rag.search.searcher import Searcher
 
@@ -135,12 +136,12 @@ class Index:
         until: str | None = None,
     ) -> Answer:
         """The best passages for `question`: `source` is a file, glob or site; `since`/`until` (YYYY, YYYY-MM or
-        YYYY-MM-DD, inclusive) bound the publication date. See `Searcher.search`."""
+        YYYY-MM-DD, inclusive) bound the publication date. See `rag.search.call.SearchCall`."""
         return self.ask(SearchRequest.build(question, k, mode, source, since, until))
 
     def ask(self, request: SearchRequest) -> Answer:
         """Answer a request built by its caller (`SearchRequest.build`), which names its fields its own way."""
-        return self.searcher.search(request)
+        return SearchCall(self.searcher, request).answer()
 
     def roots(self) -> set[str]:
         """The folders (and parents of single files) this index was built from."""

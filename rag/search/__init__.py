@@ -2,7 +2,9 @@
 filter, fused, overlapping hits merged into passages, and each passage scored with a calibrated probability
 that decides `found`."""
 
-from rag.search.fusion import convex_fusion
+from rag.search.call import FOUND_DEPTH, SearchCall
+from rag.search.fusion import Arms, convex_fusion, fuse_arms
+from rag.search.merge import Candidate, Hit, merge_hits
 from rag.search.relevance import Calibration, RelevanceModel, load_calibration
 from rag.search.request import (
     API_NAMES,
@@ -18,6 +20,13 @@ from rag.search.request import (
 from rag.search.searcher import Searcher
 
 __all__ = [
+    "FOUND_DEPTH",
+    "Arms",
+    "Candidate",
+    "Hit",
+    "SearchCall",
+    "fuse_arms",
+    "merge_hits",
     "API_NAMES",
     "CLI_NAMES",
     "DEFAULT_K",

@@ -1,17 +1,15 @@
-"""The one search core every shell uses: dense (FAISS), lexical (tantivy BM25), fusion that adapts to how
-well the question's words match, de-duplication of overlapping passages, each passage's relevance score and
-the `found` decision.
+"""The long-lived side of search: one index opened for many questions at once. It follows every writer's
+commits (the lexical index, the dense index incrementally, the filter arrays, the copy caches) under its two
+locks, and runs the arms a question needs: dense (FAISS) and lexical (tantivy BM25), each under a filter.
 
-Scores and `found` come from `rag.search.relevance`: a probability per passage, fitted on benchmark data by
-leave-one-dataset-out (`rag/search/calibration.json`, `bench/fit_relevance.py`).
+One question's search is `rag.search.call.SearchCall`; fusion and merging are the pure functions of
+`rag.search.fusion` and `rag.search.merge`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -19,7 +17,6 @@ from rag.index import (
     PLAIN,
     STEMMED,
     ChunkFilter,
-    ChunkHit,
     DenseIndex,
     DenseLayout,
     DocFilter,
@@ -30,82 +27,11 @@ from rag.index import (
     VectorFile,
     recover,
 )
-from rag.models.embed import Encoder, passage_input
-from rag.records import Answer, Copy, Passage, page_at
-from rag.search.fusion import convex_fusion
-from rag.search.relevance import RelevanceModel, features, load_calibration
-from rag.search.request import Mode, Question, SearchRequest
-
-FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
-MAX_MERGED_CHARS = 3000
-
-
-Ranking = list[tuple[int, float]]
-
-
-@dataclass(frozen=True)
-class Arms:
-    """The rankings of one search: each lexical arm with its ceiling, and the dense arm (None when the
-    question was not encoded)."""
-
-    lexical: list[tuple[Ranking, float]]
-    dense: Ranking | None
-
-    @cached_property
-    def lexical_strengths(self) -> dict[int, float]:
-        """Each passage's best lexical score as a share of its arm's ceiling."""
-        best: dict[int, float] = {}
-        for ranking, ceiling in self.lexical:
-            if ceiling <= 0:
-                continue
-            for cid, score in ranking:
-                best[cid] = max(best.get(cid, 0.0), score / ceiling)
-        return best
-
-
-@dataclass(frozen=True)
-class _Scorer:
-    """Scores passages for one question with one calibrated model."""
-
-    asked: Question
-    model: RelevanceModel
-    lexical: dict[int, float]
-    dense: bool  # whether the question was encoded, so that a passage's cosine is evidence
-
-    def score(self, cid: int, title: str, text: str, similarity: float) -> float:
-        """The probability for a passage read as its title line and its own text (`passage_input`)."""
-        cosine = similarity if self.dense else None
-        x = features(self.asked, passage_input(title, text), cosine, self.lexical.get(cid, 0.0))
-        return self.model.probability(x)
-
-
-def fuse_arms(arms: Arms, lexical_weight: tuple[float, float], lexical_strength: float) -> Ranking:
-    """Convex fusion of min-max normalised arms. The lexical arms' share adapts to the question: when their
-    best passage holds the question's words well (`lexical_strength` of the ceiling) they get the first
-    share, when no passage does (a paraphrased question, a name spelt another way) the second, which leaves
-    the dense arm the larger say. Both shares and the strength were chosen by leave-one-dataset-out."""
-    if arms.dense is None or not arms.lexical:
-        rankings = [r for r, _ in arms.lexical] or [arms.dense or []]
-        return convex_fusion(rankings, [1.0] * len(rankings))
-    strong, weak = lexical_weight
-    share = strong if max(arms.lexical_strengths.values(), default=0.0) >= lexical_strength else weak
-    weights = [share / len(arms.lexical)] * len(arms.lexical) + [1.0 - share]
-    return convex_fusion([r for r, _ in arms.lexical] + [arms.dense], weights)
-
-
-@dataclass
-class _Hit:
-    """A chunk on its way to becoming a passage: its span may grow when an overlapping neighbour merges in."""
-
-    row: ChunkHit
-    score: float
-    start: int
-    end: int
-    similarity: float
-    head_similarity: float = 0.0
-
-    def overlaps(self, other: _Hit) -> bool:
-        return self.row.doc_id == other.row.doc_id and self.start < other.end and other.start < self.end
+from rag.models.embed import Encoder
+from rag.records import Copy
+from rag.search.fusion import Arms, Ranking, fuse_mode
+from rag.search.relevance import load_calibration
+from rag.search.request import Mode, Question
 
 
 class Searcher:
@@ -203,30 +129,6 @@ class Searcher:
         self._chunk_filter.follow(reader, reader.meta().seq)
         return self._chunk_filter.order_keys()
 
-    def search(self, request: SearchRequest) -> Answer:
-        """Best passages for the request's question. Its filter keeps documents whose file or source matches
-        `source` exactly or as a glob, or whose site (name or web host) it names, and documents published
-        between `since` and `until` (inclusive), which leaves out documents with no known date; `exclude` leaves
-        out documents by source.
-
-        Each passage's `score` is the probability that it answers the question (`rag.search.relevance`), worked
-        out from that passage alone; `found` says whether one of the first FOUND_DEPTH passages clears the
-        calibrated bar. Both are the same whatever `k` is."""
-        asked, k, mode = request.question, request.k, request.mode
-        self.catch_up()
-        # The question is encoded in every mode but keyword: its cosine is evidence for the score even where
-        # the dense arm stays out of the ranking (Korean with a model that reads no Korean).
-        q_vec = self.embedder.encode_query(asked.text) if mode != "keyword" else None
-        ranks_dense = q_vec if self.uses_dense(asked, mode) else None
-        with self.store.read() as reader:
-            keep = self.kept_chunks(reader, request.filter, request.exclude)
-            arms = self.arms(asked, max(100, k * 10), ranks_dense, keep)
-            dense = q_vec is not None
-            scorer = _Scorer(asked, self.calibration.model(dense), arms.lexical_strengths, dense)
-            passages = self._passages(reader, self.fuse(arms, mode), max(k, FOUND_DEPTH), q_vec, scorer)
-        found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
-        return Answer(query=asked.text, found=found, passages=passages[:k], note=self.script_note(asked))
-
     def bar(self, mode: Mode = "hybrid") -> float:
         """The probability at which a passage counts as an answer in `mode`."""
         return self.calibration.model(mode != "keyword").threshold
@@ -254,12 +156,9 @@ class Searcher:
             self._chunk_filter.follow(reader, reader.meta().seq)
             return self._chunk_filter.keep(filters, exclude)
 
-    def fuse(self, arms: Arms, mode: Mode = "hybrid") -> list[tuple[int, float]]:
-        if mode == "semantic":
-            return convex_fusion([arms.dense or []], [1.0])
-        if mode == "keyword":
-            arms = Arms(arms.lexical, None)
-        return fuse_arms(arms, self.calibration.lexical_weight, self.calibration.lexical_strength)
+    def fuse(self, arms: Arms, mode: Mode = "hybrid") -> Ranking:
+        """The one ranking of a search in `mode`, with this model's calibrated fusion weights."""
+        return fuse_mode(arms, mode, self.calibration.lexical_weight, self.calibration.lexical_strength)
 
     def script_note(self, asked: Question) -> str | None:
         """One line for a question in Korean, Chinese or Japanese whose words no indexed passage holds in
@@ -292,72 +191,11 @@ class Searcher:
         """(chunk id, BM25 score, higher is better) of passages matching any of `terms` in `field`."""
         return self.lexical.search(terms, field, n)
 
-    def _passages(
-        self, reader: Reader, fused: list[tuple[int, float]], k: int, q_vec: np.ndarray | None, scorer: _Scorer
-    ) -> list[Passage]:
-        """Best first. A hit that overlaps a better one from the same document is merged into it (the span
-        grows to cover both, still an exact slice), so the neighbour that holds the answer is never lost.
-        A hit from another copy of a story already shown (a near-duplicate) is dropped: the shown passage
-        lists its copies instead."""
-        chosen: list[_Hit] = []
-        shown_docs: dict[int, int] = {}  # cluster -> the document shown for it
-        for start in range(0, len(fused), 50):
-            batch = fused[start : start + 50]
-            rows = reader.chunk_hits([cid for cid, _ in batch])
-            similarities = self._similarities([cid for cid, _ in batch if cid in rows], q_vec)
-            for cid, score in batch:
-                row = rows.get(cid)
-                if row is None or shown_docs.setdefault(row.cluster, row.doc_id) != row.doc_id:
-                    continue
-                similarity = similarities.get(cid, 0.0)
-                hit = _Hit(row, score, row.start, row.end, similarity, similarity)
-                twin = next((p for p in chosen if p.overlaps(hit)), None)
-                if twin is not None:
-                    start_, end_ = min(twin.start, hit.start), max(twin.end, hit.end)
-                    grown = _Hit(twin.row, twin.score, start_, end_, twin.similarity, twin.head_similarity)
-                    clear = not any(p.overlaps(grown) for p in chosen if p is not twin)
-                    if clear and end_ - start_ <= MAX_MERGED_CHARS:
-                        twin.start, twin.end = start_, end_
-                        twin.similarity = max(twin.similarity, hit.similarity)
-                    continue
-                chosen.append(hit)
-                if len(chosen) == k:
-                    return self._materialise(reader, chosen, scorer)
-        return self._materialise(reader, chosen, scorer)
-
-    def _similarities(self, ids: list[int], q_vec: np.ndarray | None) -> dict[int, float]:
+    def similarities(self, ids: list[int], q_vec: np.ndarray | None) -> dict[int, float]:
+        """Each chunk's cosine to the question (none when it was not encoded)."""
         if q_vec is None or not ids:
             return {}
         return dict(zip(ids, (self.vectors.read(ids) @ q_vec[0]).tolist()))
-
-    def _materialise(self, reader: Reader, hits: list[_Hit], scorer: _Scorer) -> list[Passage]:
-        """Passages with their scores. A passage is scored on the chunk that brought it in (its text before
-        neighbours merged into it), so the score of the n-th passage does not depend on how many follow."""
-        texts = reader.document_texts({h.row.doc_id for h in hits})
-        return [
-            Passage(
-                text=texts[h.row.doc_id][h.start : h.end],
-                score=scorer.score(
-                    h.row.id,
-                    h.row.title,
-                    texts[h.row.doc_id][h.row.start : h.row.end],
-                    h.head_similarity,
-                ),
-                doc_id=h.row.doc_id,
-                title=h.row.title,
-                source=h.row.source,
-                url=h.row.url,
-                start=h.start,
-                end=h.end,
-                published=h.row.published,
-                chunk_id=h.row.id,
-                similarity=h.similarity,
-                author=h.row.author,
-                page=page_at(h.row.pages, h.start),
-                copies=self.copies(reader, h.row.doc_id, h.row.cluster),
-            )
-            for h in hits
-        ]
 
     def copies(self, reader: Reader, doc_id: int, cluster: int) -> tuple[Copy, ...]:
         """Other documents holding the same story: exact copies first, then near-duplicates."""

@@ -1,0 +1,117 @@
+"""One search: a request answered from one committed state of the index. The question is encoded (in every
+mode but keyword: its cosine is evidence for the score even where the dense arm stays out of the ranking),
+the arms run under the request's filter, their rankings are fused, hits are merged into passages, and each
+passage is scored with the calibrated probability that it answers; `found` says whether one of the first
+FOUND_DEPTH passages clears the bar.
+
+Scores and `found` come from `rag.search.relevance`: a probability per passage, fitted on benchmark data by
+leave-one-dataset-out (`rag/search/calibration.json`, `bench/fit_relevance.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.index import Reader
+from rag.models.embed import passage_input
+from rag.records import Answer, Passage, page_at
+from rag.search.fusion import Ranking
+from rag.search.merge import Candidate, Hit, merge_hits
+from rag.search.relevance import RelevanceModel, features
+from rag.search.request import Question, SearchRequest
+from rag.search.searcher import Searcher
+
+FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
+CANDIDATE_BATCH = 50  # fused hits whose rows are read at a time: a search stops reading at its k-th passage
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Scores passages for one question with one calibrated model."""
+
+    asked: Question
+    model: RelevanceModel
+    lexical: dict[int, float]
+    dense: bool  # whether the question was encoded, so that a passage's cosine is evidence
+
+    def score(self, cid: int, title: str, text: str, similarity: float) -> float:
+        """The probability for a passage read as its title line and its own text (`passage_input`)."""
+        cosine = similarity if self.dense else None
+        x = features(self.asked, passage_input(title, text), cosine, self.lexical.get(cid, 0.0))
+        return self.model.probability(x)
+
+
+class SearchCall:
+    """What one request needs while it is answered: the long-lived `searcher` it runs on, and the request."""
+
+    def __init__(self, searcher: Searcher, request: SearchRequest) -> None:
+        self.searcher = searcher
+        self.request = request
+
+    def answer(self) -> Answer:
+        """Best passages for the request's question. Its filter keeps documents whose file or source matches
+        `source` exactly or as a glob, or whose site (name or web host) it names, and documents published
+        between `since` and `until` (inclusive), which leaves out documents with no known date; `exclude`
+        leaves out documents by source.
+
+        Each passage's `score` is the probability that it answers the question, worked out from that passage
+        alone; `found` says whether one of the first FOUND_DEPTH passages clears the calibrated bar. Both are
+        the same whatever `k` is."""
+        searcher, request = self.searcher, self.request
+        asked, k, mode = request.question, request.k, request.mode
+        searcher.catch_up()  # another writer's commits (`rag index`, an upload) are answered from at once
+        q_vec = searcher.embedder.encode_query(asked.text) if mode != "keyword" else None
+        ranks_dense = q_vec if searcher.uses_dense(asked, mode) else None
+        with searcher.store.read() as reader:
+            keep = searcher.kept_chunks(reader, request.filter, request.exclude)
+            arms = searcher.arms(asked, max(100, k * 10), ranks_dense, keep)
+            dense = q_vec is not None
+            scorer = Scorer(asked, searcher.calibration.model(dense), arms.lexical_strengths, dense)
+            fused = searcher.fuse(arms, mode)
+            hits = merge_hits(self._candidates(reader, fused, q_vec), max(k, FOUND_DEPTH))
+            passages = self._passages(reader, hits, scorer)
+        found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
+        return Answer(query=asked.text, found=found, passages=passages[:k], note=searcher.script_note(asked))
+
+    def _candidates(self, reader: Reader, fused: Ranking, q_vec: np.ndarray | None) -> Iterator[Candidate]:
+        """The fused hits with their rows and cosines, read a batch at a time as the merge asks for more."""
+        for start in range(0, len(fused), CANDIDATE_BATCH):
+            batch = fused[start : start + CANDIDATE_BATCH]
+            rows = reader.chunk_hits([cid for cid, _ in batch])
+            similarities = self.searcher.similarities([cid for cid, _ in batch if cid in rows], q_vec)
+            for cid, score in batch:
+                row = rows.get(cid)
+                if row is not None:
+                    yield Candidate(row, score, similarities.get(cid, 0.0))
+
+    def _passages(self, reader: Reader, hits: list[Hit], scorer: Scorer) -> list[Passage]:
+        """Passages with their scores. A passage is scored on the chunk that brought it in (its text before
+        neighbours merged into it), so the score of the n-th passage does not depend on how many follow."""
+        texts = reader.document_texts({h.row.doc_id for h in hits})
+        return [
+            Passage(
+                text=texts[h.row.doc_id][h.start : h.end],
+                score=scorer.score(
+                    h.row.id,
+                    h.row.title,
+                    texts[h.row.doc_id][h.row.start : h.row.end],
+                    h.head_similarity,
+                ),
+                doc_id=h.row.doc_id,
+                title=h.row.title,
+                source=h.row.source,
+                url=h.row.url,
+                start=h.start,
+                end=h.end,
+                published=h.row.published,
+                chunk_id=h.row.id,
+                similarity=h.similarity,
+                author=h.row.author,
+                page=page_at(h.row.pages, h.start),
+                copies=self.searcher.copies(reader, h.row.doc_id, h.row.cluster),
+            )
+            for h in hits
+        ]
