@@ -155,11 +155,11 @@ def test_bad_auth_value_is_refused_before_serving(tmp_path: Path):
 
 
 def test_wrong_passwords_are_slowed_and_a_right_one_is_not(monkeypatch):
-    import app
+    from rag.serve import server
 
     slept: list[float] = []
-    monkeypatch.setattr(app.time, "sleep", slept.append)
-    sign_in = app.SignIn("ana", "s3cret")
+    monkeypatch.setattr(server.time, "sleep", slept.append)
+    sign_in = server.SignIn("ana", "s3cret")
     assert not any(sign_in("ana", guess) for guess in ("a", "b", "c", "d", "e", "f", "g"))
     assert slept == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert sign_in("ana", "s3cret") and len(slept) == 7

@@ -8,7 +8,8 @@ import pytest
 from conftest import free_port
 
 from rag import Index
-from rag.serve.chat import build_app, forget_idle_sessions, user_questions
+from rag.serve.chat import build_app, forget_idle_sessions
+from rag.serve.chat_handlers import user_questions
 from rag.serve.chat_service import ChatService
 
 ARTICLE = """Harbour city opens floating solar farm
@@ -208,3 +209,57 @@ def test_sessions_left_idle_are_forgotten_and_a_returning_client_is_served_again
         assert set(demo.state_holder.session_data) == {clients[0].session_hash}
     finally:
         demo.close()
+
+
+# --- the page's events, without Gradio --------------------------------------------------------------------
+def test_a_question_asked_on_the_page_joins_the_conversation(service):
+    from rag.serve.chat_handlers import ChatHandlers
+
+    handlers = ChatHandlers(service)
+    first = handlers.respond("Who was Kim Kyoung-soo's political mentor?", [], 3, "hybrid", "", "", "")
+    assert [m["role"] for m in first] == ["user", "assistant"] and "Roh Moo" in first[1]["content"]
+    follow = handlers.respond("and what about Sejong?", first, 3.0, "hybrid", "", "", "")
+    assert len(follow) == 4 and "Searched for:" in follow[3]["content"], "the earlier question is the context"
+    assert handlers.respond("   ", first, 3, "hybrid", "", "", "") == first
+    wrong = handlers.respond("Lee", [], 3, "hybrid", "", "Jan 2025", "")[1]["content"]
+    assert "Published from" in wrong and "--since" not in wrong
+
+
+def test_opening_articles_from_the_page(service):
+    from rag.serve.chat_handlers import ChatHandlers
+
+    handlers = ChatHandlers(service)
+    passage = service.answer("What is the China-North Korea mutual defense pledge?").shown[0].passage
+    article = handlers.read_passage(f"{passage.doc_id}-{passage.start}-{passage.end}")
+    assert article is not None and '<mark id="verbatim-passage">' in article
+    assert handlers.read_passage("not-a-target") is None and handlers.read_passage("") is None
+    rows, caption = handlers.browse("", 1)
+    assert caption.startswith(f"1–{len(rows)} of ") and rows[0][1] == service.articles()[0][0].source
+    by_source = handlers.open_source("", 1, rows[1][1], 0)
+    assert by_source == service.article(service.articles()[0][1].doc_id), "the clicked source wins over the row"
+    assert handlers.open_source("", 1, None, 0) == service.article(service.articles()[0][0].doc_id)
+    assert handlers.open_source("", 1, None, 10_000) is None
+
+
+def test_the_lists_are_redrawn_only_after_a_newer_commit(service):
+    from rag.serve.chat_handlers import ChatHandlers
+
+    handlers = ChatHandlers(service)
+    newest = service.commit()
+    assert handlers.follow_index("", 1, newest) is None
+    lists = handlers.follow_index("", 1, newest - 1)
+    assert lists is not None and lists.commit == newest and lists.rows == service.source_rows()
+    assert ("All articles", "") in lists.choices
+    assert handlers.upload(None) is None and handlers.upload([]) is None
+
+
+def test_the_http_endpoints_name_a_wrong_value_as_the_api_does(service):
+    from rag.errors import InvalidQueryError
+    from rag.serve.chat_handlers import ChatHandlers
+
+    handlers = ChatHandlers(service)
+    assert handlers.chat_api("Lee", k=0).startswith("Cannot search: k must be a whole number")
+    with pytest.raises(InvalidQueryError, match="^until '2025-13'"):
+        handlers.ask_api("Lee", until="2025-13")
+    answer = handlers.ask_api("Which summit is Lee attending in Canada?", k=2)
+    assert answer["found"] and len(answer["passages"]) == 2

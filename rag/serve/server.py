@@ -1,0 +1,254 @@
+"""The chat server `python app.py` starts: `[--host H] [--port P] [--share] [--auth user:password] [--index DIR]
+[--corpus DIR] [--model M]`.
+
+The first run on a fresh clone builds the index from the corpus folder (progress in the terminal); later runs
+open the saved index and pick up files added to or removed from that folder since. Everything runs on this
+machine: no model, font or page asset is fetched from the network. `--share` is the one exception users ask
+for, and where the machine is offline it says so in one line and the chat keeps serving locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import gc
+import hmac
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio's queue rebuilds a pandas summary of its last events after every event, for a monitoring page this
+# app does not serve: 12% of the server's CPU under 50 users. Once per 10,000 events keeps it out of the way.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
+
+from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
+from rag.errors import IndexWriteError, RagError  # noqa: E402
+from rag.serve.chat import CSS, HEAD, build_app, forget_idle_sessions  # noqa: E402
+from rag.serve.chat_service import ChatService  # noqa: E402
+from rag.serve.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
+
+AUTH_ENV = "RAG_AUTH"
+SHARE_CHECK_SECONDS = 5.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python app.py", description="Verbatim: a chat that answers with quoted passages.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the whole network)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    p.add_argument("--share", action="store_true", help="also create a public Gradio share link (needs internet)")
+    p.add_argument("--auth", help=f"user:password required to use the chat (or set ${AUTH_ENV})")
+    p.add_argument("--index", type=Path, default=None, help="index directory (default: index/ beside the corpus)")
+    p.add_argument("--corpus", type=Path, default=None, help="article folder to index and to save uploads in")
+    p.add_argument("--model", default=None, help="sentence-transformers model for a new index (default: packaged)")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="serve the index as it is: no indexing of the corpus, no uploads (a replica; see `rag snapshot`)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_UPLOAD_MB,
+        help=f"largest file the page accepts, in MB (default {DEFAULT_UPLOAD_MB:g}; bigger ones: `rag index`)",
+    )
+    return p
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise RagError(f"--auth/${AUTH_ENV} must look like user:password, got {len(value)} characters without both")
+    return user, password
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FAILED_SIGN_IN_DELAY = (0.25, 4.0)  # seconds: the first wrong password's delay, doubling up to the second
+
+
+class SignIn:
+    """The --auth check Gradio calls. A wrong password costs a delay that doubles with each failure in a row
+    (from a quarter second to four seconds), so guessing runs at a few tries a second instead of hundreds; a
+    right one is never delayed and resets the count."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, user: str, password: str) -> bool:
+        right = hmac.compare_digest(f"{user}\0{password}".encode(), f"{self.user}\0{self.password}".encode())
+        with self._lock:
+            self.failures = 0 if right else self.failures + 1
+            failures = self.failures
+        if not right:
+            first, most = FAILED_SIGN_IN_DELAY
+            time.sleep(min(most, first * 2 ** (failures - 1)))
+        return right
+
+
+def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
+    """One line for a chat that anyone on the network can use: it answers from, and takes uploads into, the
+    collection."""
+    if auth or host in LOOPBACK:
+        return None
+    return (
+        f"warning: listening on {host} without --auth: anyone who can reach this machine can read the articles "
+        "and add files; set --auth user:password"
+    )
+
+
+def reachable_url(host: str, port: int) -> str:
+    """The address other machines use: for 0.0.0.0 this machine's own network address, not localhost."""
+    address = host
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(("192.0.2.1", 9))  # a documentation address: connecting a UDP socket sends nothing
+                address = probe.getsockname()[0]
+        except OSError:
+            address = socket.gethostname()
+    return f"http://{address}:{port}/"
+
+
+def open_index(index_dir: Path, corpus_dir: Path, model: str | None, read_only: bool = False) -> Index:
+    """The saved index, refreshed from the corpus folder when it was built from it; built on first run. A
+    read-only replica serves the index as it is, and needs one."""
+    index = Index(index_dir, model=model)
+    fresh = not index.exists()
+    if read_only:
+        if fresh:
+            raise RagError(
+                f"--read-only serves an existing index, and {index_dir} holds none: build one with "
+                f"`rag index --index DIR`, or publish one with `rag snapshot`"
+            )
+        return index
+    if fresh or str(corpus_dir.resolve()) in index.roots():
+        if fresh:
+            print(f"Building the index from {corpus_dir} (first run; later runs start from the saved index)")
+        try:
+            report = index.add(
+                [corpus_dir], progress=True, on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr)
+            )
+        except IndexWriteError as exc:
+            if fresh:
+                raise
+            print(f"warning: serving the index as it is, without the corpus's changes: {exc}", file=sys.stderr)
+            return index
+        if fresh or report.added or report.updated or report.removed:
+            print(f"{report.added} added, {report.updated} updated, {report.removed} removed -> {index.path}")
+    return index
+
+
+def share_unreachable() -> str | None:
+    """Why a share link cannot be made from here, or None when Gradio's share server answers."""
+    import httpx
+    from gradio.networking import GRADIO_API_SERVER
+
+    try:
+        httpx.get(GRADIO_API_SERVER, timeout=SHARE_CHECK_SECONDS).raise_for_status()
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
+
+
+def release_idle_memory(demo: gr.Blocks, every: float = 15.0) -> None:
+    """Every `every` seconds, forget the sessions no tab or client uses any more (`forget_idle_sessions`) and
+    hand memory freed by finished requests back to the system. glibc keeps freed blocks in per-thread arenas,
+    so a server that once answered 50 users at a time would otherwise hold that peak for good; malloc_trim
+    returns what is free (skipped where glibc is not the allocator)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        trim = None
+    while True:
+        time.sleep(every)
+        if forget_idle_sessions(demo):
+            gc.collect()  # a session's copy of the page holds reference cycles: freed only by the collector
+        if trim is not None:
+            trim(0)
+
+
+def warm_up(index: Index) -> None:
+    """The torch model and the dense index load behind the page. Until the model is in, questions are
+    encoded in numpy (`rag.models.query_encoder`); after, concurrent questions share its batches."""
+    try:
+        index.search("warm up", k=1)
+        index.embedder.load()
+    except RagError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    corpus_dir = args.corpus or default_corpus_dir()
+    index_dir = args.index or (default_index_dir() if args.corpus is None else corpus_dir.resolve().parent / "index")
+    try:
+        auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
+        index = open_index(index_dir, corpus_dir, args.model, args.read_only)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    share = args.share
+    if share:
+        reason = share_unreachable()
+        if reason:
+            print(
+                f"--share: no public link, Gradio's share server cannot be reached from this machine ({reason}); "
+                f"the chat is served locally only.",
+                file=sys.stderr,
+            )
+            share = False
+    import gradio as gr
+
+    max_upload = int(args.max_upload_mb * 1_000_000)
+    demo = build_app(ChatService(index, corpus_dir, max_upload, read_only=args.read_only))
+    demo.queue(default_concurrency_limit=8)
+    warning = exposure_warning(args.host, auth)
+    if warning:
+        print(warning, file=sys.stderr)
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=share,
+            auth=SignIn(*auth) if auth else None,
+            auth_message="This Verbatim chat is protected: sign in with the user and password you were given.",
+            theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
+            css=CSS,
+            head=HEAD,
+            footer_links=["api"],
+            ssr_mode=False,
+            quiet=True,  # Gradio's own banner suggests `share=True` even when --share was asked for
+            prevent_thread_lock=True,
+            max_file_size=max_upload,
+            show_error=True,  # a program calling the API gets Gradio's own reason too, never {"error": null}
+        )
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    # The page answers at once; the model and the dense index load behind it, not on the first question.
+    threading.Thread(target=warm_up, args=(index,), daemon=True, name="warm-up").start()
+    threading.Thread(target=release_idle_memory, args=(demo,), daemon=True, name="release-memory").start()
+    print(f"Verbatim chat: {demo.local_url}" + (f"  public link: {demo.share_url}" if demo.share_url else ""))
+    if args.host not in LOOPBACK:
+        print(f"Reachable from other machines at {reachable_url(args.host, args.port)}")
+    if share and not demo.share_url:
+        print("--share: Gradio could not make a public link; the chat is served locally only.", file=sys.stderr)
+    print("Press Ctrl-C to stop.")
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        return 130
+    return 0
