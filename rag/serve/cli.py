@@ -17,6 +17,11 @@ from rag.records import Answer, IndexReport
 from rag.search.request import CLI_NAMES, DEFAULT_K, MAX_K, MODES, SearchRequest
 
 
+# Said in words rather than as this machine's paths, so the help reads the same everywhere (docs/cli.md).
+CORPUS_DEFAULT = "$RAG_CORPUS, else the corpus/ folder of this checkout"
+INDEX_DEFAULT = "$RAG_INDEX, else index/ beside the corpus folder"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag", description="Verbatim: ask questions of your articles, get exact passages with sources."
@@ -29,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index new and changed files; unchanged ones are skipped, deleted ones removed.",
     )
     p.add_argument(
-        "paths", nargs="*", help=f"files or folders: .txt .md .html .pdf .jsonl .json (default: {default_corpus_dir()})"
+        "paths", nargs="*", help=f"files or folders: .txt .md .html .pdf .jsonl .json (default: {CORPUS_DEFAULT})"
     )
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "at it in one rename. Replicas started with `python app.py --index DEST/current --read-only` follow.",
     )
     p.add_argument("dest", help="the folder that holds the snapshots")
-    p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
+    p.add_argument("--index", help=f"index directory (default: {INDEX_DEFAULT})")
     p.add_argument("--keep", type=int, default=2, help="snapshots kept, the new one included (default 2)")
 
     p = sub.add_parser("info", help="show what the index holds")
@@ -120,7 +125,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", help=f"index directory (default: {default_index_dir()})")
+    p.add_argument("--index", help=f"index directory (default: {INDEX_DEFAULT})")
     p.add_argument(
         "--model",
         help="sentence-transformers model name or path (default: the index's own, "

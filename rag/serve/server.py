@@ -33,7 +33,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
-from rag.serve.chat import CSS, HEAD, build_app, forget_idle_sessions  # noqa: E402
 from rag.serve.chat_service import ChatService  # noqa: E402
 from rag.serve.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
 
@@ -168,6 +167,8 @@ def release_idle_memory(demo: gr.Blocks, every: float = 15.0) -> None:
     hand memory freed by finished requests back to the system. glibc keeps freed blocks in per-thread arenas,
     so a server that once answered 50 users at a time would otherwise hold that peak for good; malloc_trim
     returns what is free (skipped where glibc is not the allocator)."""
+    from rag.serve.chat import forget_idle_sessions
+
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
@@ -211,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             share = False
     import gradio as gr
+
+    from rag.serve.chat import CSS, HEAD, build_app  # Gradio is imported here: `--help` and errors never pay for it
 
     max_upload = int(args.max_upload_mb * 1_000_000)
     demo = build_app(ChatService(index, corpus_dir, max_upload, read_only=args.read_only))
