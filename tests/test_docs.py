@@ -18,7 +18,7 @@ from conftest import CORPUS, ROOT
 
 from rag.serve import cli, cli_reference, server
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "index" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"(<!-- docs-test: run -->\n)?^( *)```(\w*)\n(.*?)^\2```", re.MULTILINE | re.DOTALL)
 
 
@@ -68,7 +68,10 @@ def test_the_command_reference_is_the_commands_own_help():
 
 
 def test_the_index_format_in_the_docs_is_the_code_schema():
+    from rag.index.lexical import FOLDER
     from rag.index.schema import SCHEMA
+
+    assert f"`{FOLDER}/`" in (ROOT / "index" / "README.md").read_text(encoding="utf-8")
 
     sql = [b.text for b in blocks(ROOT / "docs" / "architecture.md") if b.language == "sql"]
     assert sql == [SCHEMA.strip() + "\n"]
