@@ -26,6 +26,16 @@ CORPUS = ROOT / "corpus"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+# The slow tier: tests that load the real model (these fixtures do) or start processes (marked in their module).
+REAL_MODEL_FIXTURES = frozenset({"embedder", "seed_index", "service", "chat_server", "rag_eval"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def load_questions(*names: str) -> list[dict]:
     rows = []
     for name in names:

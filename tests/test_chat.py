@@ -132,6 +132,7 @@ def test_user_questions_read_both_message_shapes():
     assert user_questions(history) == ["first", "second"]
 
 
+@pytest.mark.slow
 def test_uploads_are_indexed_and_bad_files_named_with_reason(tmp_path: Path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -162,6 +163,7 @@ def test_uploads_are_indexed_and_bad_files_named_with_reason(tmp_path: Path):
     assert "18,000 households" in reply.shown[0].passage.text
 
 
+@pytest.mark.slow
 def test_a_different_file_with_a_taken_name_gets_a_new_name(tmp_path: Path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

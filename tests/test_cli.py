@@ -18,6 +18,7 @@ def rag(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_index_ask_info_round_trip(tmp_path: Path, corpus_copy: Path):
     idx = str(tmp_path / "idx")
     built = rag("index", str(corpus_copy), "--index", idx, "--quiet", "--model", "hashing")  # the CLI, not the model

@@ -19,6 +19,8 @@ from rag.models.embed import QUERY_BATCH_MAX, QueryBatch, default_model_path, ge
 from rag.models.onnx_questions import QuestionRuntime, question_runtime
 from rag.models.query_encoder import light_encoder
 
+pytestmark = pytest.mark.slow  # the real model's vectors, through torch, numpy and ONNX Runtime
+
 QUESTIONS = [
     "Who is leading the presidential race in South Korea?",
     "How many people attended the Bernie Sanders rally?",

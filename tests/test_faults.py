@@ -32,6 +32,8 @@ from rag.index import lexical as lexical_index
 from rag.index.crash import CRASH_ENV
 from tests.conftest import synthetic_articles
 
+pytestmark = pytest.mark.slow  # the fault campaign: processes killed at every step of a write
+
 QUESTION = "Which senator from Vermont did Kim Jong-hoon meet?"
 EVIDENCE = "Bernie Sanders"
 CHILD = """

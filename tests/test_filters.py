@@ -28,6 +28,8 @@ from rag.index.facets import Kept
 from rag.index.lexical_views import FilteredViews
 from rag.search.request import Question, date_bound
 
+pytestmark = pytest.mark.slow  # indexes of synthetic archives, IVF among them
+
 SITES = ["Harbour Gazette", "Capital Wire", "Valley Times"]
 FILTERS = [
     {"source": "Harbour Gazette"},

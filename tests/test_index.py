@@ -151,6 +151,7 @@ def test_links_out_of_the_corpus_pipes_and_loops_are_named_and_not_read(tmp_path
     assert all("swordfish" not in p.text for p in index.search("password swordfish", mode="keyword").passages)
 
 
+@pytest.mark.slow
 def test_an_open_index_answers_from_what_another_process_wrote(tmp_path: Path):
     """The app keeps one Index open; `rag index` run beside it must not leave it answering from the past."""
     import subprocess
@@ -185,6 +186,7 @@ def hostile_pdf(objects: list[bytes]) -> bytes:
     return out + f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{table}\n%%EOF\n".encode()
 
 
+@pytest.mark.slow
 def test_hostile_pages_and_pdfs_are_each_one_line_and_the_run_goes_on(tmp_path: Path):
     """A truncated PDF, a page tree that loops, a decompression bomb, a 45 MB one-line page, a page nested
     100,000 deep and a name with a newline in it: one line each, the good files indexed, memory bounded."""

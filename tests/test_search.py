@@ -125,6 +125,7 @@ def test_whole_numbers_from_forms_are_taken_as_k(seed_index):
     assert len(seed_index.search("Lee Jae-myung", k=2.0, mode="keyword").passages) == 2
 
 
+@pytest.mark.slow
 def test_query_api_builds_default_index(tmp_path: Path, monkeypatch, corpus_copy):
     import rag.api
 

@@ -186,6 +186,7 @@ def test_a_reader_follows_writes_without_rebuilding(tmp_path: Path, corpus_copy:
     assert all("Bernie Sanders" not in p.text for p in reader.search("Vermont senator Sanders", k=10).passages)
 
 
+@pytest.mark.slow
 def test_the_ivf_path_trains_appends_and_follows(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(rag.index.write, "ANN_MIN_ROWS", 2_000)
     corpus = tmp_path / "corpus"
