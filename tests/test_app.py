@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, ROOT, load_questions, start_chat
+from conftest import CORPUS, ROOT, ChatServer, load_questions, start_chat
 from gradio_client import Client
 
 pytestmark = pytest.mark.slow
@@ -99,6 +99,44 @@ def test_first_run_built_the_index_from_the_corpus_and_said_so(chat_server):
     assert (chat_server.index / "rag.sqlite").exists()
 
 
+def wrong_passwords_sent_at_once_stall_nobody_else(server: ChatServer) -> None:
+    """40 wrong sign-ins at once: a signed-in client's questions keep their usual latency and the right password
+    is answered at once, while the wrong ones are answered one after another, slower and slower."""
+    import statistics
+    import threading
+
+    assert sign_in(server.url, "ana", "wrong")[0] == 400, "a wrong password is refused (the check is awaited)"
+    client = Client(server.url, auth=("ana", "s3cret"), verbose=False)
+
+    def ask() -> float:
+        started = time.perf_counter()
+        answer = client.predict("Which summit is Lee attending in Canada?", 1, "keyword", api_name="/ask")
+        assert answer["passages"]
+        return time.perf_counter() - started
+
+    usual = statistics.median(ask() for _ in range(6))
+    answers: list[tuple[int, float]] = []
+    attackers = [
+        threading.Thread(target=lambda n=n: answers.append(sign_in(server.url, "ana", f"guess{n}", 6)), daemon=True)
+        for n in range(40)
+    ]
+    for thread in attackers:
+        thread.start()
+    time.sleep(0.5)
+    during = statistics.median(ask() for _ in range(6))
+    status, right_took = sign_in(server.url, "ana", "s3cret")
+    for thread in attackers:
+        thread.join(10)
+    print(
+        f"usual {usual * 1000:.0f} ms, during 40 wrong sign-ins {during * 1000:.0f} ms "
+        f"(x{during / usual:.2f}); the right password answered in {right_took * 1000:.0f} ms"
+    )
+    assert status == 200 and right_took < 1.0
+    assert during < 3 * usual + 0.25, (usual, during)
+    assert sum(code == 400 for code, _ in answers) < 10, "wrong passwords are answered a few a second at most"
+    assert all(code in (0, 400) for code, _ in answers)
+
+
 def test_auth_protects_the_app_and_share_offline_fails_in_one_line(tmp_path: Path, chat_server):
     """A second server on the first one's index: starts from the saved index (no rebuild), requires the
     password, and with --share either gets a public link or, offline, says why in one line and serves locally."""
@@ -123,6 +161,7 @@ def test_auth_protects_the_app_and_share_offline_fails_in_one_line(tmp_path: Pat
         assert status == 401
         client = Client(server.url, auth=("ana", "s3cret"), verbose=False)
         assert "Roh Moo" in client.predict("Who was Kim Kyoung-soo's political mentor?", api_name="/chat")
+        wrong_passwords_sent_at_once_stall_nobody_else(server)
         log = server.log.read_text()
         assert "Building the index" not in log
         share_lines = [line for line in log.splitlines() if "share" in line.lower()]
@@ -154,17 +193,36 @@ def test_bad_auth_value_is_refused_before_serving(tmp_path: Path):
     assert result.stderr.strip().startswith("error: --auth/$RAG_AUTH must look like user:password")
 
 
-def test_wrong_passwords_are_slowed_and_a_right_one_is_not(monkeypatch):
+def test_wrong_passwords_are_slowed_and_a_right_one_is_not():
     from rag.serve import server
 
-    slept: list[float] = []
-    monkeypatch.setattr(server.time, "sleep", slept.append)
-    sign_in = server.SignIn("ana", "s3cret")
-    assert not any(sign_in("ana", guess) for guess in ("a", "b", "c", "d", "e", "f", "g"))
-    assert slept == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    assert sign_in("ana", "s3cret") and len(slept) == 7
-    assert not sign_in("ana", "h") and slept[-1] == 0.25, "a right password resets the count"
-    assert not sign_in("bob", "s3cret")
+    now = [0.0]
+    sign_in = server.SignIn("ana", "s3cret", clock=lambda: now[0])
+    waits = []
+    for guess in ("a", "b", "c", "d", "e", "f", "g"):  # one after another: each waits its own delay
+        right, wait = sign_in.verdict("ana", guess)
+        assert not right
+        waits.append(wait)
+        now[0] += wait
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert sign_in.verdict("ana", "s3cret") == (True, 0.0), "a right password is answered at once"
+    assert sign_in.verdict("ana", "h") == (False, 0.25), "and resets the count"
+    at_once = [sign_in.verdict("ana", guess)[1] for guess in "ijk"]  # sent together: answered one after another
+    assert at_once == [0.25 + 0.5, 0.25 + 0.5 + 1.0, 0.25 + 0.5 + 1.0 + 2.0]
+    assert not sign_in.verdict("bob", "s3cret")[0]
+
+
+def sign_in(url: str, user: str, password: str, timeout: float = 30) -> tuple[int, float]:
+    """POST /login as the page does; (status, seconds the answer took)."""
+    data = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "login", data=data), timeout=timeout) as response:
+            return response.status, time.perf_counter() - started
+    except urllib.error.HTTPError as exc:
+        return exc.code, time.perf_counter() - started
+    except OSError:  # still waiting for its turn when the client gave up
+        return 0, time.perf_counter() - started
 
 
 def test_listening_on_every_address_without_auth_warns_and_names_the_reachable_url(tmp_path: Path):

@@ -16,7 +16,6 @@ from rag.ingest.exports import RecordFields
 from rag.records import Answer, IndexReport
 from rag.search.request import CLI_NAMES, DEFAULT_K, MAX_K, MODES, SearchRequest
 
-
 # Said in words rather than as this machine's paths, so the help reads the same everywhere (docs/cli.md).
 CORPUS_DEFAULT = "$RAG_CORPUS, else the corpus/ folder of this checkout"
 INDEX_DEFAULT = "$RAG_INDEX, else index/ beside the corpus folder"

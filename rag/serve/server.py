@@ -10,6 +10,7 @@ for, and where the machine is offline it says so in one line and the chat keeps 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -19,7 +20,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,23 +78,37 @@ FAILED_SIGN_IN_DELAY = (0.25, 4.0)  # seconds: the first wrong password's delay,
 
 
 class SignIn:
-    """The --auth check Gradio calls. A wrong password costs a delay that doubles with each failure in a row
-    (from a quarter second to four seconds), so guessing runs at a few tries a second instead of hundreds; a
-    right one is never delayed and resets the count."""
+    """The --auth check. A wrong password is answered only after a delay that doubles with each failure in a
+    row (a quarter second up to four seconds), and wrong passwords are answered one after another, each at
+    least that delay after the one before: guessing runs at a few tries a second at most, however many are
+    sent at once. The wait is an `asyncio.sleep` (`check` is what Gradio calls, and awaits): the server's
+    event loop and its workers go on serving every page, question and sign-in meanwhile, and a right password
+    is answered at once and resets the count."""
 
-    def __init__(self, user: str, password: str) -> None:
+    def __init__(self, user: str, password: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.user, self.password = user, password
         self.failures = 0
+        self.clock = clock
+        self.next_answer = 0.0  # the clock's time before which no further wrong password is answered
         self._lock = threading.Lock()
 
-    def __call__(self, user: str, password: str) -> bool:
+    def verdict(self, user: str, password: str) -> tuple[bool, float]:
+        """Whether `user` and `password` are right, and how many seconds to wait before saying so."""
         right = hmac.compare_digest(f"{user}\0{password}".encode(), f"{self.user}\0{self.password}".encode())
         with self._lock:
-            self.failures = 0 if right else self.failures + 1
-            failures = self.failures
-        if not right:
+            if right:
+                self.failures = 0
+                return True, 0.0
+            self.failures += 1
             first, most = FAILED_SIGN_IN_DELAY
-            time.sleep(min(most, first * 2 ** (failures - 1)))
+            now = self.clock()
+            self.next_answer = max(now, self.next_answer) + min(most, first * 2 ** (self.failures - 1))
+            return False, self.next_answer - now
+
+    async def check(self, user: str, password: str) -> bool:
+        right, wait = self.verdict(user, password)
+        if wait > 0:
+            await asyncio.sleep(wait)
         return right
 
 
@@ -226,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_name=args.host,
             server_port=args.port,
             share=share,
-            auth=SignIn(*auth) if auth else None,
+            auth=SignIn(*auth).check if auth else None,  # type: ignore[arg-type]  # Gradio awaits a coroutine function
             auth_message="This Verbatim chat is protected: sign in with the user and password you were given.",
             theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
             css=CSS,
