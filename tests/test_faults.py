@@ -245,6 +245,15 @@ def limit_file_size(limit: int):
     return apply
 
 
+def unnamed_lexical_files(idx: Path) -> list[str]:
+    """Files of the lexical index that its committed meta.json does not name (what a failed write began)."""
+    folder = idx / lexical_index.FOLDER
+    named = {s["segment_id"].replace("-", "") for s in json.loads((folder / "meta.json").read_text())["segments"]}
+    return [
+        f.name for f in folder.iterdir() if f.name[0] != "." and f.name.split(".")[0] not in named | {"meta", "pending"}
+    ]
+
+
 @pytest.mark.parametrize("how", ["tmpfs", "file-size-limit"])
 def test_a_full_disk_leaves_the_index_as_it_was_and_the_next_write_goes_on(tmp_path: Path, corpus_copy: Path, how):
     disk = tmp_path / "disk"
@@ -265,6 +274,7 @@ def test_a_full_disk_leaves_the_index_as_it_was_and_the_next_write_goes_on(tmp_p
         message = refused.stderr.strip().splitlines()
         assert len(message) == 1 and message[0].startswith(f"error: cannot write the index in {idx}: "), message
         assert state(idx) == before and finds_evidence(idx)
+        assert not unnamed_lexical_files(idx), "what the failed write began is not left holding the space"
         if how == "tmpfs":
             assert mount("-o", "remount,size=64m", str(disk))
         report = Index(idx).add([corpus_copy, more])
@@ -273,6 +283,65 @@ def test_a_full_disk_leaves_the_index_as_it_was_and_the_next_write_goes_on(tmp_p
     finally:
         if how == "tmpfs":
             unmount(disk)
+
+
+def rag_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rag", *args], capture_output=True, text=True, timeout=120)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file on `disk` until no byte more fits."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError:
+            pass
+    with open(filler, "ab", buffering=0) as out:  # the last few bytes
+        try:
+            while True:
+                out.write(b"\0")
+        except OSError:
+            pass
+    return filler
+
+
+def test_an_index_on_a_full_disk_answers_every_read_and_refuses_writes_in_one_line(tmp_path: Path, corpus_copy: Path):
+    """Built cleanly (no WAL side files left), then the disk filled to its last byte: every search, `rag info`
+    and the Python API answer; `rag index` says in one line that there is no room; once space is freed, the
+    next write goes on and an open index follows it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not mount("-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)):
+        pytest.skip("this machine may not mount a tmpfs: a full disk cannot be made here")
+    idx = disk / "idx"
+    try:
+        built = rag_cli("index", str(corpus_copy), "--index", str(idx), "--model", "hashing", "--quiet")
+        assert built.returncode == 0, built.stderr
+        assert not (idx / "rag.sqlite-wal").exists() and not (idx / "rag.sqlite-shm").exists()
+        filler = fill(disk)
+        question = "Which summit is Lee attending in Canada?"
+        for mode in ("keyword", "hybrid"):
+            asked = rag_cli("ask", question, "--index", str(idx), "--mode", mode, "--json")
+            assert asked.returncode == 0 and "Traceback" not in asked.stderr, asked.stderr
+            assert json.loads(asked.stdout)["passages"], mode
+        info = rag_cli("info", "--index", str(idx))
+        assert info.returncode == 0 and "documents: 7" in info.stdout, info.stderr
+        index = Index(idx)
+        assert index.search(question, k=3).passages and index.info().document_count == 7
+        (corpus_copy / "new.txt").write_text("Busan port strike ends\n\nPort workers in Busan ended a strike.\n")
+        refused = rag_cli("index", str(corpus_copy), "--index", str(idx), "--quiet")
+        message = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and len(message) == 1, refused.stderr
+        assert message[0].startswith(f"error: cannot write the index in {idx}: "), message
+        filler.unlink()
+        assert rag_cli("index", str(corpus_copy), "--index", str(idx), "--quiet").returncode == 0
+        assert index.info().document_count == 8, "the open index reads the new commit once there is room"
+        assert "Busan" in index.search("Which port workers ended a strike?", k=1, mode="keyword").passages[0].text
+        del index
+    finally:
+        unmount(disk)
 
 
 def test_a_read_only_index_answers_and_refuses_writes_in_one_line(tmp_path: Path, corpus_copy: Path):

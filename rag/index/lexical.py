@@ -26,6 +26,7 @@ the kept ones (bench/filters.py).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -51,6 +52,7 @@ FOLDER = "lexical-7"  # the number changes with the analysis: a new number rebui
 PENDING = "pending.json"
 MARKER = "commit"
 WRITER_HEAP = 64_000_000
+CLEANER_HEAP = 15_000_000  # tantivy's least: a writer that only deletes unused files
 # A filter keeping the passages of at most this many documents is handed to tantivy as their ids.
 LISTED_BEFORE_FACETS = 300
 # A filter said as facet words is applied as such while it keeps at most these shares of the index: beyond,
@@ -327,7 +329,15 @@ class LexicalWriter:
         self.deleted = []
 
     def close(self) -> None:
-        self.writer.wait_merging_threads()
+        """Wait for tantivy's background merges, then delete the files no commit names: what a merge that failed
+        (on a full disk) wrote, which would otherwise hold that space until the next write (4 ms)."""
+        try:
+            self.writer.wait_merging_threads()
+        finally:
+            with contextlib.suppress(ValueError):  # no room even for the writer's lock: the next write cleans up
+                cleaner = self.lexical.index.writer(heap_size=CLEANER_HEAP, num_threads=1)
+                cleaner.garbage_collect_files()
+                cleaner.wait_merging_threads()
 
     def rollback(self) -> None:
         self.writer.rollback()

@@ -40,19 +40,42 @@ DocumentFieldsRow = tuple[int, int | None, str, str, str | None, str | None, str
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection for reading and writing; in a folder that cannot be written (a read-only mount, a copied
-    snapshot on read-only media) an immutable read-only one, since WAL mode needs files beside the database
-    that such a folder cannot get."""
+    """The writer's connection: WAL mode (which a new database gets here), every commit synced. In a folder that
+    cannot be written, the immutable read-only connection of `connect_for_reading`."""
     if not os.access(path.parent, os.W_OK):
-        if not path.exists():
-            raise no_index_error(path.parent)
-        return sqlite3.connect(
-            f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
-        )
+        return _snapshot(path)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+def connect_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A reader's connection, and whether it is an immutable snapshot. A reader never needs free space: the
+    database is in WAL mode already (its writer set it), and where SQLite cannot make the WAL's side files (a
+    full disk, a read-only mount, a copied snapshot on read-only media) the database file itself is read, which
+    holds every commit, since each writer checkpoints the WAL into it before it lets go. Such a snapshot does
+    not see later commits: `rag.index.store.Store` tries a live connection again at its next read."""
+    if not os.access(path.parent, os.W_OK):
+        return _snapshot(path), True
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL: makes its side files
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size:  # commits the database file does not hold yet
+            raise IndexCorruptError(
+                f"{path.parent}: cannot read the index ({exc}); free some space, then retry"
+            ) from exc
+        return _snapshot(path), True
+    return conn, False
+
+
+def _snapshot(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise no_index_error(path.parent)
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None)
 
 
 def is_legacy(index_dir: Path) -> bool:

@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rag.errors import IndexFormatError, IndexNotFoundError, IndexWriteError
+from rag.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, IndexWriteError
 from rag.index.crash import crash_point
 from rag.index.lexical import FOLDER as LEXICAL_FOLDER
 from rag.index.lexical import LexicalIndex, LexicalWriter, clear_pending, pending_deletions
-from rag.index.read import Reader, check_model, connect, is_legacy, no_index_error
+from rag.index.read import Reader, check_model, connect, connect_for_reading, is_legacy, no_index_error
 from rag.index.rows import IndexMeta, Manifest
 from rag.index.schema import DB_NAME, FORMAT_VERSION, LEGACY_POINTER, LOCK_NAME, MANIFEST_NAME, SCHEMA, pending
 from rag.index.write import Writer
@@ -54,9 +54,11 @@ def read_manifest(index_dir: Path) -> Manifest:
         )
     if not (index_dir / DB_NAME).exists():
         raise no_index_error(index_dir)
-    conn = connect(index_dir / DB_NAME)
+    conn, _ = connect_for_reading(index_dir / DB_NAME)
     try:
         return Reader(conn, index_dir).manifest()
+    except sqlite3.Error as exc:
+        raise unreadable(index_dir, exc) from exc
     finally:
         conn.close()
 
@@ -70,27 +72,47 @@ class Store:
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection. One that had to read the database file alone (`connect_for_reading`: a
+        full disk) is replaced by a live one as soon as one can be made, so later commits are seen."""
         conn = getattr(self._local, "conn", None)
+        retry = conn is not None and getattr(self._local, "snapshot", False) and not conn.in_transaction
+        if conn is not None and retry and os.access(self.index_dir, os.W_OK):
+            live, snapshot = connect_for_reading(self.index_dir / DB_NAME)
+            if snapshot:
+                live.close()
+            else:
+                conn.close()
+                conn = self._local.conn = live
+                self._local.snapshot = False
         if conn is None:
-            conn = self._local.conn = connect(self.index_dir / DB_NAME)
+            conn, self._local.snapshot = connect_for_reading(self.index_dir / DB_NAME)
+            self._local.conn = conn
         return conn
 
     @contextmanager
     def read(self) -> Iterator[Reader]:
-        """One consistent committed state for every statement inside, while writers go on."""
+        """One consistent committed state for every statement inside, while writers go on. A database error is
+        an `IndexCorruptError` naming the index, never SQLite's own exception."""
         conn = self._conn()
         if conn.in_transaction:  # a read inside a read: the outer one already holds the snapshot
             yield Reader(conn, self.index_dir)
             return
-        conn.execute("BEGIN")
         try:
-            yield Reader(conn, self.index_dir)
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                yield Reader(conn, self.index_dir)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise unreadable(self.index_dir, exc) from exc
 
     def read_manifest(self) -> Manifest:
         with self.read() as r:
             return r.manifest()
+
+
+def unreadable(index_dir: Path, exc: sqlite3.Error) -> IndexCorruptError:
+    return IndexCorruptError(f"cannot read the index in {index_dir}: {exc}; if the disk is full, free some space")
 
 
 @contextmanager
