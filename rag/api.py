@@ -73,15 +73,17 @@ class Index:
         on_skip: Callable[[str, str], None] | None = None,
         fields: RecordFields | None = None,
         cluster: RayCluster | None = None,
+        on_note: Callable[[str, str], None] | None = None,
     ) -> IndexReport:
         """Index new and changed files under `paths`, drop files deleted from them; returns what it did.
         `fields` names the keys of JSON/JSONL records (see `rag.ingest.exports.RecordFields`). Exports over
         `rag.build.update.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`). With a
         `cluster` (`rag.build.cluster.RayCluster`), files are read and documents chunked and embedded on its workers;
-        this process stays the one writer."""
+        this process stays the one writer. `on_skip` hears of each file or record that could not be read,
+        `on_note` of each file read as a legacy encoding or with bytes that were not UTF-8."""
         started = time.perf_counter()
         known = self._file_stats()
-        found = scan([Path(p) for p in paths], on_skip, fields, known, cluster)
+        found = scan([Path(p) for p in paths], on_skip, fields, known, cluster, on_note)
         report = update_index(self.path, found, self.embedder, progress=progress, cluster=cluster)
         if found.streamed:
             self.reload()  # searches see the rest while the large exports are read a batch at a time

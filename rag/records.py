@@ -126,6 +126,7 @@ class IndexReport:
     removed: int = 0
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, how it was read): a legacy encoding, bad bytes
     chunks: int = 0
     embedded: int = 0
     seconds: float = 0.0

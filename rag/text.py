@@ -249,3 +249,29 @@ LINE_END = re.compile(r"[.!?。…][\"'”’)\]]*$")
 def is_headline(text: str) -> bool:
     """A short line that does not end like a sentence."""
     return len(text) < HEADLINE_MAX_CHARS and not LINE_END.search(text)
+
+
+# Characters a terminal or a log acts on rather than shows: C0 and C1 controls (ESC starts colour and cursor
+# sequences, CR and LF forge lines), the bidi controls that reverse what follows them, and lone surrogates
+# (bytes of a file name that were not UTF-8, as Python keeps them).
+_UNSEEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def visible(text: str, newlines: bool = False) -> str:
+    """`text` as a terminal or a log line should print it: every character it would act on shown as an escape
+    (`\\n`, `\\x1b`, `\\u202e`; a byte that was not UTF-8 as `\\xff`), so no file name or piece of an article can
+    forge a line, move the cursor or reverse what follows. Tabs stay, and line breaks too when `newlines`."""
+
+    def shown(match: re.Match[str]) -> str:
+        ch = match.group()
+        if ch in _NAMED_ESCAPES:
+            return _NAMED_ESCAPES[ch]
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00
+            return f"\\x{code - 0xDC00:02x}"
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    if newlines:
+        return "\n".join(_UNSEEN.sub(shown, line) for line in text.split("\n"))
+    return _UNSEEN.sub(shown, text)

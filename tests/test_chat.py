@@ -265,3 +265,18 @@ def test_the_http_endpoints_name_a_wrong_value_as_the_api_does(service):
         handlers.ask_api("Lee", until="2025-13")
     answer = handlers.ask_api("Which summit is Lee attending in Canada?", k=2)
     assert answer["found"] and len(answer["passages"]) == 2
+
+
+def test_an_upload_not_in_utf8_is_read_and_the_report_says_how(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    service = ChatService(Index(tmp_path / "index", model="hashing"), corpus)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "busan.txt").write_bytes(
+        "부산항 물동량\n\n부산항 물동량이 늘었다고 항만공사가 밝혔다.\n".encode("cp949")
+    )
+    status = service.add_files([incoming / "busan.txt"])
+    line = next(x for x in status.splitlines() if x.startswith("- busan"))
+    assert "cp949" in line and "UTF" in line
+    assert service.answer("부산항 물동량", mode="keyword").shown[0].passage.text.startswith("부산항 물동량")

@@ -79,3 +79,37 @@ def test_rag_chat_follows_up_like_the_browser_and_leaves_on_end_of_input(seed_in
     assert f"— {expected.passages[0].title}" in turns[1] and expected.passages[0].source in turns[0]
     assert turns[1].startswith(f"Searched for: {first} and what about Sejong?")
     assert "\033[" not in run.stdout  # not a terminal: no bold codes in the text
+
+
+def test_names_and_articles_never_act_on_the_terminal_and_each_encoding_is_named(tmp_path: Path, capsys):
+    """A file name holding a line break, ESC sequences or a right-to-left override is printed escaped, on its
+    own line; a file that is not UTF-8 is read as what it is and the run says so; one stray byte in a UTF-8
+    article is replaced and counted, and the rest of it is searchable as written."""
+    from rag.serve.cli import main
+
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "evil\nskipped good_0.txt: all fine, indexed.txt").write_bytes(b"")
+    (folder / "\x1b]0;owned\x07\x1b[2J.txt").write_text("Harbour pilots\n\nHarbour pilots stopped work in Busan.\n")
+    (folder / "photo\u202egnp.txt").write_text("Port strike\n\nThe port strike ended on Friday.\n")
+    (folder / "busan.txt").write_bytes("부산항 물동량\n\n부산항 물동량이 늘었다고 항만공사가 밝혔다.\n".encode("cp949"))
+    article = "Café society\n\nThe café in Zürich opened a branch in 서울 last week, its owner said.\n".encode()
+    (folder / "cafe.txt").write_bytes(article[:5] + b"\xff" + article[5:])
+    index = str(tmp_path / "idx")
+
+    assert main(["index", str(folder), "--index", index, "--model", "hashing", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert sorted(lines) == [
+        "note: busan.txt: not UTF-8: read as cp949",
+        "note: cafe.txt: 1 byte not UTF-8 replaced by U+FFFD (at byte 5)",
+        "skipped evil\\nskipped good_0.txt: all fine, indexed.txt: empty file",
+    ]
+    assert "4 added" in out
+    assert main(["info", "--index", index]) == 0
+    listed = capsys.readouterr().out
+    assert "\x1b" not in listed and "\u202e" not in listed
+    assert "  \\x1b]0;owned\\x07\\x1b[2J.txt: Harbour pilots (1 chunks)" in listed.splitlines()
+    assert "  photo\\u202egnp.txt: Port strike (1 chunks)" in listed.splitlines()
+    assert main(["ask", "Zürich", "--index", index, "--mode", "keyword", "--k", "1"]) == 0
+    assert "cafe.txt" in capsys.readouterr().out

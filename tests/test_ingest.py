@@ -4,7 +4,7 @@ import pytest
 
 from rag.errors import IngestError
 from rag.ingest.dates import parse_date
-from rag.ingest.files import decode, read_documents
+from rag.ingest.files import Decoded, decode, read_documents
 from rag.ingest.plaintext import is_boilerplate, parse_articles, parse_document
 from tests.conftest import CORPUS
 
@@ -54,11 +54,24 @@ def test_seed_boilerplate_never_in_segments():
             assert not is_boilerplate(line.strip()), (doc.source, line)
 
 
-def test_decoding_fallbacks(tmp_path: Path):
+def test_decoding_fallbacks_say_which_encoding_they_chose(tmp_path: Path):
     korean = "이재명 후보가 여론조사에서 앞섰다."
-    assert decode(korean.encode("cp949"), "k.txt") == korean
-    assert decode("Café au lait".encode("cp1252"), "f.txt") == "Café au lait"
-    assert decode("\ufeffHello".encode(), "bom.txt") == "Hello"
+    assert decode(korean.encode("cp949"), "k.txt") == Decoded(korean, "not UTF-8: read as cp949")
+    assert decode("Café au lait".encode("cp1252"), "f.txt") == Decoded("Café au lait", "not UTF-8: read as cp1252")
+    assert decode("\ufeffHello".encode(), "bom.txt") == Decoded("Hello")
+    assert decode("Café 서울".encode(), "u.txt") == Decoded("Café 서울")
+
+
+def test_a_utf8_article_with_a_stray_byte_stays_utf8():
+    """One bad byte in an article of accents and Hangul is damage, not another encoding: it is replaced, the
+    rest read as written, and the note says how many bytes and where."""
+    good = "Café naïve résumé\nZürich … 서울 시청\n".encode()
+    damaged = decode(good[:5] + b"\xff" + good[5:], "x.txt")
+    assert damaged.text == "Café\ufffd naïve résumé\nZürich … 서울 시청\n"
+    assert damaged.note == "1 byte not UTF-8 replaced by U+FFFD (at byte 5)"
+    many = decode(b"\xfe".join([good] * 5), "y.txt")
+    assert many.text.count("\ufffd") == 4 and "Zürich" in many.text
+    assert many.note == "4 bytes not UTF-8 replaced by U+FFFD (at bytes 48, 97, 146 and 1 more)"
 
 
 @pytest.mark.parametrize(

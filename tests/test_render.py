@@ -75,7 +75,7 @@ def passage(text: str, url: str | None = "https://news.example/a?id=1&x=2", titl
 def test_hostile_article_text_is_shown_literally_and_creates_no_elements(text):
     seen = render(quoted(text, None))
     tags = {t for t, _ in seen.tags}
-    assert tags <= {"blockquote", "p", "br"}, f"article text created {tags}"
+    assert tags <= {"blockquote", "p", "br", "bdi"}, f"article text created {tags}"
     shown = visible(seen)
     for line in text.split("\n"):
         assert line.strip() in shown
@@ -85,7 +85,19 @@ def test_hostile_article_text_is_shown_literally_and_creates_no_elements(text):
 def test_highlighted_sentence_is_the_only_live_markup(text):
     middle = len(text) // 2
     seen = render(quoted(text, (0, middle)))
-    assert [t for t, _ in seen.tags if t not in {"blockquote", "p", "br"}] == ["mark"]
+    assert [t for t, _ in seen.tags if t not in {"blockquote", "p", "br", "bdi"}] == ["mark"]
+
+
+def test_a_right_to_left_override_in_an_article_reverses_nothing_after_it():
+    """U+202E in a passage or a title stays inside its own bidi isolate: each line of the quote and each part of
+    the attribution is one, closed before what follows."""
+    p = passage("Harbour pilots \u202estopped work\nThe second line stays as it is.")
+    p = Passage(**{**p.__dict__, "title": "Port \u202enews"})
+    markdown = answer_markdown(Answer(query="q", found=True, passages=[p]), [ShownPassage(p, None, 1.2, 400)])
+    assert "<bdi>Harbour pilots \u202estopped work</bdi>" in markdown
+    assert "<bdi>The second line stays as it is.</bdi>" in markdown
+    assert "<strong><bdi>Port \u202enews</bdi></strong>" in markdown
+    assert render(markdown).tags.count(("bdi", {})) >= 4
 
 
 def test_whole_reply_keeps_attribution_and_shows_title_url_and_source_literally():

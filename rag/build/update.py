@@ -47,7 +47,7 @@ from rag.ingest.exports import RecordFields, stream_records
 from rag.ingest.files import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents
 from rag.models.embed import Encoder
 from rag.records import Document, IndexReport
-from rag.text import broken_character
+from rag.text import broken_character, visible
 
 if TYPE_CHECKING:
     from rag.build.cluster import RayCluster
@@ -74,6 +74,7 @@ class ScanResult:
     scanned_roots: set[str] = field(default_factory=set)
     unreadable: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, how it was read), for files not plain UTF-8
     unchanged_files: set[tuple[str, str]] = field(default_factory=set)  # (root, file)
     stats: dict[tuple[str, str], FileStat] = field(default_factory=dict)  # (root, file)
     # Exports too large to hold in memory: read a batch of records at a time after the rest (`index_exports`);
@@ -88,9 +89,11 @@ def scan(
     fields: RecordFields | None = None,
     known: dict[tuple[str, str], FileStat] | None = None,
     cluster: RayCluster | None = None,
+    on_note: Callable[[str, str], None] | None = None,
 ) -> ScanResult:
     """Read every supported file under `paths` that is not in `known` with the same size and mtime (on the
-    `cluster`'s workers when given); each unreadable file or record is reported through `on_skip`."""
+    `cluster`'s workers when given); each unreadable file or record is reported through `on_skip`, and how a
+    file that was not plain UTF-8 was read through `on_note`."""
     result = ScanResult()
     known = known or {}
     settled = time.time() - STAT_SETTLE_SECONDS
@@ -107,7 +110,7 @@ def scan(
         for file in iter_files(path):
             source = file.relative_to(root).as_posix()
             if broken_character(source) is not None:
-                _skip(result, printable(source), "the file name is not valid UTF-8: rename the file", on_skip)
+                _skip(result, visible(source), "the file name is not valid UTF-8: rename the file", on_skip)
                 continue
             refused = not_a_plain_file(file, root)
             if refused:
@@ -142,6 +145,10 @@ def scan(
             result.files[(folder, doc.source)] = source
         for name, reason in ingested.problems:
             _skip(result, name, reason, on_skip)
+        for name, note in ingested.notes:
+            result.notes.append((name, note))
+            if on_note:
+                on_note(name, note)
     return result
 
 
@@ -150,11 +157,6 @@ def _read(file: Path, source: str, fields: RecordFields | None) -> Ingested | In
         return read_documents(file, source, fields)
     except IngestError as exc:
         return exc
-
-
-def printable(name: str) -> str:
-    """A file name that may hold undecodable bytes (`broken_character`), with those bytes shown as \\xNN."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _skip(result: ScanResult | IndexReport, name: str, reason: str, on_skip: Callable[[str, str], None] | None) -> None:
@@ -221,7 +223,7 @@ def update_index(
     cluster: RayCluster | None = None,
 ) -> IndexReport:
     started = time.perf_counter()
-    report = IndexReport(skipped=found.skipped)
+    report = IndexReport(skipped=found.skipped, notes=found.notes)
     salvage: dict[bytes, bytes] = {}
     dimension = None
     if is_legacy(index_dir):

@@ -7,8 +7,10 @@ the file and the reason, so a run can report it in one line and go on with the r
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ class Ingested:
 
     documents: list[Document] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, what the run should say of how it was read)
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -113,12 +116,17 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> 
     if suffix in PDF_SUFFIXES:
         raise IngestError(f"{source}: not a PDF (it does not start with %PDF)")
     if suffix in HTML_SUFFIXES or _HTML_START.match(data[:2048]):
-        return Ingested([parse_html(decode(data, source, declared_charset(data)), source, digest)])
-    text = decode(data, source)
+        page = decode(data, source, declared_charset(data))
+        return Ingested([parse_html(page.text, source, digest)], notes=_noted(source, page))
+    decoded = decode(data, source)
     if suffix in RECORD_SUFFIXES:
-        records = parse_records(text, source, jsonl=suffix != ".json", fields=fields)
-        return Ingested(records.documents, records.problems)
-    return Ingested(parse_articles(text, source, digest))
+        records = parse_records(decoded.text, source, jsonl=suffix != ".json", fields=fields)
+        return Ingested(records.documents, records.problems, _noted(source, decoded))
+    return Ingested(parse_articles(decoded.text, source, digest), notes=_noted(source, decoded))
+
+
+def _noted(source: str, decoded: Decoded) -> list[tuple[str, str]]:
+    return [(source, decoded.note)] if decoded.note else []
 
 
 def sniff(data: bytes) -> str | None:
@@ -127,16 +135,34 @@ def sniff(data: bytes) -> str | None:
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
-def decode(data: bytes, name: str, declared: str | None = None) -> str:
+@dataclass(frozen=True)
+class Decoded:
+    """A file's text, and one line for the run when it was not plain UTF-8: the legacy encoding it was read as,
+    or how many bytes were not UTF-8 and where."""
+
+    text: str
+    note: str | None = None
+
+
+# A file is read as UTF-8 with its bad bytes replaced when it holds more UTF-8 characters beyond ASCII than
+# bytes that are not UTF-8: one stray byte in an article of accents and Hangul is damage, not another encoding.
+SHOWN_OFFSETS = 3
+
+
+def decode(data: bytes, name: str, declared: str | None = None) -> Decoded:
     """The declared charset if any, then UTF-8 (BOM tolerated), then the legacy encodings common in Korean
-    and European news (cp949 covers EUC-KR, cp1252 covers Latin-1)."""
+    and European news (cp949 covers EUC-KR, cp1252 covers Latin-1), each only when the whole file reads as it.
+    A file that is UTF-8 but for a few bad bytes stays UTF-8, those bytes replaced by U+FFFD."""
     if not data.strip():
         raise IngestError(f"{name}: empty file")
     if b"\x00" in data[:8192]:
         raise IngestError(f"{name}: binary file (contains NUL bytes)")
     if data.startswith(b"\xef\xbb\xbf"):
         declared = "utf-8-sig"
+    damaged = _mostly_utf8(data)
     for encoding in dict.fromkeys(filter(None, (declared, "utf-8", *FALLBACK_ENCODINGS))):
+        if damaged is not None and encoding not in ("utf-8", "utf-8-sig") and encoding != declared:
+            return damaged
         try:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
@@ -144,8 +170,40 @@ def decode(data: bytes, name: str, declared: str | None = None) -> str:
         if encoding in ("utf-8", "utf-8-sig") or _looks_like_text(text):
             if not text.strip():
                 raise IngestError(f"{name}: no text after decoding")
-            return text
+            plain = encoding in ("utf-8", "utf-8-sig") or encoding == (declared or "").lower()
+            return Decoded(text, None if plain else f"not UTF-8: read as {encoding}")
+    if damaged is not None:
+        return damaged
     raise IngestError(f"{name}: cannot decode as UTF-8, {', '.join(FALLBACK_ENCODINGS)}")
+
+
+_BAD_BYTES = threading.local()  # the offsets of the bytes `_COUNTED_REPLACE` replaced, for this thread's decode
+_COUNTED_REPLACE = "verbatim-counted-replace"
+
+
+def _count_and_replace(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    _BAD_BYTES.found.extend(range(error.start, error.end))
+    return "\ufffd", error.end
+
+
+codecs.register_error(_COUNTED_REPLACE, _count_and_replace)
+
+
+def _mostly_utf8(data: bytes) -> Decoded | None:
+    """UTF-8 with its bad bytes replaced, when the file holds more good UTF-8 characters beyond ASCII than bad
+    bytes; None otherwise (valid UTF-8 included, which needs no replacing)."""
+    bad = _BAD_BYTES.found = []
+    text = data.decode("utf-8", errors=_COUNTED_REPLACE)
+    if not bad:
+        return None
+    good = sum(1 for ch in text if ord(ch) > 127 and ch != "\ufffd")
+    if good <= len(bad):
+        return None
+    where = ", ".join(f"{offset:,}" for offset in bad[:SHOWN_OFFSETS])
+    more = f" and {len(bad) - SHOWN_OFFSETS:,} more" if len(bad) > SHOWN_OFFSETS else ""
+    plural = "s" if len(bad) > 1 else ""
+    return Decoded(text, f"{len(bad):,} byte{plural} not UTF-8 replaced by U+FFFD (at byte{plural} {where}{more})")
 
 
 def _looks_like_text(text: str) -> bool:

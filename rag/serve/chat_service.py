@@ -22,6 +22,7 @@ from rag.serve.conversation import search_text
 from rag.serve.highlight import best_sentences
 from rag.serve.render import ShownPassage, answer_markdown, answer_text, article_html, error_markdown, literal
 from rag.serve.uploads import DEFAULT_UPLOAD_MB, save_uploads
+from rag.text import visible
 
 # Questions the seed articles answer, each with the article that answers it.
 SEED_EXAMPLES = {
@@ -51,11 +52,12 @@ class Reply:
     context: str | None = None  # the search text, when it differs from what the user typed
     error: str | None = None
 
-    def text(self, marked: tuple[str, str] = ("", "")) -> str:
-        """The reply as plain text (`/chat`, `rag chat`): article text as it is, no markup to undo."""
+    def text(self, marked: tuple[str, str] = ("", ""), terminal: bool = False) -> str:
+        """The reply as plain text (`/chat`, `rag chat`): article text as it is, no markup to undo; for a
+        `terminal`, with what a terminal would act on shown as escapes (`rag.text.visible`)."""
         if self.answer is None:
-            return f"Cannot search: {self.error}"
-        return answer_text(self.answer, self.shown, self.context, marked)
+            return f"Cannot search: {visible(str(self.error)) if terminal else self.error}"
+        return answer_text(self.answer, self.shown, self.context, marked, terminal)
 
 
 class ChatService:
@@ -181,4 +183,7 @@ class ChatService:
         saved = set(result.saved)  # a record of a saved export is named "file.jsonl#N"
         for name, why in result.rejected + [s for s in skipped if s[0].split("#")[0] in saved]:
             lines.append(f"- **Rejected** {literal(name)}: {literal(why)}")
+        for name, note in report.notes if report is not None else []:
+            if name in saved:
+                lines.append(f"- {literal(name)}: {literal(note)}")
         return "\n".join(lines) or "No files."

@@ -15,6 +15,7 @@ from rag.errors import RagError
 from rag.ingest.exports import RecordFields
 from rag.records import Answer, IndexReport
 from rag.search.request import CLI_NAMES, DEFAULT_K, MAX_K, MODES, SearchRequest
+from rag.text import visible
 
 # Said in words rather than as this machine's paths, so the help reads the same everywhere (docs/cli.md).
 CORPUS_DEFAULT = "$RAG_CORPUS, else the corpus/ folder of this checkout"
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the index was left as it was before this run", file=sys.stderr)
@@ -166,7 +167,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     report = index.add(
         paths,
         progress=not args.quiet,
-        on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr),
+        on_skip=say_skipped,
+        on_note=say_noted,
         fields=fields,
         cluster=cluster,
     )
@@ -174,11 +176,22 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def say_skipped(name: str, why: str) -> None:
+    """One line on stderr for a file or record that could not be read; nothing in a name reaches the terminal
+    as a control character."""
+    print(f"skipped {visible(name)}: {visible(why)}", file=sys.stderr)
+
+
+def say_noted(name: str, note: str) -> None:
+    """One line on stderr for a file read as a legacy encoding, or with bytes that were not UTF-8."""
+    print(f"note: {visible(name)}: {visible(note)}", file=sys.stderr)
+
+
 def summary_line(report: IndexReport, index: Index) -> str:
     return (
         f"{report.added} added, {report.updated} updated, {report.removed} removed, "
         f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks} chunks ({report.embedded} embedded) in {report.seconds:.1f}s -> {index.path}"
+        f"{report.chunks} chunks ({report.embedded} embedded) in {report.seconds:.1f}s -> {visible(str(index.path))}"
     )
 
 
@@ -213,7 +226,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     service = ChatService(index, default_corpus_dir())
     _, articles = service.articles(limit=1)
     marked = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
-    print(f"Verbatim: ask about {articles:,} articles in {index.path}. Answers are quoted exactly. Ctrl-D to leave.")
+    print(
+        f"Verbatim: ask about {articles:,} articles in {visible(str(index.path))}. Answers are quoted exactly. "
+        "Ctrl-D to leave."
+    )
     earlier: list[str] = []
     while True:
         try:
@@ -227,7 +243,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not question.strip():
             continue
         reply = service.answer(question, earlier, args.k, args.mode, args.source, args.since, args.until, CLI_NAMES)
-        print(reply.text(marked), flush=True)
+        print(reply.text(marked, terminal=True), flush=True)
         earlier.append(question)
 
 
@@ -244,11 +260,11 @@ def format_answer(answer: Answer, width: int = 100) -> str:
     for rank, p in enumerate(answer.passages, start=1):
         page = f"page {p.page}" if p.page else None
         where = " | ".join(x for x in (p.source, p.url, p.published, p.author, page) if x)
-        lines.append(f"[{rank}] {p.title}")
-        lines.append(f"    {where} | chars {p.start}-{p.end} | relevance {p.score:.2f}")
+        lines.append(f"[{rank}] {visible(p.title)}")
+        lines.append(f"    {visible(where)} | chars {p.start}-{p.end} | relevance {p.score:.2f}")
         if p.copies:
-            lines.append("    also in: " + ", ".join(c.source for c in p.copies))
-        for para in p.text.splitlines():
+            lines.append("    also in: " + visible(", ".join(c.source for c in p.copies)))
+        for para in visible(p.text, newlines=True).splitlines():
             lines.extend(textwrap.wrap(para, width, initial_indent="    > ", subsequent_indent="    > ") or ["    >"])
         lines.append("")
     return "\n".join(lines).rstrip()
@@ -284,12 +300,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info.to_dict(), ensure_ascii=False, indent=2))
         return 0
-    print(f"index:     {info.path}")
+    print(f"index:     {visible(info.path)}")
     print(f"model:     {info.model} ({info.dimension} dimensions)")
     print(f"documents: {info.document_count}, chunks: {info.chunks}, updated {info.updated}")
     for d in info.documents:
         extra = ", ".join(x for x in (d.published, d.author, d.copy_of and f"copy of {d.copy_of}") if x)
-        print(f"  {d.source}: {d.title} ({d.chunks} chunks{', ' + extra if extra else ''})")
+        line = f"  {d.source}: {d.title} ({d.chunks} chunks{', ' + extra if extra else ''})"
+        print(visible(line))
     if info.document_count > len(info.documents):
         print(f"  ... and {info.document_count - len(info.documents):,} more (--limit 0 lists all)")
     return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from rag.records import Answer, Document, Passage
 from rag.serve.highlight import Span
+from rag.text import visible
 
 STRONG = 1.0  # relevance (score over the calibrated `found` bar) at or above the bar
 PARTIAL = 0.5
@@ -90,7 +91,13 @@ def quoted(text: str, mark: Span | None) -> str:
         body = _keep_indent(
             _escape(text[:start]) + "<mark>" + _escape(text[start:end]) + "</mark>" + _escape(text[end:])
         )
-    return "\n".join(f"> {line}" if line.strip() else ">" for line in body.split("\n"))
+    return "\n".join(f"> {isolated(line)}" if line.strip() else ">" for line in body.split("\n"))
+
+
+def isolated(source: str) -> str:
+    """`source` in its own bidi isolate (`<bdi>`): a right-to-left override or embedding inside it (U+202E in an
+    article) ends with it, and never reverses the next line, the attribution or the next passage."""
+    return f"<bdi>{source}</bdi>"
 
 
 def location(passage: Passage, article_chars: int) -> str:
@@ -135,19 +142,20 @@ def attribution(item: ShownPassage) -> str:
     """One line for the reader (title, publication, author, date, page, link), then the file and offsets
     folded away, then other copies of the story."""
     passage = item.passage
-    parts = [f"<strong>{literal(display_title(passage))}</strong>"] + [literal(x) for x in byline(passage, item.site)]
+    parts = [f"<strong>{isolated(literal(display_title(passage)))}</strong>"]
+    parts += [isolated(literal(x)) for x in byline(passage, item.site)]
     if passage.url:
-        parts.append(url_html(passage.url, literal(passage.url)))
+        parts.append(url_html(passage.url, isolated(literal(passage.url))))
     read = f"{READ_LINK}{passage.doc_id}-{passage.start}-{passage.end}"
     parts.append(f'<a href="{read}" class="verbatim-read">Read in its article</a>')
     line = '<span class="verbatim-attribution">' + " · ".join(parts) + "</span>"
     line += (
         '<details class="verbatim-details"><summary>File and position</summary>'
-        f"{literal(file_details(passage, item.article_chars))}</details>"
+        f"{isolated(literal(file_details(passage, item.article_chars)))}</details>"
     )
     copies = copies_line(passage)
     if copies:
-        line += f'<span class="verbatim-copies">{literal(copies)}</span>'
+        line += f'<span class="verbatim-copies">{isolated(literal(copies))}</span>'
     return line
 
 
@@ -189,12 +197,21 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
 
 
 def answer_text(
-    answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None, marked: tuple[str, str] = ("", "")
+    answer: Answer,
+    shown: Sequence[ShownPassage],
+    searched_for: str | None = None,
+    marked: tuple[str, str] = ("", ""),
+    terminal: bool = False,
 ) -> str:
     """The same reply as plain text, for programs reading `/chat` and for `rag chat`: the passages exactly
     as the article has them, each line of a quote opened by "> ". `marked` wraps the marked sentence
-    (a terminal's bold, say); by default nothing is added to the text."""
-    lines = [f"Searched for: {searched_for}", ""] if searched_for else []
+    (a terminal's bold, say); by default nothing is added to the text. For a `terminal`, every piece of an
+    article and of the question is printed as `rag.text.visible` shows it: nothing in it acts on the terminal."""
+
+    def shown_as(text: str, newlines: bool = False) -> str:
+        return visible(text, newlines) if terminal else text
+
+    lines = [f"Searched for: {shown_as(searched_for)}", ""] if searched_for else []
     lines.append(" ".join(x for x in verdict(answer, shown) if x))
     if answer.note:
         lines += ["", answer.note]
@@ -202,15 +219,23 @@ def answer_text(
         text = item.passage.text
         if item.mark is not None and any(marked):
             start, end = item.mark
-            text = text[:start] + marked[0] + text[start:end] + marked[1] + text[end:]
+            text = (
+                shown_as(text[:start], newlines=True)
+                + marked[0]
+                + shown_as(text[start:end], newlines=True)
+                + marked[1]
+                + shown_as(text[end:], newlines=True)
+            )
+        else:
+            text = shown_as(text, newlines=True)
         lines += ["", f"{rank}. {strength(item)}"]
         lines += [f"> {line}" if line.strip() else ">" for line in text.split("\n")]
         source = [display_title(item.passage), *byline(item.passage, item.site)]
-        lines.append("— " + " · ".join(source + ([item.passage.url] if item.passage.url else [])))
-        lines.append(f"  {file_details(item.passage, item.article_chars)}")
+        lines.append("— " + shown_as(" · ".join(source + ([item.passage.url] if item.passage.url else []))))
+        lines.append(f"  {shown_as(file_details(item.passage, item.article_chars))}")
         copies = copies_line(item.passage)
         if copies:
-            lines.append(f"  {copies}")
+            lines.append(f"  {shown_as(copies)}")
     return "\n".join(lines)
 
 
@@ -233,21 +258,21 @@ def article_html(document: Document, start: int | None = None, end: int | None =
             + "</mark>"
             + html.escape(text[end:])
         )
-    meta = [html.escape(document.site)] if document.site else []
+    meta = [isolated(html.escape(document.site))] if document.site else []
     if document.author:
-        meta.append("by " + html.escape(document.author))
+        meta.append("by " + isolated(html.escape(document.author)))
     if document.published:
-        meta.append(html.escape(document.published))
+        meta.append(isolated(html.escape(document.published)))
     if document.url:
-        meta.append(url_html(document.url, html.escape(document.url)))
-    meta.append(f"<code>{html.escape(document.source)}</code>")
+        meta.append(url_html(document.url, isolated(html.escape(document.url))))
+    meta.append(f"<code>{isolated(html.escape(document.source))}</code>")
     if start is not None and end is not None:
         meta.append(f"quote at characters {start:,}–{end:,} of {len(text):,}")
     return (
         '<div class="verbatim-article">'
         '<div class="verbatim-article-head">'
         '<button type="button" class="verbatim-close" aria-label="Close the article">Close</button>'
-        f"<h3>{html.escape(document.title or document.source)}</h3>"
+        f"<h3>{isolated(html.escape(document.title or document.source))}</h3>"
         f'<p class="verbatim-meta">{" · ".join(meta)}</p>'
         "</div>"
         f'<div class="verbatim-text" tabindex="0">{body}</div>'

@@ -35,7 +35,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
 from rag.serve.chat_service import ChatService  # noqa: E402
+from rag.serve.cli import say_noted, say_skipped  # noqa: E402
 from rag.serve.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
+from rag.text import visible  # noqa: E402
 
 AUTH_ENV = "RAG_AUTH"
 SHARE_CHECK_SECONDS = 5.0
@@ -152,13 +154,14 @@ def open_index(index_dir: Path, corpus_dir: Path, model: str | None, read_only: 
         if fresh:
             print(f"Building the index from {corpus_dir} (first run; later runs start from the saved index)")
         try:
-            report = index.add(
-                [corpus_dir], progress=True, on_skip=lambda name, why: print(f"skipped {name}: {why}", file=sys.stderr)
-            )
+            report = index.add([corpus_dir], progress=True, on_skip=say_skipped, on_note=say_noted)
         except IndexWriteError as exc:
             if fresh:
                 raise
-            print(f"warning: serving the index as it is, without the corpus's changes: {exc}", file=sys.stderr)
+            print(
+                f"warning: serving the index as it is, without the corpus's changes: {visible(str(exc))}",
+                file=sys.stderr,
+            )
             return index
         if fresh or report.added or report.updated or report.removed:
             print(f"{report.added} added, {report.updated} updated, {report.removed} removed -> {index.path}")
@@ -203,7 +206,7 @@ def warm_up(index: Index) -> None:
         index.search("warm up", k=1)
         index.embedder.load()
     except RagError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
+        print(f"warning: {visible(str(exc))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
         index = open_index(index_dir, corpus_dir, args.model, args.read_only)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 2
     share = args.share
     if share:
