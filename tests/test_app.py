@@ -68,6 +68,38 @@ def test_bad_values_over_http_come_back_with_their_reason(chat_server, args, mes
     assert "Traceback" not in chat_server.log.read_text()
 
 
+def rest_call(url: str, endpoint: str, body: bytes) -> tuple[str, str]:
+    """Gradio's REST route as curl uses it: POST the values, then read the streamed event; (event, data)."""
+    status, posted = status_and_body(f"{url}gradio_api/call/{endpoint}", body, {"Content-Type": "application/json"})
+    if status != 200:
+        return "refused", posted.decode()
+    event_id = json.loads(posted)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{endpoint}/{event_id}", timeout=60) as stream:
+        text = stream.read().decode()
+    event = next(line[7:] for line in text.splitlines() if line.startswith("event: ") and "heartbeat" not in line)
+    data = next(line[6:] for line in text.splitlines() if line.startswith("data: ") and line != "data: null")
+    return event, data
+
+
+@pytest.mark.parametrize(
+    ("body", "event", "says"),
+    [
+        (b'{"data": []}', "error", "/ask takes question, k, mode, source, since, until"),
+        (b'{"data": ["Lee Jae-myung"]}', "complete", '"found"'),
+        (b'{"data": ["Lee Jae-myung", 2]}', "complete", '"passages"'),
+        (b'{"data": ["Lee", 1, "hybrid", "", "", "", "more"]}', "error", "(7 values were sent)"),
+        (b'{"data": ["Lee", "five"]}', "error", "k must be a whole number between 1 and 100, not 'five'"),
+        (b'{"data": [["Lee"]]}', "error", "the question must be text, not list"),
+        (b'{"data": "Lee"}', "refused", "Input should be a valid list"),
+    ],
+)
+def test_a_malformed_rest_call_gets_our_own_words(chat_server, body, event, says):
+    got, data = rest_call(chat_server.url, "ask", body)
+    assert (got, says in data) == (event, True), data
+    assert "event handler" not in data and "didn't receive enough input values" not in data
+    assert "Traceback" not in chat_server.log.read_text()
+
+
 def test_markup_in_an_article_comes_back_as_the_articles_own_text_from_chat_and_ask(chat_server):
     """Programs get the article's characters as they are (the browser's Markdown escapes them: test_render)."""
     question = "What code was found on the Gwangju Folk Museum's defaced website?"

@@ -9,6 +9,7 @@ Gradio.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ MAX_CHAT_K = 20
 # Every search (the chat box, its examples, /chat and /ask) waits in one queue for the same workers: with a
 # queue per event, one endpoint's backlog took the CPU from the other's and their tails parted (bench/load.py).
 SEARCH = "search"
+ENDPOINTS = ("chat", "ask")  # the HTTP API: `gr.api` functions whose parameters are the values a call sends
 # Gradio keeps every session's copy of the page (about 100 KB) until 10,000 sessions exist, so memory grew with
 # each new API client or tab for good (bench/load.py). An open tab asks every LISTS_REFRESH_SECONDS, so a
 # session idle this long belongs to a closed tab or a finished client; if it comes back, Gradio starts it
@@ -44,6 +46,26 @@ NO_ARTICLE = (
     '<p class="verbatim-meta">Click <strong>Read in its article</strong> under a passage, or an article in '
     "<em>Sources</em>, to read it here.</p>"
 )
+
+
+class VerbatimBlocks(gr.Blocks):
+    """The page's Blocks, whose HTTP endpoints (`/chat`, `/ask`) answer a call with the wrong number of values
+    in our words rather than Gradio's handler text: values left off the end take their defaults (the question
+    is the one value a call must send), and more values than the endpoint takes are refused, naming them."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        fn = getattr(block_fn, "fn", None)
+        if block_fn.api_name in ENDPOINTS and fn is not None:
+            parameters = list(inspect.signature(fn).parameters.values())
+            names = ", ".join(p.name for p in parameters)
+            if not inputs or len(inputs) > len(parameters):
+                raise gr.Error(
+                    f"/{block_fn.api_name} takes {names}: the first, then any of the others in that order "
+                    f"({len(inputs)} values were sent)",
+                    print_exception=False,
+                )
+            inputs.extend(p.default for p in parameters[len(inputs) :])
+        super().validate_inputs(block_fn, inputs)
 
 
 @dataclass
@@ -83,7 +105,7 @@ def build_app(service: ChatService) -> gr.Blocks:
 def layout(service: ChatService) -> Page:
     """Every component of the page, in one place. The chat takes the window's height; beside it (over it, on a
     narrow screen) the article being read and the Sources."""
-    with gr.Blocks(title="Verbatim") as demo:
+    with VerbatimBlocks(title="Verbatim") as demo:
         gr.Markdown(
             "**Verbatim** · answers quoted word for word from your articles, each with its source.",
             elem_id="verbatim-header",
