@@ -113,3 +113,21 @@ def test_names_and_articles_never_act_on_the_terminal_and_each_encoding_is_named
     assert "  photo\\u202egnp.txt: Port strike (1 chunks)" in listed.splitlines()
     assert main(["ask", "Zürich", "--index", index, "--mode", "keyword", "--k", "1"]) == 0
     assert "cafe.txt" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path):
+    """`rag info --limit 0 | head -1`: the pipe closes while rag still writes; it stops without a word."""
+    records = tmp_path / "wire.jsonl"
+    rows = [{"title": f"Harbour report {n} " + "x" * 80, "text": f"Report {n} on the strike."} for n in range(1500)]
+    records.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    index = tmp_path / "idx"
+    assert rag("index", str(records), "--index", str(index), "--model", "hashing", "--quiet").returncode == 0
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "rag", "info", "--index", str(index), "--limit", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stdout.readline().startswith(b"index:")
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=60)
+    assert reader.returncode == 141 and b"Traceback" not in err and not err.strip(), err

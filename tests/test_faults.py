@@ -344,6 +344,39 @@ def test_an_index_on_a_full_disk_answers_every_read_and_refuses_writes_in_one_li
         unmount(disk)
 
 
+def test_an_upload_on_a_full_disk_is_a_line_in_the_report_not_a_fault(tmp_path: Path, corpus_copy: Path):
+    """The chat's upload with no room for the file (it is not saved) and with no room for the index (it is
+    saved, and indexed by the next write): each one line in the report; nothing raises, so the server logs
+    no traceback."""
+    from rag.serve.chat_service import ChatService
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)):
+        pytest.skip("this machine may not mount a tmpfs: a full disk cannot be made here")
+    try:
+        incoming = tmp_path / "incoming"
+        incoming.mkdir()
+        (incoming / "strike.txt").write_text("Busan port strike ends\n\nPort workers in Busan ended a strike.\n")
+        full_corpus = disk / "corpus"
+        full_corpus.mkdir()
+        index = Index(tmp_path / "idx", model="hashing")
+        fill(disk)
+        report = ChatService(index, full_corpus).add_files([incoming / "strike.txt"])
+        assert "**Rejected** strike&#46;txt: could not be saved" in report and "Added" not in report
+        assert not list(full_corpus.iterdir())
+        (disk / "filler").unlink()
+        index_on_disk = Index(disk / "idx", model="hashing")
+        index_on_disk.add([corpus_copy])
+        fill(disk)
+        report = ChatService(index_on_disk, corpus_copy).add_files([incoming / "strike.txt"])
+        assert "Added 1 article" in report and "**Not indexed yet:** cannot write the index" in report
+        assert (corpus_copy / "strike.txt").exists()
+        del index_on_disk
+    finally:
+        unmount(disk)
+
+
 def test_a_read_only_index_answers_and_refuses_writes_in_one_line(tmp_path: Path, corpus_copy: Path):
     idx = tmp_path / "idx"
     Index(idx, model="hashing").add([corpus_copy])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.api import Index
-from rag.errors import RagError
+from rag.errors import IndexWriteError, RagError
 from rag.index import DocumentSummary
 from rag.records import Answer
 from rag.search.request import API_NAMES, DEFAULT_K, FieldNames, SearchRequest
@@ -168,8 +168,12 @@ class ChatService:
             result = save_uploads([Path(f) for f in files], self.corpus_dir, self.max_upload)
             skipped: list[tuple[str, str]] = []
             report = None
+            unindexed = None
             if result.saved:
-                report = self.index.add([self.corpus_dir], progress=True, on_skip=lambda *s: skipped.append(s))
+                try:
+                    report = self.index.add([self.corpus_dir], progress=True, on_skip=lambda *s: skipped.append(s))
+                except IndexWriteError as exc:  # saved, and indexed by the next write once there is room
+                    unindexed = str(exc)
         lines = []
         if result.saved:
             lines.append(
@@ -178,6 +182,8 @@ class ChatService:
             )
         if report is not None:
             lines.append(f"Indexed in {report.seconds:.1f} s: {report.embedded} passages embedded.")
+        if unindexed is not None:
+            lines.append(f"**Not indexed yet:** {literal(unindexed)}")
         for name in result.already_there:
             lines.append(f"- {literal(name)}: already in the collection, not added again")
         saved = set(result.saved)  # a record of a saved export is named "file.jsonl#N"

@@ -52,7 +52,11 @@ def save_uploads(files: list[Path], corpus_dir: Path, max_bytes: int = DEFAULT_U
         if target is None:
             result.already_there.append(name)
             continue
-        _write_atomically(target, data)
+        try:
+            _write_atomically(target, data)
+        except OSError as exc:  # a full disk, a folder turned read-only: this file is not saved, the others go on
+            result.rejected.append((name, f"could not be saved in the collection's folder ({exc.strerror or exc})"))
+            continue
         result.saved.append(target.name)
     return result
 
