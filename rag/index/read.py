@@ -115,6 +115,11 @@ class Reader:
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.index_dir}: unreadable index ({exc}); rebuild with `rag index`") from exc
 
+    def seq(self) -> int:
+        """The number of the newest commit (0 before the first): what a reader checks before each question."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+        return int(row[0]) if row else 0
+
     def manifest(self) -> Manifest:
         meta = self.meta()
         if not meta.committed or meta.model is None:

@@ -32,11 +32,7 @@ class IndexMeta:
     @classmethod
     def of(cls, table: dict[str, str]) -> IndexMeta:
         """From the table's rows; keys this version does not know are left out."""
-        known = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            if key in known:
-                values[key] = value if "str" in str(known[key]) else int(value)
+        values: dict[str, Any] = {k: v if _META_TEXT[k] else int(v) for k, v in table.items() if k in _META_TEXT}
         return cls(**values)
 
     def rows(self) -> dict[str, str]:
@@ -46,6 +42,10 @@ class IndexMeta:
     @property
     def committed(self) -> bool:
         return self.model is not None
+
+
+# Each field of IndexMeta, and whether its value is text (else a whole number), worked out once.
+_META_TEXT = {f.name: "str" in str(f.type) for f in fields(IndexMeta)}
 
 
 @dataclass(frozen=True)

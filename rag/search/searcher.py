@@ -70,7 +70,7 @@ class Searcher:
         """Follow any writer's commits (another process's `rag index`, an upload) before a search: one read
         of the commit number; a refresh only when it moved."""
         with self.store.read() as reader:
-            seq = reader.meta().seq
+            seq = reader.seq()
         if seq == self.store.manifest.seq:
             return
         with self._refresh_lock:
@@ -117,7 +117,7 @@ class Searcher:
             if self._dense is None:
                 with self.store.read() as r:
                     layout, live = r.layout(), r.live_chunk_ids()
-                    seq = r.meta().seq
+                    seq = r.seq()
                 self._dense, self._dense_seq = DenseIndex(layout, live, order), seq
             return self._dense
 
@@ -126,7 +126,7 @@ class Searcher:
         index, which needs no order). Called under the refresh lock."""
         if layout.centroid_file is None:
             return None
-        self._chunk_filter.follow(reader, reader.meta().seq)
+        self._chunk_filter.follow(reader, reader.seq())
         return self._chunk_filter.order_keys()
 
     def bar(self, mode: Mode = "hybrid") -> float:
@@ -153,7 +153,7 @@ class Searcher:
         if not filters.active() and not exclude:
             return None
         with self._refresh_lock:
-            self._chunk_filter.follow(reader, reader.meta().seq)
+            self._chunk_filter.follow(reader, reader.seq())
             return self._chunk_filter.keep(filters, exclude)
 
     def fuse(self, arms: Arms, mode: Mode = "hybrid") -> Ranking:
