@@ -172,14 +172,14 @@ def test_files_a_write_killed_inside_the_lexical_commit_left_do_not_stop_the_nex
     assert "Harbour pilots stopped work" in Index(idx).search("Why did harbour pilots stop work?", k=1).passages[0].text
 
 
-def test_a_killed_write_on_20k_chunks(tmp_path: Path, corpus_copy: Path):
+def test_a_killed_write_on_10k_chunks(tmp_path: Path, corpus_copy: Path):
     """The same promise at a size where the old design copied hundreds of megabytes per write (bench/scale.py
-    measures writes at 1M; 20k keeps the suite inside its time)."""
+    measures writes at 1M; 10k keeps the suite inside its time)."""
     big = tmp_path / "archive"
-    synthetic_articles(big, articles=1_300, seed=3)
+    synthetic_articles(big, articles=650, seed=3)
     idx = tmp_path / "idx"
     report = Index(idx, model="hashing").add([big, corpus_copy])
-    assert report.chunks >= 20_000
+    assert report.chunks >= 10_000
     before = state(idx)
     (corpus_copy / "new_story.txt").write_text(
         "Harbour pilots strike in Busan\n\nPilots at the port of Busan stopped work on Monday over pay, "
