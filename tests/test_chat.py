@@ -48,15 +48,15 @@ def test_unanswerable_question_says_so_plainly(service):
     ["What is the recipe for kimchi stew?", "Which summit is Lee attending in Canada?", "Who won the World Cup?"],
 )
 def test_the_verdict_and_the_marks_agree_with_the_search(service, seed_index, question):
-    """The chat shows what `Index.search` found: the same verdict, the same scores, and no "strong match"
+    """The chat shows what `Index.search` found: the same verdict, the same scores, and no "likely answers"
     under "The articles do not answer this"."""
     reply = service.answer(question)
     answer = seed_index.search(question, k=5)
     assert reply.answer == answer
     for item in reply.shown:
-        assert f"{item.passage.score:.0%} likely to answer" in reply.markdown
+        assert f"({item.passage.score:.0%} chance)" in reply.markdown
     if not answer.found:
-        assert "strong match" not in reply.markdown.split("**4.**")[0]
+        assert "likely answers" not in reply.markdown.split("**4.**")[0]
 
 
 def test_follow_up_is_searched_with_the_question_it_leans_on(service):

@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from rag.records import Answer, Copy, Document, Passage
-from rag.serve.render import ShownPassage, answer_markdown, answer_text, article_html, literal, location, quoted
+from rag.serve.render import (
+    ShownPassage,
+    answer_markdown,
+    answer_text,
+    article_html,
+    literal,
+    location,
+    quoted,
+    strength,
+)
 
 HOSTILE = [
     "<script>alert('x')</script>",
@@ -111,7 +120,7 @@ def test_whole_reply_keeps_attribution_and_shows_title_url_and_source_literally(
     ]
     assert not any(tag in {"script", "b", "em", "img"} for tag, _ in seen.tags)
     shown = visible(seen)
-    for piece in ("The <script>x()</script> passage.", "A *title* <b>", "news/<a>.txt", "strong match", "of 400"):
+    for piece in ("The <script>x()</script> passage.", "A *title* <b>", "news/<a>.txt", "likely answers", "of 400"):
         assert piece in shown
 
 
@@ -144,10 +153,28 @@ def test_a_javascript_url_is_text_not_a_link():
 
 
 def test_not_found_says_so_before_any_passage():
-    p = passage("Something unrelated.")
+    p = Passage(**{**passage("Something unrelated.").__dict__, "score": 0.02})
     shown = visible(render(answer_markdown(Answer("q", False, [p]), [ShownPassage(p, None, 0.2, 100)])))
     assert shown.index("do not answer this") < shown.index("Something unrelated.")
-    assert "weak match" in shown
+    assert "unlikely to answer" in shown
+
+
+@pytest.mark.parametrize(
+    ("score", "relevance", "label"),
+    [
+        (0.61, 6.7, "●●● likely answers (61% chance)"),
+        (0.5, 5.5, "●●● likely answers (50% chance)"),
+        (0.11, 1.2, "●●○ may answer (11% chance)"),
+        (0.49, 5.4, "●●○ may answer (49% chance)"),
+        (0.55, 0.9, "●●○ may answer (55% chance)"),
+        (0.05, 0.5, "●○○ unlikely to answer (5% chance)"),
+    ],
+)
+def test_the_words_beside_a_passage_follow_its_number(score, relevance, label):
+    """No label contradicts its probability: "likely answers" only at 50% or more, "unlikely" only under it
+    (an 11% passage over the bar was once shown as a "strong match")."""
+    p = Passage(**{**passage("Text.").__dict__, "score": score})
+    assert strength(ShownPassage(p, None, relevance, 100)) == label
 
 
 def test_follow_up_reply_shows_what_was_searched():

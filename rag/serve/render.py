@@ -21,8 +21,7 @@ from rag.records import Answer, Document, Passage
 from rag.serve.highlight import Span
 from rag.text import visible
 
-STRONG = 1.0  # relevance (score over the calibrated `found` bar) at or above the bar
-PARTIAL = 0.5
+LIKELY = 0.5  # a passage is said to answer only when it is at least as likely to as not
 
 _PUNCTUATION = {c: f"&#{ord(c)};" for c in string.punctuation}
 # Never syntax anywhere: , ; ? % ' " / ! and (. Syntax only in some places, so referenced only there: a hyphen
@@ -74,12 +73,15 @@ class ShownPassage:
     site: str | None = None
 
 
-def relevance_label(relevance: float) -> str:
-    if relevance >= STRONG:
-        return "●●● strong match"
-    if relevance >= PARTIAL:
-        return "●●○ partial match"
-    return "●○○ weak match"
+def relevance_label(probability: float, relevance: float) -> str:
+    """Words that say what the number says. "likely answers" only at 50% or more (and at or above the bar that
+    `found` uses); "may answer" from that bar up; "unlikely to answer" below it. `relevance` is the probability
+    over the bar; "unlikely" is said only under 50%."""
+    if probability >= LIKELY and relevance >= 1.0:
+        return "●●● likely answers"
+    if probability >= LIKELY or relevance >= 1.0:
+        return "●●○ may answer"
+    return "●○○ unlikely to answer"
 
 
 def quoted(text: str, mark: Span | None) -> str:
@@ -175,7 +177,7 @@ def verdict(answer: Answer, shown: Sequence[ShownPassage]) -> tuple[str, str]:
 
 
 def strength(item: ShownPassage) -> str:
-    return f"{relevance_label(item.relevance)} · {item.passage.score:.0%} likely to answer"
+    return f"{relevance_label(item.passage.score, item.relevance)} ({item.passage.score:.0%} chance)"
 
 
 def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for: str | None = None) -> str:
