@@ -64,12 +64,18 @@ def connect_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
     except sqlite3.OperationalError as exc:
         conn.close()
         wal = path.with_name(path.name + "-wal")
+        if not any(reason in str(exc) for reason in _NO_ROOM):
+            raise IndexCorruptError(f"cannot read the index in {path.parent}: {exc}") from exc
         if wal.exists() and wal.stat().st_size:  # commits the database file does not hold yet
             raise IndexCorruptError(
-                f"{path.parent}: cannot read the index ({exc}); free some space, then retry"
+                f"cannot read the index in {path.parent}: {exc}; free some space, then retry"
             ) from exc
         return _snapshot(path), True
     return conn, False
+
+
+# How SQLite says it could not make the WAL's side files (no space, a read-only place, no permission).
+_NO_ROOM = ("disk I/O error", "database or disk is full", "unable to open database file", "readonly database")
 
 
 def _snapshot(path: Path) -> sqlite3.Connection:
