@@ -178,6 +178,7 @@ def test_a_different_file_with_a_taken_name_gets_a_new_name(tmp_path: Path):
     assert "Gunsan" in (corpus / "solar (2).md").read_text()
 
 
+@pytest.mark.slow
 def test_an_uploaded_export_names_its_bad_records(tmp_path: Path):
     corpus = tmp_path / "corpus"
     incoming = tmp_path / "in"

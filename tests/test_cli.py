@@ -115,6 +115,7 @@ def test_names_and_articles_never_act_on_the_terminal_and_each_encoding_is_named
     assert "cafe.txt" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path):
     """`rag info --limit 0 | head -1`: the pipe closes while rag still writes; it stops without a word."""
     records = tmp_path / "wire.jsonl"

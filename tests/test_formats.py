@@ -319,3 +319,53 @@ def test_cli_filters_and_json_metadata(mixed, tmp_path: Path):
         "2024-11-30",
         "Gangneung City",
     )
+
+
+FURNITURE = [
+    "ADVERTISEMENT",
+    "Article continues below advertisement",
+    "Sign up for our morning newsletter",
+    "Get our free weekly newsletter in your inbox",
+    "Share on Facebook",
+    "Follow us on Twitter @harbourgazette",
+    "View 12 comments",
+    "Join the conversation",
+]
+BODY = (
+    "Harbour pilots in Busan stopped work on Monday over night-shift pay.\n"
+    "{}\n"
+    "Forty container ships waited outside the breakwater until the evening, the port authority said.\n"
+    "{}\n"
+    "The union said talks would resume on Wednesday."
+)
+
+
+def furniture_left(index: Index) -> list[str]:
+    """Furniture lines that any passage of `index` holds."""
+    passages = index.search("Busan harbour pilots container ships union talks", k=20, mode="keyword").passages
+    return [line for p in passages for line in FURNITURE if line in p.text]
+
+
+def test_export_records_and_pdf_pages_fence_furniture_as_text_files_do(tmp_path: Path):
+    """Newsletter sign-ups, "Article continues below" and share and comment prompts inside a JSONL record's
+    body or on a PDF page are no passage's text, as in a text file; the article's own lines all are, and the
+    stored text stays whole (offsets exact)."""
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    records = [
+        {"title": "Busan pilots strike", "text": BODY.format(FURNITURE[2 * n], FURNITURE[2 * n + 1])} for n in range(4)
+    ]
+    (folder / "wire.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
+    write_pdf(folder / "report.pdf", [records[2]["text"], records[3]["text"]], title="Busan pilots strike")
+    (folder / "only.jsonl").write_text(json.dumps({"title": "x", "text": "ADVERTISEMENT\nShare on Facebook"}) + "\n")
+    skipped: dict[str, str] = {}
+    index = Index(tmp_path / "idx", model="hashing")
+    index.add([folder], on_skip=lambda name, why: skipped.setdefault(name, why))
+    assert skipped == {"only.jsonl#1": "nothing but page boilerplate"}
+    assert furniture_left(index) == []
+    for p in index.search("container ships breakwater union talks", k=20, mode="keyword").passages:
+        assert index.document(p.doc_id).text[p.start : p.end] == p.text
+    texts = " ".join(p.text for p in index.search("pilots ships union", k=20, mode="keyword").passages)
+    assert "Forty container ships waited" in texts and "talks would resume on Wednesday" in texts
+    stored = " ".join(index.document(d.doc_id).text for d in index.documents()[0])
+    assert all(line in stored for line in FURNITURE), "the stored text is whole: only passages leave furniture out"

@@ -19,6 +19,7 @@ import ijson
 
 from rag.errors import IngestError
 from rag.ingest.dates import parse_date
+from rag.ingest.plaintext import body_segments
 from rag.records import Document
 
 LIST_KEYS = ("articles", "items", "data", "records", "results", "documents")
@@ -100,6 +101,9 @@ def record_document(item: Any, source: str, fields: RecordFields) -> Document:
     if not text or not text.strip():
         raise IngestError(f"{source}: no text (looked for {', '.join(fields.text)}; set one with --field text=KEY)")
     text = text.strip()
+    segments = body_segments(text)
+    if not segments:
+        raise IngestError(f"{source}: nothing but page boilerplate")
     url = _pick(item, fields.url)
     date = _pick(item, fields.date)
     return Document(
@@ -108,7 +112,7 @@ def record_document(item: Any, source: str, fields: RecordFields) -> Document:
         title=(_pick(item, fields.title) or text.split("\n", 1)[0])[:200].strip(),
         url=url if url and url.startswith(("http://", "https://")) else None,
         published=parse_date(date) if date else None,
-        segments=((0, len(text)),),
+        segments=segments,
         content_hash=hashlib.sha256(json.dumps(item, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
         author=_pick(item, fields.author),
         site=_pick(item, fields.site),

@@ -15,6 +15,7 @@ from typing import Any
 
 from rag.errors import IngestError
 from rag.ingest.dates import parse_date
+from rag.ingest.plaintext import body_segments
 from rag.records import Document
 
 PAGE_SEPARATOR = "\n\n"
@@ -40,10 +41,11 @@ def parse_pdf(data: bytes, source: str, content_hash: str) -> Document:
     parts, pages, segments, at = [], [], [], 0
     for text in texts:
         pages.append(at)
-        if text:
-            segments.append((at, at + len(text)))
+        segments += [(at + start, at + end) for start, end in body_segments(text)] if text else []
         parts.append(text)
         at += len(text) + len(PAGE_SEPARATOR)
+    if not segments:
+        raise IngestError(f"{source}: nothing but page boilerplate on {len(texts)} page(s)")
     full = PAGE_SEPARATOR.join(parts)
     first_line = next(line.strip() for line in full.splitlines() if line.strip())
     title = str(info.get("/Title") or "").strip() or first_line[:200]

@@ -24,7 +24,11 @@ _BOILERPLATE = re.compile(
         comments?|post\ a\ comment|leave\ a\ (?:reply|comment)|no\ comments(?:\ yet)?\W*|hashtags|
         related\ (?:articles|stories|posts)|try\ our\ ai\ features|explore\ what\ .{1,40}\ can\ do\ for\ you:?|
         powered\ by\ wordpress.*|you\ can\ leave\ a\ response.*|go\ to\ contents|skip\ to\ (?:main\ )?content|
-        share(?:\ this(?:\ article)?)?|print|tweet|advertisement|read\ more|subscribe.{0,60}|sign\ up.{0,60}|
+        share(?:\ this(?:\ article|\ story)?)?|print|tweet|advertisement|read\ more|subscribe.{0,60}|sign\ up.{0,60}|
+        article\ continues\ (?:below|after)(?:\ (?:this\ |the\ )?(?:advertisement|ad))?|continue\ reading.{0,40}|
+        (?:get|receive)\ (?:our|the)\ .{0,40}newsletter.{0,40}|.{0,40}\bnewsletter\ sign[-\ ]?up.{0,20}|
+        share\ (?:on|via)\ .{1,30}|follow\ us\ on\ .{1,40}|(?:view|show|read|see)\ (?:all\ )?(?:\d+\ )?comments?|
+        \d+\ comments?|join\ the\ (?:conversation|discussion)|click\ here\ to\ .{1,60}|
         log\ ?in|한국어|english|\d+\ (?:seconds?|minutes?|hours?|days?|weeks?)\ ago|
         source\ article\ from\ .*|(?:posted|updated|published)\b.{0,60}|copyright\ .*|©.*|all\ rights\ reserved.*|
         -\ .{1,60}
@@ -108,6 +112,22 @@ def furniture(lines: list[Line], content: list[bool]) -> set[int]:
     return fenced
 
 
+def content_lines(lines: list[Line], site_names: frozenset[str] | set[str] = frozenset()) -> list[Line]:
+    """The lines of an article that hold its content: not boilerplate (a comment box, "Advertisement",
+    "Article continues below", a newsletter sign-up, share and comment prompts), not in a run of listing
+    lines."""
+    kept = [bool(ln.text) and not is_boilerplate(ln.text, site_names) for ln in lines]
+    fenced = furniture(lines, kept)
+    return [ln for i, ln in enumerate(lines) if kept[i] and i not in fenced]
+
+
+def body_segments(text: str) -> tuple[tuple[int, int], ...]:
+    """The content ranges of an article body read by the rules a text file's article follows
+    (`content_lines`): what export records and PDF pages are chunked from. Empty when nothing is content."""
+    lines = split_lines(text)
+    return _segments(lines, content_lines(lines))
+
+
 def content_segments(text: str) -> tuple[tuple[int, int], ...]:
     """The ranges of `text` (an extracted article) left once page furniture is fenced off."""
     lines = split_lines(text)
@@ -176,10 +196,7 @@ def _opens_like_headline(text: str) -> bool:
 def parse_document(text: str, source: str, content_hash: str = "", site_names: set[str] | None = None) -> Document:
     """One article: title (its first content line), URL and date as the text states them, content segments."""
     lines = split_lines(text)
-    site_names = _site_names(lines) if site_names is None else site_names
-    kept = [bool(ln.text) and not is_boilerplate(ln.text, site_names) for ln in lines]
-    fenced = furniture(lines, kept)
-    content = [ln for i, ln in enumerate(lines) if kept[i] and i not in fenced]
+    content = content_lines(lines, _site_names(lines) if site_names is None else site_names)
     if not content:
         raise IngestError(f"{source}: nothing but page boilerplate")
     return Document(
