@@ -1,7 +1,8 @@
-"""Questions to search terms. Terms are runs of word characters only, so user text can never become query
-syntax (`rag.index.lexical` quotes each one).
+"""What every stage reads off a text: its words (questions to search terms), its scripts, its folding, the
+shape of its lines, and what of it a terminal may print.
 
-English goes to the stemmed fields; text with Hangul or CJK goes to the plain fields as
+Terms are runs of word characters only, so user text can never become query syntax (`rag.index.lexical`
+quotes each one). English goes to the stemmed fields; text with Hangul or CJK goes to the plain fields as
 overlapping two-character pieces: Korean attaches particles to words ("이재명은", "이재명이"), so whole
 words miss, and most Korean words are two syllables long, which a trigram table cannot match at all.
 """
@@ -255,7 +256,7 @@ def is_headline(text: str) -> bool:
 # sequences, CR and LF forge lines), the bidi controls that reverse what follows them, and lone surrogates
 # (bytes of a file name that were not UTF-8, as Python keeps them).
 _UNSEEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+_NAMED_ESCAPES = {"\r": "\\r", "\n": "\\n"}
 
 
 def visible(text: str, newlines: bool = False) -> str:

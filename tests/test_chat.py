@@ -8,7 +8,6 @@ import pytest
 from conftest import free_port
 
 from rag import Index
-from rag.serve.chat import build_app, forget_idle_sessions
 from rag.serve.chat_handlers import user_questions
 from rag.serve.chat_service import ChatService
 
@@ -195,6 +194,8 @@ def test_an_uploaded_export_names_its_bad_records(tmp_path: Path):
 def test_sessions_left_idle_are_forgotten_and_a_returning_client_is_served_again(service):
     """Gradio keeps each session's copy of the page; a server that never forgot them grew with every client."""
     from gradio_client import Client
+
+    from rag.serve.chat import build_app, forget_idle_sessions  # Gradio: imported by the slow tier alone
 
     demo = build_app(service)
     demo.queue()
