@@ -128,15 +128,23 @@ def test_two_readers_at_once_keep_their_own_conversations(browser, chat_server):
 
 def open_in_article(page, reply, n: int):
     """Click passage n's "Read in its article"; returns the passage's first line and the marked quote."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     card = reply.locator(".verbatim-card").nth(n)
     first_line = card.locator("blockquote").text_content().strip().splitlines()[0].strip()
-    card.get_by_text("Read in its article").click()
     marked = page.locator("#verbatim-context mark#verbatim-passage")
-    page.wait_for_function(
-        "line => document.getElementById('verbatim-passage')?.textContent.trim().startsWith(line)",
-        arg=first_line[:40],
-        timeout=ANSWER_TIMEOUT_MS,
-    )
+    for attempt in range(3):  # a click that lands while the reply is still being laid out can be lost: again
+        card.get_by_text("Read in its article").click()
+        try:
+            page.wait_for_function(
+                "line => document.getElementById('verbatim-passage')?.textContent.trim().startsWith(line)",
+                arg=first_line[:40],
+                timeout=ANSWER_TIMEOUT_MS // 3,
+            )
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.wait_for_timeout(300)  # the page script scrolls the quote into view
     return first_line, marked
 
