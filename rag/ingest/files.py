@@ -159,10 +159,14 @@ def decode(data: bytes, name: str, declared: str | None = None) -> Decoded:
         raise IngestError(f"{name}: binary file (contains NUL bytes)")
     if data.startswith(b"\xef\xbb\xbf"):
         declared = "utf-8-sig"
-    damaged = _mostly_utf8(data)
+    repair_tried = False
     for encoding in dict.fromkeys(filter(None, (declared, "utf-8", *FALLBACK_ENCODINGS))):
-        if damaged is not None and encoding not in ("utf-8", "utf-8-sig") and encoding != declared:
-            return damaged
+        if encoding not in ("utf-8", "utf-8-sig") and encoding != declared and not repair_tried:
+            # UTF-8 failed: before guessing a legacy encoding, see whether it is UTF-8 with a few bad bytes
+            repair_tried = True
+            damaged = _mostly_utf8(data)
+            if damaged is not None:
+                return damaged
         try:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
@@ -172,8 +176,6 @@ def decode(data: bytes, name: str, declared: str | None = None) -> Decoded:
                 raise IngestError(f"{name}: no text after decoding")
             plain = encoding in ("utf-8", "utf-8-sig") or encoding == (declared or "").lower()
             return Decoded(text, None if plain else f"not UTF-8: read as {encoding}")
-    if damaged is not None:
-        return damaged
     raise IngestError(f"{name}: cannot decode as UTF-8, {', '.join(FALLBACK_ENCODINGS)}")
 
 
