@@ -148,13 +148,13 @@ class Reader:
 
     def layout(self) -> DenseLayout:
         meta = self.meta()
-        ivf = meta.centroid_file is not None and meta.list_file is not None
+        ivf = meta.ivf_files
         return DenseLayout(
             vector_file=self.index_dir / meta.vector_file,
             rows=meta.vector_rows,
             dimension=meta.dimension,
-            centroid_file=self.index_dir / meta.centroid_file if ivf and meta.centroid_file else None,
-            list_file=self.index_dir / meta.list_file if ivf and meta.list_file else None,
+            centroid_file=self.index_dir / ivf[0] if ivf else None,
+            list_file=self.index_dir / ivf[1] if ivf else None,
         )
 
     # --- chunks and documents --------------------------------------------------------------------------

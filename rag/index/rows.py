@@ -43,6 +43,13 @@ class IndexMeta:
     def committed(self) -> bool:
         return self.model is not None
 
+    @property
+    def ivf_files(self) -> tuple[str, str] | None:
+        """(centroid file, list file) when the dense index is an IVF one."""
+        if self.centroid_file is None or self.list_file is None:
+            return None
+        return self.centroid_file, self.list_file
+
 
 # Each field of IndexMeta, and whether its value is text (else a whole number), worked out once.
 _META_TEXT = {f.name: "str" in str(f.type) for f in fields(IndexMeta)}

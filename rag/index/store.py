@@ -75,8 +75,10 @@ class Store:
         """This thread's connection. One that had to read the database file alone (`connect_for_reading`: a
         full disk) is replaced by a live one as soon as one can be made, so later commits are seen."""
         conn = getattr(self._local, "conn", None)
-        retry = conn is not None and getattr(self._local, "snapshot", False) and not conn.in_transaction
-        if conn is not None and retry and os.access(self.index_dir, os.W_OK):
+        if conn is None:
+            conn, self._local.snapshot = connect_for_reading(self.index_dir / DB_NAME)
+            self._local.conn = conn
+        elif self._local.snapshot and not conn.in_transaction and os.access(self.index_dir, os.W_OK):
             live, snapshot = connect_for_reading(self.index_dir / DB_NAME)
             if snapshot:
                 live.close()
@@ -84,9 +86,6 @@ class Store:
                 conn.close()
                 conn = self._local.conn = live
                 self._local.snapshot = False
-        if conn is None:
-            conn, self._local.snapshot = connect_for_reading(self.index_dir / DB_NAME)
-            self._local.conn = conn
         return conn
 
     @contextmanager

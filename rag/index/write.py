@@ -65,8 +65,9 @@ class Writer:
         self.pending_rows = 0
         # With an IVF index, each appended row gets its list at once, so that opening the index assigns nothing.
         self.ivf: tuple[faiss.Index, ListFile] | None = None
-        if meta.centroid_file is not None and meta.list_file is not None:
-            self.ivf = faiss.read_index(str(index_dir / meta.centroid_file)), ListFile(index_dir / meta.list_file)
+        if meta.ivf_files is not None:
+            centroids, lists = meta.ivf_files
+            self.ivf = faiss.read_index(str(index_dir / centroids)), ListFile(index_dir / lists)
 
     # --- documents -------------------------------------------------------------------------------------
     def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
