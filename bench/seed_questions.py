@@ -5,7 +5,8 @@ five, and does `found` say the right thing?
 
 Defaults to ../shared/eval/seed-questions.jsonl and the team's own sets in tests/data. Each line holds
 {"q": question, "evidence": text a correct passage contains verbatim, or null when the articles cannot
-answer}. The seed corpus is indexed into a temporary folder with the packaged model.
+answer}. Each set is measured without and with the reader, in the same run. The seed corpus is indexed
+into a temporary folder with the packaged model.
 """
 
 from __future__ import annotations
@@ -27,17 +28,17 @@ DEFAULT_SETS = [
 ]
 
 
-def measure(index: Index, rows: list[dict]) -> dict:
+def measure(index: Index, rows: list[dict], rerank: bool = True) -> dict:
     answerable = [r for r in rows if r["evidence"]]
     unanswerable = [r for r in rows if not r["evidence"]]
     first = top5 = refused = 0
     for row in answerable:
-        answer = index.search(row["q"], k=5)
+        answer = index.search(row["q"], k=5, rerank=rerank)
         texts = [p.text for p in answer.passages]
         first += bool(texts) and row["evidence"] in texts[0]
         top5 += any(row["evidence"] in t for t in texts)
         refused += not answer.found
-    answered = sum(index.search(r["q"], k=5).found for r in unanswerable)
+    answered = sum(index.search(r["q"], k=5, rerank=rerank).found for r in unanswerable)
     n = max(1, len(answerable))
     return {
         "answerable": len(answerable),
@@ -56,7 +57,9 @@ def main() -> None:
         index.add([ROOT / "corpus"])
         for path in paths:
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            print(path.name, json.dumps(measure(index, rows)))
+            for rerank in (False, True):
+                label = "with the reader" if rerank else "without the reader"
+                print(path.name, label, json.dumps(measure(index, rows, rerank)))
 
 
 if __name__ == "__main__":

@@ -136,10 +136,12 @@ class Index:
         source: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        rerank: bool | None = None,
     ) -> Answer:
         """The best passages for `question`: `source` is a file, glob or site; `since`/`until` (YYYY, YYYY-MM or
-        YYYY-MM-DD, inclusive) bound the publication date. See `rag.search.call.SearchCall`."""
-        return self.ask(SearchRequest.build(question, k, mode, source, since, until))
+        YYYY-MM-DD, inclusive) bound the publication date; `rerank=False` leaves the reader out (scores from
+        surface evidence only). See `rag.search.call.SearchCall`."""
+        return self.ask(SearchRequest.build(question, k, mode, source, since, until, rerank=rerank))
 
     def ask(self, request: SearchRequest) -> Answer:
         """Answer a request built by its caller (`SearchRequest.build`), which names its fields its own way."""
@@ -209,6 +211,7 @@ def query(
     source: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    rerank: bool | None = None,
 ) -> Answer:
     """Search the default index (built from the default corpus if missing or outdated) for `question`."""
-    return default_index().search(question, k=k, mode=mode, source=source, since=since, until=until)
+    return default_index().search(question, k=k, mode=mode, source=source, since=since, until=until, rerank=rerank)

@@ -232,7 +232,9 @@ def document_ranking(passages: Iterable, depth: int = RANK_DEPTH) -> list[str]:
     return list(ranked)[:depth]
 
 
-def run_mode(index: Index, bench: Benchmark, mode: str, progress: bool) -> tuple[ModeResult, dict[str, bool]]:
+def run_mode(
+    index: Index, bench: Benchmark, mode: str, progress: bool, rerank: bool | None = None
+) -> tuple[ModeResult, dict[str, bool]]:
     rankings: dict[str, list[str]] = {}
     found: dict[str, bool] = {}
     latencies = []
@@ -240,7 +242,7 @@ def run_mode(index: Index, bench: Benchmark, mode: str, progress: bool) -> tuple
         bench.queries, desc=f"{bench.name} {mode}", unit="query", disable=not progress, file=sys.stderr
     ):
         started = time.perf_counter()
-        answer = index.ask(SearchRequest.build(text, PASSAGE_DEPTH, mode))
+        answer = index.ask(SearchRequest.build(text, PASSAGE_DEPTH, mode, rerank=rerank))
         latencies.append((time.perf_counter() - started) * 1000)
         rankings[qid] = document_ranking(answer.passages)
         found[qid] = answer.found
@@ -254,7 +256,9 @@ def run_mode(index: Index, bench: Benchmark, mode: str, progress: bool) -> tuple
     return result, found
 
 
-def found_errors(index: Index, bench: Benchmark, answered: dict[str, bool], sample: int, progress: bool) -> dict:
+def found_errors(
+    index: Index, bench: Benchmark, answered: dict[str, bool], sample: int, progress: bool, rerank: bool | None = None
+) -> dict:
     """Wrongly refused: answerable queries with found false. Wrongly answered: `sample` queries (spread over
     the set) asked again without their documents (`Benchmark.absent`), found true."""
     refused = sum(1 for ok in answered.values() if not ok)
@@ -263,7 +267,7 @@ def found_errors(index: Index, bench: Benchmark, answered: dict[str, bool], samp
     for qid, text in tqdm(
         asked, desc=f"{bench.name} unanswerable", unit="query", disable=not progress, file=sys.stderr
     ):
-        wrong += index.ask(SearchRequest.build(text, 5, exclude=tuple(bench.absent(qid)))).found
+        wrong += index.ask(SearchRequest.build(text, 5, exclude=tuple(bench.absent(qid)), rerank=rerank)).found
     return {
         "wrongly_refused": round(refused / len(answered), 4) if answered else None,
         "answerable_queries": len(answered),
@@ -279,7 +283,10 @@ def evaluate(
     cache: Path | None = None,
     unanswerable: int = 1000,
     progress: bool = True,
+    rerank: bool | None = None,
 ) -> EvalResult:
+    """The benchmark's figures per mode, and `found`'s errors in hybrid mode; `rerank=False` measures the
+    search without the reader."""
     for mode in modes:
         if mode not in MODES:
             raise RagError(f"unknown search mode '{mode}': choose from {', '.join(MODES)}")
@@ -287,12 +294,12 @@ def evaluate(
     result = EvalResult(bench.name, index.embedder.name, len(bench.documents), len(bench.queries))
     hybrid_found: dict[str, bool] | None = None
     for mode in modes:
-        mode_result, found = run_mode(index, bench, mode, progress)
+        mode_result, found = run_mode(index, bench, mode, progress, rerank)
         result.modes.append(mode_result)
         if mode == "hybrid":
             hybrid_found = found
     if hybrid_found is not None and unanswerable:
-        result.found = found_errors(index, bench, hybrid_found, unanswerable, progress)
+        result.found = found_errors(index, bench, hybrid_found, unanswerable, progress, rerank)
     return result
 
 

@@ -78,9 +78,18 @@ class Passage:
     author: str | None = None
     page: int | None = None
     copies: tuple[Copy, ...] = ()
+    answer: tuple[int, int] | None = None  # the words the reader marks as the answer: document offsets
+
+    @property
+    def answer_in_passage(self) -> tuple[int, int] | None:
+        """The reader's answer span relative to `text`, or None."""
+        if self.answer is None:
+            return None
+        return (self.answer[0] - self.start, self.answer[1] - self.start)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of a passage (the fields `rag ask --json` promises)."""
+        inside = self.answer_in_passage
         return {
             "text": self.text,
             "score": round(self.score, 6),
@@ -94,6 +103,9 @@ class Passage:
             "author": self.author,
             "page": self.page,
             "copies": [c.to_dict() for c in self.copies],
+            "answer": None
+            if inside is None or self.answer is None
+            else {"start": self.answer[0], "end": self.answer[1], "text": self.text[inside[0] : inside[1]]},
         }
 
 
@@ -105,6 +117,7 @@ class Answer:
     found: bool
     passages: list[Passage] = field(default_factory=list)
     note: str | None = None  # one line on why nothing can match (a question in a script the index lacks)
+    bar: float = 0.0  # the probability at which a passage counts as answering (the reader's bar when it read)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

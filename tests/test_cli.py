@@ -8,7 +8,10 @@ import pytest
 
 from rag.serve.cli import build_parser
 
-KEYS = ["text", "score", "doc_id", "title", "source", "url", "start", "end", "published", "author", "page", "copies"]
+KEYS = [
+    *("text", "score", "doc_id", "title", "source", "url", "start", "end", "published", "author", "page"),
+    *("copies", "answer"),
+]
 
 
 def rag(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -34,6 +37,14 @@ def test_index_ask_info_round_trip(tmp_path: Path, corpus_copy: Path):
     assert any("Roh Moo-hyun" in p["text"] for p in payload["passages"])
     for p in payload["passages"]:
         assert p["text"] in (corpus_copy / p["source"].split("#")[0]).read_text()
+    assert all(p["answer"] is None for p in payload["passages"])  # the reader is not the default
+
+    read = rag("ask", "Who was Kim Kyoung-soo's political mentor?", "--index", idx, "--json", "--rerank")
+    assert read.returncode == 0, read.stderr
+    first = json.loads(read.stdout)["passages"][0]
+    marked = first["answer"]  # the reader's answer words, an exact slice of the passage
+    assert marked is not None and first["start"] <= marked["start"] < marked["end"] <= first["end"]
+    assert first["text"][marked["start"] - first["start"] : marked["end"] - first["start"]] == marked["text"]
 
     info = rag("info", "--index", idx)
     assert info.returncode == 0 and "documents: 7" in info.stdout

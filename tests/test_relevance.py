@@ -77,8 +77,12 @@ def test_no_score_says_certain_and_found_means_a_passage_cleared_the_bar(seed_in
     for question in QUESTIONS + ["Who won the World Cup?", "What is the recipe for kimchi stew?"]:
         answer = seed_index.search(question, k=10)
         assert all(0.0 < p.score < 1.0 for p in answer.passages)
-        bar = seed_index.searcher.bar()
-        assert answer.found == any(p.score >= bar for p in answer.passages[:3])
+        assert answer.bar == CALIBRATION.dense.threshold  # the reader is not the default (docs/evaluation.md)
+        assert answer.found == any(p.score >= answer.bar for p in answer.passages[:3])
+        read = seed_index.search(question, k=10, rerank=True)
+        assert read.bar == CALIBRATION.reader.threshold
+        assert all(0.0 < p.score < 1.0 for p in read.passages)
+        assert read.found == any(p.score >= read.bar for p in read.passages[:3])
 
 
 def test_a_korean_question_against_english_text_says_why_nothing_matches(seed_index, tmp_path):

@@ -22,6 +22,7 @@ from rag.search.fusion import Ranking
 from rag.search.merge import Candidate, Hit, merge_hits
 from rag.search.relevance import RelevanceModel, features
 from rag.search.request import Question, SearchRequest
+from rag.search.rerank import reread
 from rag.search.searcher import Searcher
 
 FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
@@ -71,10 +72,21 @@ class SearchCall:
             dense = q_vec is not None
             scorer = Scorer(asked, searcher.calibration.model(dense), arms.lexical_strengths, dense)
             fused = searcher.fuse(arms, mode)
-            hits = merge_hits(self._candidates(reader, fused, q_vec), max(k, FOUND_DEPTH))
-            passages = self._passages(reader, hits, scorer)
-        found = any(p.score >= scorer.model.threshold for p in passages[:FOUND_DEPTH])
-        return Answer(query=asked.text, found=found, passages=passages[:k], note=searcher.script_note(asked))
+            passage_reader = searcher.reader_for(asked, mode, request.rerank)
+            reader_calibration = searcher.calibration.reader if passage_reader is not None else None
+            depth = max(k, FOUND_DEPTH, reader_calibration.depth if reader_calibration else 0)
+            hits = merge_hits(self._candidates(reader, fused, q_vec), depth)
+            texts = reader.document_texts({h.row.doc_id for h in hits})
+            passages = self._passages(reader, texts, hits, scorer)
+            bar = scorer.model.threshold
+            if passage_reader is not None and reader_calibration is not None:
+                evidence = [(texts[h.row.doc_id][h.row.start : h.row.end], h.row.start) for h in hits]
+                passages = reread(passage_reader, reader_calibration, asked.text, passages, evidence)
+                bar = reader_calibration.threshold
+        found = any(p.score >= bar for p in passages[:FOUND_DEPTH])
+        return Answer(
+            query=asked.text, found=found, passages=passages[:k], note=searcher.script_note(asked), bar=bar
+        )
 
     def _candidates(self, reader: Reader, fused: Ranking, q_vec: np.ndarray | None) -> Iterator[Candidate]:
         """The fused hits with their rows and cosines, read a batch at a time as the merge asks for more."""
@@ -87,10 +99,9 @@ class SearchCall:
                 if row is not None:
                     yield Candidate(row, score, similarities.get(cid, 0.0))
 
-    def _passages(self, reader: Reader, hits: list[Hit], scorer: Scorer) -> list[Passage]:
+    def _passages(self, reader: Reader, texts: dict[int, str], hits: list[Hit], scorer: Scorer) -> list[Passage]:
         """Passages with their scores. A passage is scored on the chunk that brought it in (its text before
         neighbours merged into it), so the score of the n-th passage does not depend on how many follow."""
-        texts = reader.document_texts({h.row.doc_id for h in hits})
         return [
             Passage(
                 text=texts[h.row.doc_id][h.start : h.end],

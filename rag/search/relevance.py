@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from rag.search.request import AnswerType, Question
+from rag.search.rerank import ReaderCalibration
 from rag.text import coverage, has_wide_script
 
 FEATURES = (
@@ -121,6 +122,7 @@ class Calibration:
     lexical_weight: tuple[float, float]  # fusion weight of the lexical arms when they match well / poorly
     lexical_strength: float  # the top lexical feature at which the arms count as matching well
     dense_wide_script: bool
+    reader: ReaderCalibration | None = None  # None: the reader was not calibrated for this encoder
 
     def model(self, dense: bool) -> RelevanceModel:
         return self.dense if dense else self.lexical_only
@@ -143,4 +145,5 @@ def load_calibration(model: str) -> Calibration:
         lexical_weight=(entry["lexical_weight"]["strong"], entry["lexical_weight"]["weak"]),
         lexical_strength=entry["lexical_strength"],
         dense_wide_script=True if uncalibrated else entry["dense_wide_script"],
+        reader=ReaderCalibration.from_dict(entry["reader"]) if "reader" in entry else None,
     )

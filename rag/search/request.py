@@ -113,6 +113,7 @@ class SearchRequest:
     mode: Mode = "hybrid"
     filter: DocFilter = field(default_factory=DocFilter)
     exclude: frozenset[str] = frozenset()
+    rerank: bool | None = None  # the reader rescores the fused top passages; None: as calibrated by default
 
     @classmethod
     def build(
@@ -125,6 +126,7 @@ class SearchRequest:
         until: object = None,
         exclude: frozenset[str] | tuple[str, ...] = (),
         names: FieldNames = API_NAMES,
+        rerank: bool | None = None,
     ) -> SearchRequest:
         """A request from values as a caller gave them: a question to check, `k` as a number or digits, a
         blank filter as none. Raises `InvalidQueryError` naming the field in `names`."""
@@ -138,6 +140,7 @@ class SearchRequest:
                 date_bound(until, "until", names.until),
             ),
             exclude=frozenset(exclude),
+            rerank=None if rerank is None else bool(rerank),
         )
 
     def asking(self, text: str, names: FieldNames = API_NAMES) -> SearchRequest:

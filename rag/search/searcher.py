@@ -28,6 +28,7 @@ from rag.index import (
     recover,
 )
 from rag.models.embed import Encoder
+from rag.models.reader import PassageReader, reader_folder
 from rag.records import Copy
 from rag.search.fusion import Arms, Ranking, fuse_mode
 from rag.search.relevance import load_calibration
@@ -48,6 +49,8 @@ class Searcher:
         self._dense_lock = threading.Lock()
         self._refresh_lock = threading.RLock()
         self._chunk_filter = ChunkFilter()
+        self._reader: PassageReader | None = None
+        self._reader_lock = threading.Lock()
         self.lexical = LexicalIndex(store.index_dir)
         self._follow_lexical()
         self._read_caches()
@@ -129,9 +132,21 @@ class Searcher:
         self._chunk_filter.follow(reader, reader.seq())
         return self._chunk_filter.order_keys()
 
-    def bar(self, mode: Mode = "hybrid") -> float:
-        """The probability at which a passage counts as an answer in `mode`."""
-        return self.calibration.model(mode != "keyword").threshold
+    def reader_for(self, asked: Question, mode: Mode, rerank: bool | None) -> PassageReader | None:
+        """The reader when it rescores this question: asked for (`rerank`; None: when the calibration makes it
+        the default), a mode that reads the question (keyword mode stays model-free), a calibrated reader, and
+        a script it reads (`ReaderCalibration.wide`)."""
+        reader_calibration = self.calibration.reader
+        if reader_calibration is None or mode == "keyword":
+            return None
+        if not (reader_calibration.default if rerank is None else rerank):
+            return None
+        if asked.wide and not reader_calibration.wide:
+            return None
+        with self._reader_lock:
+            if self._reader is None and (reader_folder() / "reader.onnx").is_file():
+                self._reader = PassageReader()
+        return self._reader
 
     def uses_dense(self, asked: Question, mode: Mode) -> bool:
         """Whether the dense arm ranks: in semantic search always; in hybrid unless the model was found not

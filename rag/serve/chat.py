@@ -77,6 +77,7 @@ class Page:
     message: gr.Textbox
     k: gr.Slider
     mode: gr.Radio
+    rerank: gr.Checkbox
     source: gr.Dropdown
     since: gr.Textbox
     until: gr.Textbox
@@ -137,6 +138,11 @@ def layout(service: ChatService) -> Page:
                     with gr.Row():
                         k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label=CHAT_NAMES.k)
                         mode = gr.Radio(list(MODES), value="hybrid", label=CHAT_NAMES.mode)
+                    rerank = gr.Checkbox(
+                        value=service.reads_by_default(),
+                        label="Read the best passages closely",
+                        info="the reader model rescores them and marks the answer words (hybrid and semantic)",
+                    )
                     source = gr.Dropdown(
                         service.source_choices(),
                         value=ALL_SOURCES,
@@ -189,6 +195,7 @@ def layout(service: ChatService) -> Page:
         message,
         k,
         mode,
+        rerank,
         source,
         since,
         until,
@@ -210,13 +217,15 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
     """Each event of the page to its handler, inside the page's Blocks. A handler's `None` leaves the page as
     it is (`gr.skip()`)."""
     p = page
-    options = [p.k, p.mode, p.source, p.since, p.until]
+    options = [p.k, p.mode, p.source, p.since, p.until, p.rerank]
 
-    def respond(message: str, history: list, k: float, mode: str, source: str, since: str, until: str):
-        return handlers.respond(message, history, k, mode, source, since, until), ""
+    def respond(message: str, history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool):
+        return handlers.respond(message, history, k, mode, source, since, until, rerank), ""
 
-    def respond_example(history: list, k: float, mode: str, source: str, since: str, until: str, evt: gr.SelectData):
-        return handlers.respond(text_of(evt.value), history, k, mode, source, since, until), ""
+    def respond_example(
+        history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool, evt: gr.SelectData
+    ):
+        return handlers.respond(text_of(evt.value), history, k, mode, source, since, until, rerank), ""
 
     def read_passage(target: str) -> tuple[Any, Any]:
         article = handlers.read_passage(target)
@@ -243,18 +252,30 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
         return done.report, done.rows, gr.update(choices=done.choices), None, 1, ""
 
     def chat_api(
-        message: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""
+        message: str,
+        k: int = DEFAULT_K,
+        mode: str = "hybrid",
+        source: str = "",
+        since: str = "",
+        until: str = "",
+        rerank: bool | None = None,
     ) -> str:
         """Ask a question; returns the chat's reply as plain text: the verdict, then each passage quoted
-        exactly with its source. `/ask` gives the same answer as JSON."""
-        return handlers.chat_api(message, k, mode, source, since, until)
+        exactly with its source. `/ask` gives the same answer as JSON. `rerank=False` leaves the reader out."""
+        return handlers.chat_api(message, k, mode, source, since, until, rerank)
 
     def ask_api(
-        question: str, k: int = DEFAULT_K, mode: str = "hybrid", source: str = "", since: str = "", until: str = ""
+        question: str,
+        k: int = DEFAULT_K,
+        mode: str = "hybrid",
+        source: str = "",
+        since: str = "",
+        until: str = "",
+        rerank: bool | None = None,
     ) -> dict:
         """Ask a question; returns the same JSON as `rag ask --json` (passage text raw, not escaped)."""
         try:
-            return handlers.ask_api(question, k, mode, source, since, until)
+            return handlers.ask_api(question, k, mode, source, since, until, rerank)
         except RagError as exc:  # the caller's value, not a fault of the server: no traceback in its log
             raise gr.Error(str(exc), print_exception=False) from exc
 

@@ -71,13 +71,16 @@ class ChatHandlers:
         source: object,
         since: object,
         until: object,
+        rerank: bool | None = None,
     ) -> list[Message]:
         """The conversation with the question and its reply appended (a blank question changes nothing). The
         search options are named in errors as the page labels them."""
         history = list(history or [])
         if not message or not message.strip():
             return history
-        reply = self.service.answer(message, user_questions(history), k, mode, source, since, until, CHAT_NAMES)
+        reply = self.service.answer(
+            message, user_questions(history), k, mode, source, since, until, CHAT_NAMES, rerank
+        )
         return [*history, {"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
 
     def read_passage(self, target: str) -> str | None:
@@ -125,9 +128,10 @@ class ChatHandlers:
         source: object = "",
         since: object = "",
         until: object = "",
+        rerank: bool | None = None,
     ) -> str:
         """`/chat`: the chat's reply as plain text; a value the caller got wrong is named as the API names it."""
-        return self.service.answer(message, (), k, mode, source, since, until).text()
+        return self.service.answer(message, (), k, mode, source, since, until, rerank=rerank).text()
 
     def ask_api(
         self,
@@ -137,6 +141,8 @@ class ChatHandlers:
         source: object = "",
         since: object = "",
         until: object = "",
+        rerank: bool | None = None,
     ) -> dict[str, Any]:
         """`/ask`: the JSON of `rag ask --json`. Raises `RagError` for a value the caller got wrong."""
-        return self.service.index.ask(SearchRequest.build(question, k, mode, source, since, until)).to_dict()
+        request = SearchRequest.build(question, k, mode, source, since, until, rerank=rerank)
+        return self.service.index.ask(request).to_dict()

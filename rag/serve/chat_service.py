@@ -17,9 +17,10 @@ from rag.api import Index
 from rag.errors import IndexWriteError, RagError
 from rag.index import DocumentSummary
 from rag.records import Answer
+from rag.search.relevance import load_calibration
 from rag.search.request import API_NAMES, DEFAULT_K, FieldNames, SearchRequest
 from rag.serve.conversation import search_text
-from rag.serve.highlight import best_sentences
+from rag.serve.highlight import answer_marks
 from rag.serve.render import ShownPassage, answer_markdown, answer_text, article_html, error_markdown, literal
 from rag.serve.uploads import DEFAULT_UPLOAD_MB, save_uploads
 from rag.text import visible
@@ -82,22 +83,28 @@ class ChatService:
         since: object = None,
         until: object = None,
         names: FieldNames = API_NAMES,
+        rerank: bool | None = None,
     ) -> Reply:
         """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
         A question that cannot be searched gets its reason as the reply, its fields named as in `names`, rather
         than an exception."""
         query = search_text(message, earlier) if isinstance(message, str) and message.strip() else message
         try:
-            request = SearchRequest.build(query, k, mode, source, since, until, names=names)
+            request = SearchRequest.build(query, k, mode, source, since, until, names=names, rerank=rerank)
             answer = self.index.ask(request)
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query, error=str(exc))
-        bar = self.index.searcher.bar(request.mode)
-        marks = best_sentences(answer.query, answer.passages)
+        bar = answer.bar
+        marks = answer_marks(answer)
         facts = self.index.article_facts(p.doc_id for p in answer.passages)
         shown = tuple(ShownPassage(p, mark, p.score / bar, *facts[p.doc_id]) for p, mark in zip(answer.passages, marks))
         context = query if query != message.strip() else None
         return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown, context)
+
+    def reads_by_default(self) -> bool:
+        """Whether a search uses the reader unless told otherwise (the chat's box starts so)."""
+        calibration = self.index.searcher.calibration if self.index.exists() else load_calibration("")
+        return calibration.reader is not None and calibration.reader.default
 
     def articles(self, search: str = "", page: int = 1, limit: int = SOURCES_PAGE) -> tuple[list[DocumentSummary], int]:
         """One page of the collection's articles matching `search`, and how many match in all."""

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="sentence-transformers model name or path (default: the packaged one)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure with (--rerank) or without (--no-rerank) the reader (default: as calibrated)",
+    )
 
     p = sub.add_parser(
         "snapshot",
@@ -123,6 +129,13 @@ def _filters(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--since", help="only articles published on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)")
     p.add_argument("--until", help="only articles published on or before this date (YYYY, YYYY-MM or YYYY-MM-DD)")
+    p.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the reader rescores the best passages and marks the answer words (--rerank), or is left out "
+        "(--no-rerank); default: as calibrated (see docs/evaluation.md)",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -209,7 +222,7 @@ def _open(args: argparse.Namespace) -> Index:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     request = SearchRequest.build(
-        args.question, args.k, args.mode, args.source, args.since, args.until, names=CLI_NAMES
+        args.question, args.k, args.mode, args.source, args.since, args.until, names=CLI_NAMES, rerank=args.rerank
     )
     answer = _open(args).ask(request)
     if args.json:
@@ -246,7 +259,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         if not question.strip():
             continue
-        reply = service.answer(question, earlier, args.k, args.mode, args.source, args.since, args.until, CLI_NAMES)
+        reply = service.answer(
+            question, earlier, args.k, args.mode, args.source, args.since, args.until, CLI_NAMES, args.rerank
+        )
         print(reply.text(marked, terminal=True), flush=True)
         earlier.append(question)
 
@@ -285,6 +300,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache=Path(args.cache) if args.cache else None,
         unanswerable=args.unanswerable,
         progress=not args.quiet,
+        rerank=args.rerank,
     )
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
     return 0

@@ -1,4 +1,5 @@
-"""Which sentence of a passage answers the question, so the chat can point the reader's eye at it.
+"""What the chat marks inside a passage: the reader's answer words (`rag.models.reader`) when it read the
+passage and found it answers, else the sentence that answers, so the chat can point the reader's eye at it.
 
 A passage is several sentences; the reader wants the one that answers. It is the sentence holding the most
 of the question's key terms, each weighted by how few of the passage's sentences hold it: the name a whole
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.ingest.chunk import split_sentences
-from rag.records import Passage
+from rag.records import Answer, Passage
 from rag.text import fold, query_keys
 
 Span = tuple[int, int]
@@ -27,6 +28,17 @@ Span = tuple[int, int]
 def sentence_spans(text: str) -> list[Span]:
     """The sentences of `text` as (start, end) offsets, whitespace trimmed."""
     return [(start, end) for start, end, _ in split_sentences(text, 0, len(text))]
+
+
+def answer_marks(answer: Answer) -> list[Span | None]:
+    """What to mark in each passage (relative to its text): the answer words the reader marks, in a passage
+    that clears the bar; else the best sentence. A weak passage's span would point at words that do not
+    answer."""
+    sentences = best_sentences(answer.query, answer.passages)
+    return [
+        p.answer_in_passage if p.answer is not None and p.score >= answer.bar else sentence
+        for p, sentence in zip(answer.passages, sentences)
+    ]
 
 
 def best_sentences(question: str, passages: Sequence[Passage]) -> list[Span | None]:
