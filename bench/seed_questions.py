@@ -12,7 +12,10 @@ into a temporary folder with the packaged model.
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -32,8 +35,11 @@ def measure(index: Index, rows: list[dict], rerank: bool = True) -> dict:
     answerable = [r for r in rows if r["evidence"]]
     unanswerable = [r for r in rows if not r["evidence"]]
     first = top5 = refused = 0
+    times = []
     for row in answerable:
+        started = time.perf_counter()
         answer = index.search(row["q"], k=5, rerank=rerank)
+        times.append((time.perf_counter() - started) * 1000)
         texts = [p.text for p in answer.passages]
         first += bool(texts) and row["evidence"] in texts[0]
         top5 += any(row["evidence"] in t for t in texts)
@@ -47,6 +53,8 @@ def measure(index: Index, rows: list[dict], rerank: bool = True) -> dict:
         "wrongly_refused": round(refused / n, 3),
         "unanswerable": len(unanswerable),
         "wrongly_answered": answered,
+        "search_ms_p50": round(statistics.median(times), 1),
+        "load": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -359,10 +359,11 @@ def assert_escaped_question_gets_a_reason(url: str, question: str) -> None:
 @pytest.mark.parametrize(
     ("data", "event", "says"),
     [
-        ([], "error", "/ask takes question, k, mode, source, since, until: the first, then any of the others"),
+        ([], "error", "/ask takes question, k, mode, source, since, until, rerank: the first, then any of the others"),
         (["G7"], "complete", '"found": true'),
         (["G7", 2], "complete", '"passages"'),
-        (["G7", 1, "hybrid", "", "", "", "more"], "error", "(7 values were sent)"),
+        (["G7", 1, "hybrid", "", "", "", True], "complete", '"answer": {'),
+        (["G7", 1, "hybrid", "", "", "", None, "more"], "error", "(8 values were sent)"),
         (["G7", "five"], "error", "k must be a whole number between 1 and 100, not 'five'"),
         ([["G7"]], "error", "the question must be text, not list"),
     ],
