@@ -15,8 +15,8 @@ import json
 import os
 import statistics
 import sys
-import time
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
