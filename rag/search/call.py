@@ -5,7 +5,9 @@ passage is scored with the calibrated probability that it answers; `found` says 
 FOUND_DEPTH passages clears the bar.
 
 Scores and `found` come from `rag.search.relevance`: a probability per passage, fitted on benchmark data by
-leave-one-dataset-out (`rag/search/calibration.json`, `bench/fit_relevance.py`).
+leave-one-dataset-out (`rag/search/calibration.json`, `bench/fit_relevance.py`). When the request reads
+(`SearchRequest.rerank`, or the calibration's default), the reader rescores the first passages
+(`rag.search.rerank`) and its bar decides `found`; `Answer.bar` says which bar did.
 """
 
 from __future__ import annotations
