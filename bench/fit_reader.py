@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchma
 from rag.models.reader import PassageReader  # noqa: E402
 from rag.search import SearchRequest  # noqa: E402
 from rag.search.call import FOUND_DEPTH  # noqa: E402
+from rag.search.rerank import ReaderCalibration, log_odds  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "eval"
 WORK = Path("/tmp/fit-reader")
@@ -126,19 +126,16 @@ def read() -> None:
         print(f"{path.stem}: {pairs} passages read, {rate:.1f}/s, load {os.getloadavg()}", flush=True)
 
 
-def _log_odds(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def features(head: dict) -> list[float]:
-    return [head["logit"], head["span_score"], _log_odds(head["surface"])]
+    """The inputs of `ReaderCalibration.probability`, in its weights' order."""
+    return [head["logit"], head["span_score"], log_odds(head["surface"])]
 
 
 def prob(model, head: dict) -> float:
-    beta, bias = model
-    z = bias + float(np.dot(beta, features(head)))
-    return 1 / (1 + math.exp(-max(-60, min(60, z))))
+    """The probability the product gives `head` with the fitted `model` (weights, bias)."""
+    (reader_weight, span_weight, surface_weight), bias = model
+    calibration = ReaderCalibration(reader_weight, span_weight, surface_weight, bias, 0.5, 0, False, False)
+    return calibration.probability(head["logit"], head["span_score"], head["surface"])
 
 
 def ordered(heads_: list[dict], model, depth: int, use: bool) -> list[tuple[dict, float]]:

@@ -42,7 +42,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.ingest.chunk import ChunkPlan, chunk_document  # noqa: E402
+from rag.ingest.chunk import ChunkPlan, TokenCounter, chunk_document  # noqa: E402
+from rag.models.embed import get_embedder  # noqa: E402
 from rag.records import Document  # noqa: E402
 
 TRAIN = ROOT.parent / "shared" / "train"
@@ -72,24 +73,6 @@ def _overlap(question: str, passage: str) -> float:
 def _holds_answer(passage: str, answers: list[str]) -> bool:
     low = passage.lower()
     return any(a.strip() and a.strip().lower() in low for a in answers)
-
-
-class _Counter:
-    """The chunker's TokenCounter over the model's tokenizer."""
-
-    def __init__(self, tokenizer) -> None:
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
-
-    def tokenize(self, texts):
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-
-    def token_spans(self, text):
-        e = self.tokenizer.encode(text, add_special_tokens=False)
-        return e.ids, e.offsets
 
 
 def _article_examples(title: str, passages: list[str], qas: list[dict], rng: random.Random, others: list[str]):
@@ -144,9 +127,9 @@ def squad_examples(rng: random.Random) -> list[list[Example]]:
     return articles
 
 
-def covid_examples(rng: random.Random, tokenizer) -> list[list[Example]]:
+def covid_examples(rng: random.Random) -> list[list[Example]]:
     data = json.loads((TRAIN / "covid-qa-200423.json").read_text())["data"]
-    counter = _Counter(tokenizer)
+    counter = get_embedder()  # the product's own token counter, so these passages are cut as ours are
     cut = [_chunked(a, counter) for a in data]
     articles = []
     for n, (article, (text, chunks)) in enumerate(zip(data, cut)):
@@ -175,7 +158,7 @@ def covid_examples(rng: random.Random, tokenizer) -> list[list[Example]]:
     return articles
 
 
-def _chunked(article: dict, counter: _Counter) -> tuple[str, list[tuple[int, int]]]:
+def _chunked(article: dict, counter: TokenCounter) -> tuple[str, list[tuple[int, int]]]:
     text = article["paragraphs"][0]["context"]
     doc = Document(source="covid", text=text, title="", segments=((0, len(text)),))
     return text, [(c.start, c.end) for c in chunk_document(doc, counter, ChunkPlan())]
@@ -308,7 +291,7 @@ def main() -> None:
     tokenizer = load_tokenizer(model_dir)
     rng = random.Random(SEED)
     squad = squad_examples(rng)
-    covid = covid_examples(rng, tokenizer)
+    covid = covid_examples(rng)
     # Monitoring only: SQuAD's last article and every tenth COVID article are kept out of training.
     dev = squad[-1] + [e for n, a in enumerate(covid) if n % 10 == 9 for e in a]
     train = [e for a in squad[:-1] for e in a] + [e for n, a in enumerate(covid) if n % 10 != 9 for e in a]

@@ -139,8 +139,9 @@ class Index:
         rerank: bool | None = None,
     ) -> Answer:
         """The best passages for `question`: `source` is a file, glob or site; `since`/`until` (YYYY, YYYY-MM or
-        YYYY-MM-DD, inclusive) bound the publication date; `rerank=False` leaves the reader out (scores from
-        surface evidence only). See `rag.search.call.SearchCall`."""
+        YYYY-MM-DD, inclusive) bound the publication date; `rerank=True` has the reader rescore the first
+        passages and mark the answer words, `False` leaves it out, None does what the calibration makes the
+        default (docs/evaluation.md). See `rag.search.call.SearchCall`."""
         return self.ask(SearchRequest.build(question, k, mode, source, since, until, rerank=rerank))
 
     def ask(self, request: SearchRequest) -> Answer:

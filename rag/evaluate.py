@@ -285,8 +285,8 @@ def evaluate(
     progress: bool = True,
     rerank: bool | None = None,
 ) -> EvalResult:
-    """The benchmark's figures per mode, and `found`'s errors in hybrid mode; `rerank=False` measures the
-    search without the reader."""
+    """The benchmark's figures per mode, and `found`'s errors in hybrid mode; `rerank` as in `Index.search`
+    (True: with the reader, False: without, None: the calibrated default)."""
     for mode in modes:
         if mode not in MODES:
             raise RagError(f"unknown search mode '{mode}': choose from {', '.join(MODES)}")

@@ -89,7 +89,10 @@ class Passage:
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of a passage (the fields `rag ask --json` promises)."""
-        inside = self.answer_in_passage
+        answer = None
+        if self.answer is not None:
+            start, end = self.answer
+            answer = {"start": start, "end": end, "text": self.text[start - self.start : end - self.start]}
         return {
             "text": self.text,
             "score": round(self.score, 6),
@@ -103,9 +106,7 @@ class Passage:
             "author": self.author,
             "page": self.page,
             "copies": [c.to_dict() for c in self.copies],
-            "answer": None
-            if inside is None or self.answer is None
-            else {"start": self.answer[0], "end": self.answer[1], "text": self.text[inside[0] : inside[1]]},
+            "answer": answer,
         }
 
 

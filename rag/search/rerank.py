@@ -41,7 +41,7 @@ class ReaderCalibration:
             self.bias
             + self.reader_weight * logit
             + self.span_weight * span_score
-            + self.surface_weight * _log_odds(surface)
+            + self.surface_weight * log_odds(surface)
         )
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
@@ -59,7 +59,8 @@ class ReaderCalibration:
         )
 
 
-def _log_odds(p: float) -> float:
+def log_odds(p: float) -> float:
+    """The surface probability as the reader's model takes it (clipped, so 0 and 1 stay finite)."""
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
 

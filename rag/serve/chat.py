@@ -261,7 +261,8 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
         rerank: bool | None = None,
     ) -> str:
         """Ask a question; returns the chat's reply as plain text: the verdict, then each passage quoted
-        exactly with its source. `/ask` gives the same answer as JSON. `rerank=False` leaves the reader out."""
+        exactly with its source. `/ask` gives the same answer as JSON. `rerank=True` has the reader rescore the
+        first passages and mark the answer words."""
         return handlers.chat_api(message, k, mode, source, since, until, rerank)
 
     def ask_api(
