@@ -46,8 +46,13 @@ class Index:
     naming a different one raises ModelMismatchError rather than mixing vector spaces.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, model: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, model: str | None = None, multilingual: bool | None = None
+    ) -> None:
+        """`multilingual`: keep the multilingual arm's vectors (True), drop them (False), or keep the index's
+        choice (None: on for a new index with a real model)."""
         self.path = Path(path) if path is not None else default_index_dir()
+        self.multilingual = multilingual
         try:
             built_with = read_manifest(self.path).model
         except (IndexNotFoundError, IndexFormatError):
@@ -63,8 +68,15 @@ class Index:
         return has_index(self.path)
 
     def outdated(self) -> bool:
-        """True when the index was written by an older version and must be upgraded (`add` does that)."""
-        return is_legacy(self.path)
+        """True when the index was written by an older version and must be upgraded (`add` does that): an
+        older format, or a collection built before the multilingual arm, which gains its vectors."""
+        if is_legacy(self.path):
+            return True
+        if not self.exists():
+            return False
+        with Store(self.path).read() as reader:
+            meta = reader.meta()
+        return meta.multilingual_file is None and self.multilingual is not False
 
     def add(
         self,
@@ -84,10 +96,11 @@ class Index:
         started = time.perf_counter()
         known = self._file_stats()
         found = scan([Path(p) for p in paths], on_skip, fields, known, cluster, on_note)
-        report = update_index(self.path, found, self.embedder, progress=progress, cluster=cluster)
+        arm = self.multilingual
+        report = update_index(self.path, found, self.embedder, progress=progress, cluster=cluster, multilingual=arm)
         if found.streamed:
             self.reload()  # searches see the rest while the large exports are read a batch at a time
-            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report, cluster)
+            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report, cluster, arm)
             report.seconds = time.perf_counter() - started
         self.reload()
         return report
@@ -104,7 +117,7 @@ class Index:
         return self._update(from_documents(documents), progress)
 
     def _update(self, found: ScanResult, progress: bool) -> IndexReport:
-        report = update_index(self.path, found, self.embedder, progress=progress)
+        report = update_index(self.path, found, self.embedder, progress=progress, multilingual=self.multilingual)
         self.reload()
         return report
 

@@ -276,3 +276,34 @@ def visible(text: str, newlines: bool = False) -> str:
     if newlines:
         return "\n".join(_UNSEEN.sub(shown, line) for line in text.split("\n"))
     return _UNSEEN.sub(shown, text)
+
+
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+_ENGLISH_WORDS = frozenset(
+    "the of and to in a is that for on was with as by at from it he she they said his her has have had be are "
+    "were not but an this which who will would been its their".split()
+)
+LANGUAGE_NAMES = {"en": "English", "ko": "Korean", "ja": "Japanese", "zh": "Chinese"}
+WIDE_LANGUAGES = frozenset({"ko", "ja", "zh"})
+
+
+def language_of(text: str) -> str | None:
+    """The language a text is written in, as far as its letters tell: "ko", "ja" or "zh" by script (Hangul,
+    kana, ideographs alone), "en" when its Latin words are English (a fifth of them among the commonest English
+    words), None when it cannot tell (another Latin-script language, too few letters). Script decides first:
+    an English headline in a Korean article is an English line, a Korean article with English names Korean."""
+    hangul, kana, han = len(_HANGUL.findall(text)), len(_KANA.findall(text)), len(_HAN.findall(text))
+    words = _LATIN_WORD.findall(text)
+    latin = sum(len(w) for w in words)
+    wide = hangul + kana + han
+    if wide and wide * 3 >= latin:  # a syllable or ideograph holds about what three Latin letters do
+        if hangul >= max(kana, han * 0.5):
+            return "ko"
+        return "ja" if kana else "zh"
+    if len(words) < 2:
+        return None
+    english = sum(1 for w in words if w.lower() in _ENGLISH_WORDS)
+    return "en" if english * 5 >= len(words) or (len(words) <= 6 and english) else None

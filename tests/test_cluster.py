@@ -30,10 +30,11 @@ class CountingCluster(RayCluster):
         self.sent_files += [source for _, source in files]
         return super().read(files, fields)
 
-    def plan_and_embed(self, documents, known, model):
+    def plan_and_embed(self, documents, known, model, multilingual=False):
         documents = list(documents)
         self.sent_documents += len(documents)
-        yield from super().plan_and_embed(documents, known, model)
+        self.multilingual = multilingual
+        yield from super().plan_and_embed(documents, known, model, multilingual)
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +44,18 @@ def cluster():
     started.close()
 
 
-def contents(index: Index) -> tuple[list, list, np.ndarray]:
-    """Documents, chunks (with offsets and cache keys) and every chunk's vector, in id order."""
+def contents(index: Index) -> tuple[list, list, np.ndarray, np.ndarray | None]:
+    """Documents, chunks (with offsets and cache keys), every chunk's vector and its multilingual one (None
+    without the arm), in id order."""
     with sqlite3.connect(index.path / "rag.sqlite") as db:
         docs = db.execute("SELECT id, root, source, file, title, url, published, text FROM documents ORDER BY id")
         chunks = db.execute("SELECT id, doc_id, start, end, input_hash FROM chunks ORDER BY id").fetchall()
         docs = docs.fetchall()
     vector_file = next(index.path.glob("vectors-*.f16"))
     vectors = VectorFile(vector_file, index.info().dimension).read([c[0] for c in chunks])
-    return docs, chunks, vectors
+    multilingual_file = next(index.path.glob("multilingual-*.f16"), None)
+    multilingual = VectorFile(multilingual_file, 512).read([c[0] for c in chunks]) if multilingual_file else None
+    return docs, chunks, vectors, multilingual
 
 
 def test_an_index_built_on_ray_equals_one_built_here(tmp_path: Path, cluster: CountingCluster):
@@ -70,6 +74,7 @@ def test_an_index_built_on_ray_equals_one_built_here(tmp_path: Path, cluster: Co
     assert (built_there.added, built_there.chunks, built_there.embedded) == (7, built.chunks, built.embedded)
     assert sorted(cluster.sent_files) == sorted(p.name for p in corpus.iterdir())
     assert cluster.sent_documents == 7
+    assert cluster.multilingual  # the workers computed the multilingual arm's vectors too
     assert_same_index(here, there)
 
 
@@ -99,10 +104,13 @@ def test_the_next_run_sends_the_cluster_only_what_changed(tmp_path: Path, cluste
 
 
 def assert_same_index(here: Index, there: Index) -> None:
-    docs, chunks, vectors = contents(here)
-    docs_there, chunks_there, vectors_there = contents(there)
+    docs, chunks, vectors, multilingual = contents(here)
+    docs_there, chunks_there, vectors_there, multilingual_there = contents(there)
     assert docs_there == docs and chunks_there == chunks
     assert vectors_there.shape == vectors.shape and float(np.abs(vectors_there - vectors).max()) <= 1e-5
+    assert (multilingual is None) == (multilingual_there is None)
+    if multilingual is not None and multilingual_there is not None:  # computed on the workers, the same rows
+        assert float(np.abs(multilingual_there - multilingual).max()) <= 2e-3
 
 
 def test_a_wrong_cluster_address_is_one_line_at_once(tmp_path: Path):

@@ -43,13 +43,14 @@ from rag import Index
 if "ANN_MIN_ROWS" in os.environ:  # IVF on a small index: a few lists, trained from what there is
     rag.index.write.ANN_MIN_ROWS = int(os.environ["ANN_MIN_ROWS"])
     rag.index.write.lists_for = lambda rows: 4
-Index(sys.argv[1], model="hashing").add(sys.argv[2:])
+Index(sys.argv[1], model="hashing").add(sys.argv[2:])  # the multilingual arm as the index has it
 """
 STEPS = [
     "documents-written",
     "embedding",
     "chunks-written",
     "vectors-appended",
+    "multilingual-appended",
     "before-commit",
     "lexical-pending-written",
     "lexical-committed",
@@ -81,11 +82,24 @@ def state(index_dir: Path) -> dict:
     rows = counts.chunks
     assert info.chunks == rows == searcher.lexical.passages() == searcher.dense_index().ntotal
     assert len(info.documents) == info.document_count
+    multilingual = searcher.multilingual_index()
+    if multilingual is not None:  # the second arm's rows follow the same commits
+        assert multilingual.ntotal == rows
+        assert multilingual.layout.rows == searcher.dense_index().layout.rows
+        on_disk = multilingual.vectors.rows_on_disk()
+        assert on_disk >= multilingual.layout.rows  # a killed writer's tail may follow, never a gap
+        live = multilingual.vectors.read(sorted(reader_ids(index_dir)))
+        assert (abs(live).sum(axis=1) > 0).all()  # every live chunk has its vector
     return {"documents": sorted(d.source for d in info.documents), "chunks": rows}
 
 
+def reader_ids(index_dir: Path) -> list[int]:
+    with Index(index_dir).searcher.store.read() as reader:
+        return reader.live_chunk_ids().tolist()
+
+
 def state_of_clean_build(folder: Path, *paths: Path) -> dict:
-    Index(folder, model="hashing").add(list(paths))
+    Index(folder, model="hashing", multilingual=True).add(list(paths))
     return state(folder)
 
 
@@ -103,7 +117,7 @@ def add_copies(corpus: Path, n: int) -> None:
 @pytest.mark.parametrize("step", STEPS)
 def test_a_write_killed_at_each_step_leaves_a_whole_index(tmp_path: Path, corpus_copy: Path, step: str):
     idx = tmp_path / "idx"
-    Index(idx, model="hashing").add([corpus_copy])
+    Index(idx, model="hashing", multilingual=True).add([corpus_copy])
     before = state(idx)
     add_copies(corpus_copy, 3)
     (corpus_copy / "001_33dd8276e80e8104.txt").unlink()
@@ -120,14 +134,21 @@ def test_a_write_killed_at_each_step_leaves_a_whole_index(tmp_path: Path, corpus
     assert finds_evidence(idx)
     Index(idx).add([corpus_copy])
     clean = tmp_path / "clean"
-    Index(clean, model="hashing").add([corpus_copy])
+    Index(clean, model="hashing", multilingual=True).add([corpus_copy])
     assert state(idx) == state(clean)
     assert finds_evidence(idx)
+    assert finds_across_languages(idx)
+
+
+def finds_across_languages(index_dir: Path) -> bool:
+    """The multilingual arm after the kill: a Korean question still reaches the English evidence."""
+    answer = Index(index_dir).search("김경수가 대통령실을 옮기겠다고 한 도시는?", k=5, mode="hybrid")
+    return any("relocate the presidential office from Seoul to Sejong" in p.text for p in answer.passages)
 
 
 def test_writes_killed_at_random_moments(tmp_path: Path, corpus_copy: Path):
     idx = tmp_path / "idx"
-    Index(idx, model="hashing").add([corpus_copy])
+    Index(idx, model="hashing", multilingual=True).add([corpus_copy])  # both arms' files under the kills
     states = [state(idx)]
     rng = random.Random(7)
     for round_ in range(6):

@@ -46,6 +46,7 @@ class Planned:
     doc_id: int
     chunks: list[PlannedChunk]
     vectors: dict[bytes, np.ndarray]
+    multilingual: np.ndarray | None = None  # the multilingual arm's row of each chunk, when the index keeps it
 
 
 class RayCluster:
@@ -103,11 +104,14 @@ class RayCluster:
         except Exception as exc:  # a worker lost, a path the workers cannot see...
             raise ClusterError(f"the cluster could not read the files: {exc}") from exc
 
-    def plan_and_embed(self, documents: Iterable[tuple[int, Any]], known: np.ndarray, model: str) -> Iterator[Planned]:
+    def plan_and_embed(
+        self, documents: Iterable[tuple[int, Any]], known: np.ndarray, model: str, multilingual: bool = False
+    ) -> Iterator[Planned]:
         """Chunk and embed `documents` ((doc_id, Document) pairs) on the actor pool, yielding each as it comes
         back, in order. `known`: the first 8 bytes of each cache key the index holds a vector for
         (`cache_prefixes`, sorted); those inputs are not embedded again. A prefix shared by chance costs
-        nothing but time: the driver embeds whatever it then finds missing."""
+        nothing but time: the driver embeds whatever it then finds missing. `multilingual`: the workers also
+        encode every chunk for the multilingual arm (cheap beside the first model; no cache)."""
         from ray.data import ActorPoolStrategy
 
         rows = [{"doc_id": doc_id, "doc": pickle.dumps(doc)} for doc_id, doc in documents]
@@ -117,7 +121,7 @@ class RayCluster:
             _PlanAndEmbed,
             batch_size=EMBED_BATCH,
             compute=ActorPoolStrategy(min_size=1, max_size=self.workers),
-            fn_constructor_kwargs={"model": model, "known": known},
+            fn_constructor_kwargs={"model": model, "known": known, "multilingual": multilingual},
             num_cpus=1,
         )
         try:
@@ -155,7 +159,7 @@ def _read_files(batch: dict[str, np.ndarray], fields: RecordFields | None) -> di
 class _PlanAndEmbed:
     """An actor: one model loaded once, then batches of documents chunked and their new inputs embedded."""
 
-    def __init__(self, model: str, known: np.ndarray) -> None:
+    def __init__(self, model: str, known: np.ndarray, multilingual: bool = False) -> None:
         import torch
 
         from rag.build.plan import chunk_plan
@@ -165,6 +169,11 @@ class _PlanAndEmbed:
         self.embedder = get_embedder(model)
         self.plan = chunk_plan(self.embedder)
         self.known = known
+        self.multilingual = None
+        if multilingual:
+            from rag.models.multilingual import MultilingualEncoder
+
+            self.multilingual = MultilingualEncoder(threads=1)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         planned = [
@@ -176,14 +185,12 @@ class _PlanAndEmbed:
         todo = sorted((d, ids) for (d, ids), h in zip(inputs.items(), held, strict=True) if not h)
         encoded = self.embedder.encode_ids([ids for _, ids in todo]) if todo else np.zeros((0, 0), np.float32)
         vectors = dict(zip((d for d, _ in todo), encoded, strict=True))
-        return {
-            "result": [
-                pickle.dumps(
-                    Planned(doc_id, chunks, {p.digest: vectors[p.digest] for p in chunks if p.digest in vectors})
-                )
-                for doc_id, chunks in planned
-            ]
-        }
+        results = []
+        for doc_id, chunks in planned:
+            mine = {p.digest: vectors[p.digest] for p in chunks if p.digest in vectors}
+            rows = self.multilingual.encode([p.chunk.text for p in chunks]) if self.multilingual else None
+            results.append(pickle.dumps(Planned(doc_id, chunks, mine, rows)))
+        return {"result": results}
 
 
 def cache_prefixes(digests: Sequence[bytes]) -> np.ndarray:

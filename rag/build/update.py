@@ -22,6 +22,7 @@ from rag.build.plan import PlannedChunk, chunk_plan, plan_chunks
 from rag.errors import IngestError
 from rag.index import (
     FileStat,
+    IndexMeta,
     NewChunk,
     Reader,
     Store,
@@ -46,6 +47,8 @@ from rag.ingest.dedup import (
 from rag.ingest.exports import RecordFields, stream_records
 from rag.ingest.files import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents
 from rag.models.embed import Encoder
+from rag.models.hashing import HASHING_MODEL
+from rag.models.multilingual import get_multilingual
 from rag.records import Document, IndexReport
 from rag.text import broken_character, visible
 
@@ -221,7 +224,11 @@ def update_index(
     plan: ChunkPlan | None = None,
     progress: bool = True,
     cluster: RayCluster | None = None,
+    multilingual: bool | None = None,
 ) -> IndexReport:
+    """Bring the index in `index_dir` up to `found`. `multilingual`: keep the multilingual arm's vectors (True),
+    drop them (False) or leave the index as it is (None: on for a new index, or one written before the arm,
+    unless it uses the hashing stand-in)."""
     started = time.perf_counter()
     report = IndexReport(skipped=found.skipped, notes=found.notes)
     salvage: dict[bytes, bytes] = {}
@@ -236,13 +243,15 @@ def update_index(
             preview = diff(reader, found)
             recorded = reader.file_stats()
             stale = _file_changes(reader, found) or any(recorded.get(k) != v for k, v in found.stats.items())
+            arm_changes = wants_multilingual(reader.meta(), embedder, multilingual) != reader.meta().multilingual
         report.chunks = store.manifest.chunks
-        if preview.empty() and not stale:
+        if preview.empty() and not stale and not arm_changes:
             report.unchanged = preview.unchanged
             report.seconds = time.perf_counter() - started
             return report
     plan = plan or chunk_plan(embedder)
     with open_writer(index_dir, embedder.name, dimension or embedder.dimension) as writer:
+        decide_multilingual(writer, embedder, multilingual)
         changes = diff(writer.reader, found)
         _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress, cluster=cluster), report)
         writer.record_files(found.stats)
@@ -263,6 +272,7 @@ def index_exports(
     progress: bool = True,
     report: IndexReport | None = None,
     cluster: RayCluster | None = None,
+    multilingual: bool | None = None,
 ) -> IndexReport:
     """Index the exports `scan` left for streaming, EXPORT_BATCH records per commit, so memory stays flat and a
     run stopped halfway (killed, restarted) reads the file again but embeds only the records it had not
@@ -271,9 +281,20 @@ def index_exports(
     report = report or IndexReport()
     for root, source, path, stat in found.streamed:
         seen = _stream_export(
-            index_dir, root, source, path, embedder, fields or RecordFields(), on_skip, progress, report, cluster
+            index_dir,
+            root,
+            source,
+            path,
+            embedder,
+            fields or RecordFields(),
+            on_skip,
+            progress,
+            report,
+            cluster,
+            multilingual,
         )
         with open_writer(index_dir, embedder.name, embedder.dimension) as writer:
+            decide_multilingual(writer, embedder, multilingual)
             gone = [d.id for d in writer.reader.known_documents_of_file(root, source) if d.source not in seen]
             embedding = _Embedding(embedder, chunk_plan(embedder), {}, False)  # removals only: nothing is chunked
             _apply(writer, Changes(removed=gone), {}, embedding, IndexReport())
@@ -295,6 +316,7 @@ def _stream_export(
     progress: bool,
     report: IndexReport,
     cluster: RayCluster | None = None,
+    multilingual: bool | None = None,
 ) -> set[str]:
     """Commit an export's records a batch at a time; returns the sources of the records it holds now."""
     bar = tqdm(total=path.stat().st_size, desc=source, unit="B", unit_scale=True, disable=not progress, file=sys.stderr)
@@ -309,12 +331,35 @@ def _stream_export(
         else:
             _skip(report, *item, on_skip)
         if len(batch.documents) >= (EXPORT_BATCH if cluster is None else CLUSTER_EXPORT_BATCH):
-            _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster))
+            _merge(
+                report,
+                update_index(index_dir, batch, embedder, progress=False, cluster=cluster, multilingual=multilingual),
+            )
             crash_point("export-batch-committed")
             batch = ScanResult()
-    _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster))
+    _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster, multilingual=multilingual))
     bar.close()
     return seen
+
+
+def wants_multilingual(meta: IndexMeta, embedder: Encoder, asked: bool | None) -> bool:
+    """Whether the index should hold the multilingual arm after this run: as asked; else as it is; else (a new
+    index, or one written before the arm) on, except with the hashing stand-in that tests use."""
+    if asked is not None:
+        return asked
+    if meta.multilingual_file is not None and meta.committed:
+        return meta.multilingual
+    return embedder.name != HASHING_MODEL
+
+
+def decide_multilingual(writer: Writer, embedder: Encoder, asked: bool | None) -> None:
+    """Turn the writer's multilingual arm on or off for this run (encoding what the index lacks when it comes
+    on)."""
+    if wants_multilingual(writer.meta, embedder, asked):
+        encoder = get_multilingual()
+        writer.use_multilingual(encoder.encode, encoder.dimension)
+    else:
+        writer.use_multilingual(None)
 
 
 def _merge(total: IndexReport, part: IndexReport) -> None:
@@ -440,12 +485,13 @@ def _chunk_and_embed(writer: Writer, need: list[int], embedding: _Embedding) -> 
     bar = tqdm(
         total=len(need), desc="indexing", unit="doc", disable=not embedding.progress or not need, file=sys.stderr
     )
-    for planned, ready in _planned_batches(writer, need, embedding):
+    for planned, ready, multilingual in _planned_batches(writer, need, embedding):
         vectors, new = _vectors_for([p for _, _, chunks in planned for p in chunks], writer, embedding, ready)
         embedded += new + len(ready)
         for doc_id, title, chunks in planned:
             rows = np.stack([vectors[p.digest] for p in chunks]) if chunks else np.zeros((0, 1), np.float32)
-            writer.add_chunks(doc_id, title, [NewChunk(p.chunk, p.digest) for p in chunks], rows)
+            new_chunks = [NewChunk(p.chunk, p.digest) for p in chunks]
+            writer.add_chunks(doc_id, title, new_chunks, rows, multilingual.get(doc_id))
         crash_point("chunks-written")
         bar.update(len(planned))
     bar.close()
@@ -454,14 +500,15 @@ def _chunk_and_embed(writer: Writer, need: list[int], embedding: _Embedding) -> 
 
 def _planned_batches(
     writer: Writer, need: list[int], embedding: _Embedding
-) -> Iterator[tuple[list[tuple[int, str, list[PlannedChunk]]], dict[bytes, np.ndarray]]]:
+) -> Iterator[tuple[list[tuple[int, str, list[PlannedChunk]]], dict[bytes, np.ndarray], dict[int, np.ndarray]]]:
     """Batches of (doc_id, title, planned chunks), with the vectors computed for them elsewhere (by cache
-    key): here, none yet; on a cluster, what its workers embedded."""
+    key) and each document's multilingual rows: here, none yet; on a cluster, what its workers embedded."""
     if embedding.cluster is None:
         for i in range(0, len(need), DOC_BATCH):
             docs = [(doc_id, writer.reader.stored_document(doc_id)) for doc_id in need[i : i + DOC_BATCH]]
             yield (
                 [(doc_id, doc.title, plan_chunks(doc, embedding.embedder, embedding.plan)) for doc_id, doc in docs],
+                {},
                 {},
             )
         return
@@ -473,14 +520,18 @@ def _planned_batches(
     titles = {doc_id: doc.title for doc_id, doc in documents}
     planned: list[tuple[int, str, list[PlannedChunk]]] = []
     ready: dict[bytes, np.ndarray] = {}
-    for result in embedding.cluster.plan_and_embed(documents, known, embedding.embedder.name):
+    multilingual: dict[int, np.ndarray] = {}
+    arm = writer.multilingual is not None
+    for result in embedding.cluster.plan_and_embed(documents, known, embedding.embedder.name, arm):
         planned.append((result.doc_id, titles[result.doc_id], result.chunks))
         ready.update(result.vectors)
+        if result.multilingual is not None:
+            multilingual[result.doc_id] = result.multilingual
         if len(planned) >= DOC_BATCH:
-            yield planned, ready
-            planned, ready = [], {}
+            yield planned, ready, multilingual
+            planned, ready, multilingual = [], {}, {}
     if planned:
-        yield planned, ready
+        yield planned, ready, multilingual
 
 
 def _vectors_for(

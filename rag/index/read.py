@@ -157,6 +157,18 @@ class Reader:
             list_file=self.index_dir / ivf[1] if ivf else None,
         )
 
+    def multilingual_layout(self, dimension: int) -> DenseLayout | None:
+        """Where the multilingual arm's vectors are (searched exactly: it serves the questions the first arm
+        cannot), or None when the index holds none."""
+        meta = self.meta()
+        if not meta.multilingual_file:
+            return None
+        return DenseLayout(self.index_dir / meta.multilingual_file, meta.multilingual_rows, dimension)
+
+    def wide_chunks(self) -> int:
+        """Live chunks in Korean, Chinese or Japanese, as the multilingual arm counted them."""
+        return self.meta().wide_chunks
+
     # --- chunks and documents --------------------------------------------------------------------------
     def live_chunk_ids(self) -> np.ndarray:
         return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM chunks")), dtype=np.int64)

@@ -28,6 +28,12 @@ class IndexMeta:
     ann_trained_rows: int = 0
     tombstones_from: int | None = None  # deleted chunks are remembered from this commit on
     package_version: str | None = None  # the version of Verbatim that wrote the commit
+    # The multilingual arm (`rag.models.multilingual`): its own append-only vector file, row i the vector of
+    # chunk i like the first one, committed up to `multilingual_rows`. "" when the arm was turned off, None in
+    # an index written before the arm existed (it gains the arm on its next `rag index`).
+    multilingual_file: str | None = None
+    multilingual_rows: int = 0
+    wide_chunks: int = 0  # live chunks in Korean, Chinese or Japanese: English questions need the arm then
 
     @classmethod
     def of(cls, table: dict[str, str]) -> IndexMeta:
@@ -42,6 +48,11 @@ class IndexMeta:
     @property
     def committed(self) -> bool:
         return self.model is not None
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the index holds the multilingual arm's vectors."""
+        return bool(self.multilingual_file)
 
     @property
     def ivf_files(self) -> tuple[str, str] | None:

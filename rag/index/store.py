@@ -268,7 +268,7 @@ def write_manifest(index_dir: Path, manifest: Manifest) -> None:
 def remove_unused_files(index_dir: Path, meta: IndexMeta) -> None:
     """Vector, list and centroid files no committed state names (an older layout, a killed writer's), lexical
     indexes of an older analysis, and what a format-2 index left."""
-    named = {meta.vector_file, meta.list_file, meta.centroid_file}
+    named = {meta.vector_file, meta.list_file, meta.centroid_file, meta.multilingual_file}
     for path in index_dir.iterdir():
         stale_data = path.suffix in (".f16", ".i32", ".faiss") and path.name not in named
         stale_lexical = path.name.startswith("lexical") and path.name != LEXICAL_FOLDER

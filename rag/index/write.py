@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +32,10 @@ from rag.index.vectors import (
     train_centroids,
 )
 from rag.records import Chunk, Document
+from rag.text import WIDE_LANGUAGES, language_of
+
+MultilingualEncode = Callable[[Sequence[str]], np.ndarray]  # texts -> unit rows (`rag.models.multilingual`)
+BACKFILL_ROWS = 4096  # chunks encoded per step when a collection gains the multilingual arm
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,14 @@ class Writer:
         if meta.ivf_files is not None:
             centroids, lists = meta.ivf_files
             self.ivf = faiss.read_index(str(index_dir / centroids)), ListFile(index_dir / lists)
+        # The multilingual arm: off until `use_multilingual` says otherwise for this commit.
+        self.multilingual: MultilingualEncode | None = None
+        self.multilingual_decided = False
+        self.multilingual_name = meta.multilingual_file or ""
+        self.multilingual_vectors: VectorFile | None = None
+        self.multilingual_flushed = 0
+        self.multilingual_pending: list[np.ndarray] = []
+        self.wide_chunks = meta.wide_chunks
 
     # --- documents -------------------------------------------------------------------------------------
     def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
@@ -127,14 +139,29 @@ class Writer:
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
         if not ids:
             return
+        if self.multilingual is not None or (not self.multilingual_decided and self.meta.multilingual_file):
+            self.wide_chunks -= _wide_count(row.text for row in self.reader.passage_rows(ids))
         self.lexical.delete(ids)
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self.conn.executemany(
             "INSERT OR REPLACE INTO tombstones (chunk_id, seq) VALUES (?, ?)", [(cid, self.seq) for cid in ids]
         )
 
-    def add_chunks(self, doc_id: int, title: str, chunks: Sequence[NewChunk], vectors: np.ndarray) -> None:
-        """Store a document's chunks in order; `vectors[i]` is the vector of `chunks[i]`."""
+    def add_chunks(
+        self,
+        doc_id: int,
+        title: str,
+        chunks: Sequence[NewChunk],
+        vectors: np.ndarray,
+        multilingual: np.ndarray | None = None,
+    ) -> None:
+        """Store a document's chunks in order; `vectors[i]` is the vector of `chunks[i]`, `multilingual[i]` its
+        multilingual one when a worker computed it (else, with the arm on, the writer encodes the chunk)."""
+        if self.multilingual is not None:
+            texts = [c.chunk.text for c in chunks]
+            rows = multilingual if multilingual is not None else self.multilingual(texts)
+            self.multilingual_pending.append(np.asarray(rows, dtype=np.float32).reshape(len(chunks), -1))
+            self.wide_chunks += _wide_count(texts)
         ids = range(self.rows, self.rows + len(chunks))
         self.conn.executemany(
             'INSERT INTO chunks (id, doc_id, ord, start, "end", n_tokens, input_hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -169,10 +196,51 @@ class Writer:
             lists.append(self.flushed_rows, assign(quantizer, block))
         self.flushed_rows += len(block)
         self.pending, self.pending_rows = [], 0
+        self._flush_multilingual()
+
+    def _flush_multilingual(self) -> None:
+        if self.multilingual_vectors is None or not self.multilingual_pending:
+            return
+        block = np.concatenate(self.multilingual_pending)
+        self.multilingual_vectors.append(self.multilingual_flushed, block)
+        crash_point("multilingual-appended")
+        self.multilingual_flushed += len(block)
+        self.multilingual_pending = []
+
+    # --- the multilingual arm ----------------------------------------------------------------------------
+    def use_multilingual(self, encode: MultilingualEncode | None, dimension: int = 0) -> None:
+        """Turn the multilingual arm on (`encode`) or off (None) from this commit on, before any chunk is added.
+        Its file holds a row per chunk id like the first vector file; a collection that lacks rows (built
+        before the arm, or with it off) has its stored chunks encoded now, their MiniLM vectors untouched."""
+        assert self.rows == self.meta.vector_rows, "use_multilingual comes before the run's chunks"
+        self.multilingual, self.multilingual_decided = encode, True
+        if encode is None:
+            self.multilingual_vectors, self.wide_chunks = None, 0
+            return
+        meta = self.meta
+        name, done = meta.multilingual_file, meta.multilingual_rows
+        if not name:
+            name, done, self.wide_chunks = f"multilingual-{self.seq:06d}.f16", 0, 0
+        self.multilingual_name = name
+        self.multilingual_vectors = VectorFile(self.index_dir / name, dimension)
+        self.multilingual_flushed = done
+        for start in range(done, self.rows, BACKFILL_ROWS):
+            stop = min(start + BACKFILL_ROWS, self.rows)
+            block = np.zeros((stop - start, dimension), dtype=np.float32)  # deleted chunks: zero rows
+            live = self.reader.passage_rows(range(start, stop))
+            if live:
+                block[[row.id - start for row in live]] = encode([row.text for row in live])
+                self.wide_chunks += _wide_count(row.text for row in live)
+            self.multilingual_pending.append(block)
+            self._flush_multilingual()
 
     def finish(self) -> None:
         """Make the appended vectors durable and record the new state in the transaction about to commit."""
         self.flush_vectors()
+        if not self.multilingual_decided:  # a run that adds no chunk may leave the arm as it is
+            assert self.rows == self.meta.vector_rows or not self.meta.multilingual_file, "decide the arm first"
+            if self.meta.multilingual_file:
+                self.multilingual_vectors = VectorFile(self.index_dir / self.meta.multilingual_file, 0)
         counts = self.reader.counts()
         meta = self.meta
         if self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] > TOMBSTONES_KEPT:
@@ -189,6 +257,9 @@ class Writer:
                 chunks=counts.chunks,
                 vector_file=self.vector_name,
                 vector_rows=self.rows,
+                multilingual_file=self.multilingual_name if self.multilingual_vectors is not None else "",
+                multilingual_rows=self.rows if self.multilingual_vectors is not None else 0,
+                wide_chunks=self.wide_chunks if self.multilingual_vectors is not None else 0,
                 updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 seq=self.seq,
                 package_version=package_version(),
@@ -220,6 +291,11 @@ class Writer:
         ListFile(self.index_dir / list_name).write(np.concatenate(lists))
         crash_point("ann-trained")
         return replace(meta, centroid_file=centroid_name, list_file=list_name, ann_trained_rows=live)
+
+
+def _wide_count(texts: Iterable[str]) -> int:
+    """How many of `texts` are in Korean, Chinese or Japanese."""
+    return sum(1 for text in texts if language_of(text) in WIDE_LANGUAGES)
 
 
 def _doc_values(doc: Document) -> tuple:
