@@ -79,6 +79,8 @@ class Passage:
     page: int | None = None
     copies: tuple[Copy, ...] = ()
     answer: tuple[int, int] | None = None  # the words the reader marks as the answer: document offsets
+    language: str | None = None  # "en", "ko", "ja", "zh" (`rag.text.language_of`); None when its letters do not tell
+    asked_in: str | None = None  # the question's language where it differs from the passage's (a cross-language match)
 
     @property
     def answer_in_passage(self) -> tuple[int, int] | None:
@@ -107,6 +109,8 @@ class Passage:
             "page": self.page,
             "copies": [c.to_dict() for c in self.copies],
             "answer": answer,
+            "language": self.language,
+            "across_languages": self.asked_in is not None,
         }
 
 

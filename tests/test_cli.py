@@ -10,7 +10,7 @@ from rag.serve.cli import build_parser
 
 KEYS = [
     *("text", "score", "doc_id", "title", "source", "url", "start", "end", "published", "author", "page"),
-    *("copies", "answer"),
+    *("copies", "answer", "language", "across_languages"),
 ]
 
 

@@ -8,6 +8,7 @@ from conftest import load_questions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rag import Index
 from rag.search.relevance import FEATURES, feature_vector, features, holds_answer_type, load_calibration
 from rag.search.request import Question, answer_type
 from rag.serve.chat_service import ChatService
@@ -86,11 +87,22 @@ def test_no_score_says_certain_and_found_means_a_passage_cleared_the_bar(seed_in
 
 
 def test_a_korean_question_against_english_text_says_why_nothing_matches(seed_index, tmp_path):
+    """With the multilingual arm (the default) a Korean question is matched to English text, and one the
+    articles do not answer is refused; without it, the reply says why nothing can match."""
     answer = seed_index.search("김치찌개 만드는 법", k=3)
+    assert not answer.found and answer.note is None
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "port.txt").write_text(
+        "Busan port handles record cargo\nThe port of Busan handled a record number of containers this year, "
+        "its authority said on Tuesday, as shipping lines added routes to Southeast Asia.\n"
+    )
+    without = Index(tmp_path / "index", multilingual=False)
+    without.add([folder])
+    answer = without.search("김치찌개 만드는 법", k=3)
     assert not answer.found
-    assert answer.note and "multilingual" in answer.note
+    assert answer.note and "multilingual vectors" in answer.note
     assert answer.note in format_answer(answer)
-    reply = ChatService(seed_index, tmp_path).answer("김치찌개 만드는 법")
-    assert "multilingual model" in reply.markdown
-    assert seed_index.search("Who was Kim Kyoung-soo's political mentor?").note is None
-    assert seed_index.search("미국 타임지 이재명", k=3).note is None
+    reply = ChatService(without, tmp_path).answer("김치찌개 만드는 법")
+    assert "multilingual vectors" in reply.markdown
+    assert without.search("How much cargo did Busan port handle?").note is None

@@ -22,10 +22,11 @@ from rag.models.embed import passage_input
 from rag.records import Answer, Passage, page_at
 from rag.search.fusion import Ranking
 from rag.search.merge import Candidate, Hit, merge_hits
-from rag.search.relevance import RelevanceModel, features
+from rag.search.relevance import MultilingualCalibration, RelevanceModel, features
 from rag.search.request import Question, SearchRequest
 from rag.search.rerank import reread
 from rag.search.searcher import Searcher
+from rag.text import language_of
 
 FOUND_DEPTH = 3  # `found` looks at the passages a reader sees first; calibration uses the same depth
 CANDIDATE_BATCH = 50  # fused hits whose rows are read at a time: a search stops reading at its k-th passage
@@ -39,12 +40,25 @@ class Scorer:
     model: RelevanceModel
     lexical: dict[int, float]
     dense: bool  # whether the question was encoded, so that a passage's cosine is evidence
+    multilingual: MultilingualCalibration | None = None  # with the multilingual arm's cosines when it ran
+    crossed: dict[int, float] | None = None
 
     def score(self, cid: int, title: str, text: str, similarity: float) -> float:
-        """The probability for a passage read as its title line and its own text (`passage_input`)."""
+        """The probability for a passage read as its title line and its own text (`passage_input`). A passage
+        in another language than the question's is scored on its multilingual cosine too (the surface
+        evidence cannot see a translation), and keeps the better of the two."""
         cosine = similarity if self.dense else None
         x = features(self.asked, passage_input(title, text), cosine, self.lexical.get(cid, 0.0))
-        return self.model.probability(x)
+        probability = self.model.probability(x)
+        if self.multilingual is not None and self.crossed and cid in self.crossed and self.across(text):
+            probability = max(probability, self.multilingual.probability(self.crossed[cid], self.model.threshold))
+        return probability
+
+    def across(self, text: str) -> str | None:
+        """The question's language when `text` is in another one it can name (a cross-language match)."""
+        written = language_of(text)
+        asked = self.asked.language
+        return asked if asked is not None and written is not None and written != asked else None
 
 
 class SearchCall:
@@ -70,16 +84,30 @@ class SearchCall:
         ranks_dense = q_vec if searcher.uses_dense(asked, mode) else None
         with searcher.store.read() as reader:
             keep = searcher.kept_chunks(reader, request.filter, request.exclude)
-            arms = searcher.arms(asked, max(100, k * 10), ranks_dense, keep)
+            m_vec = searcher.multilingual_vector(asked) if searcher.uses_multilingual(asked, mode, reader) else None
+            arms = searcher.arms(asked, max(100, k * 10), ranks_dense, keep, m_vec)
             dense = q_vec is not None
-            scorer = Scorer(asked, searcher.calibration.model(dense), arms.lexical_strengths, dense)
             fused = searcher.fuse(arms, mode)
+            crossing = arms.crossing or []
+            crossed = searcher.multilingual_similarities(
+                [cid for cid, _ in fused[: max(100, k * 10)]] + [cid for cid, _ in crossing], m_vec
+            )
+            scorer = Scorer(
+                asked,
+                searcher.calibration.model(dense),
+                arms.lexical_strengths,
+                dense,
+                searcher.calibration.multilingual if m_vec is not None else None,
+                crossed,
+            )
             passage_reader = searcher.reader_for(asked, mode, request.rerank)
             reader_calibration = searcher.calibration.reader if passage_reader is not None else None
             depth = max(k, FOUND_DEPTH, reader_calibration.depth if reader_calibration else 0)
             hits = merge_hits(self._candidates(reader, fused, q_vec), depth)
             texts = reader.document_texts({h.row.doc_id for h in hits})
             passages = self._passages(reader, texts, hits, scorer)
+            if crossing:
+                hits, passages = self._join_other_script(reader, texts, hits, passages, crossing, depth, scorer)
             bar = scorer.model.threshold
             if passage_reader is not None and reader_calibration is not None:
                 evidence = [(texts[h.row.doc_id][h.row.start : h.row.end], h.row.start) for h in hits]
@@ -87,8 +115,37 @@ class SearchCall:
                 bar = reader_calibration.threshold
         found = any(p.score >= bar for p in passages[:FOUND_DEPTH])
         return Answer(
-            query=asked.text, found=found, passages=passages[:k], note=searcher.script_note(asked), bar=bar
+            query=asked.text,
+            found=found,
+            passages=passages[:k],
+            note=searcher.script_note(asked, m_vec is not None),
+            bar=bar,
         )
+
+    def _join_other_script(
+        self,
+        reader: Reader,
+        texts: dict[int, str],
+        hits: list[Hit],
+        passages: list[Passage],
+        crossing: Ranking,
+        depth: int,
+        scorer: Scorer,
+    ) -> tuple[list[Hit], list[Passage]]:
+        """The passages in another script than the question's (which only the multilingual arm ranks) joined to
+        the fused ones by probability: each list keeps its own order, and the better head goes first. A
+        fused ranking's scale says nothing about the other script's cosines, a probability does."""
+        taken = {h.row.id for h in hits}
+        fresh = [(cid, score) for cid, score in crossing if cid not in taken]
+        others = [h for h in merge_hits(self._candidates(reader, fresh, None), depth) if not _overlaps_any(h, hits)]
+        texts.update(reader.document_texts({h.row.doc_id for h in others} - texts.keys()))
+        other_passages = self._passages(reader, texts, others, scorer)
+        joined: list[tuple[Hit, Passage]] = []
+        mine, theirs = list(zip(hits, passages)), list(zip(others, other_passages))
+        while (mine or theirs) and len(joined) < depth:
+            take_theirs = bool(theirs) and (not mine or theirs[0][1].score > mine[0][1].score)
+            joined.append((theirs if take_theirs else mine).pop(0))
+        return [h for h, _ in joined], [p for _, p in joined]
 
     def _candidates(self, reader: Reader, fused: Ranking, q_vec: np.ndarray | None) -> Iterator[Candidate]:
         """The fused hits with their rows and cosines, read a batch at a time as the merge asks for more."""
@@ -102,8 +159,9 @@ class SearchCall:
                     yield Candidate(row, score, similarities.get(cid, 0.0))
 
     def _passages(self, reader: Reader, texts: dict[int, str], hits: list[Hit], scorer: Scorer) -> list[Passage]:
-        """Passages with their scores. A passage is scored on the chunk that brought it in (its text before
-        neighbours merged into it), so the score of the n-th passage does not depend on how many follow."""
+        """Passages with their scores and languages. A passage is scored on the chunk that brought it in (its
+        text before neighbours merged into it), so the score of the n-th passage does not depend on how many
+        follow."""
         return [
             Passage(
                 text=texts[h.row.doc_id][h.start : h.end],
@@ -125,6 +183,12 @@ class SearchCall:
                 author=h.row.author,
                 page=page_at(h.row.pages, h.start),
                 copies=self.searcher.copies(reader, h.row.doc_id, h.row.cluster),
+                language=language_of(texts[h.row.doc_id][h.start : h.end]),
+                asked_in=scorer.across(texts[h.row.doc_id][h.start : h.end]) if scorer.crossed else None,
             )
             for h in hits
         ]
+
+
+def _overlaps_any(hit: Hit, hits: list[Hit]) -> bool:
+    return any(hit.overlaps(other) for other in hits)

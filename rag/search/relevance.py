@@ -113,6 +113,29 @@ class RelevanceModel:
 
 
 @dataclass(frozen=True)
+class MultilingualCalibration:
+    """The multilingual arm's share of the fusion among passages in the question's own script (for questions
+    in Korean, Chinese or Japanese: for others it ranks below the first model and stays out), and the
+    probability of a passage in another script, which no other arm can see: a logistic slope over the arm's
+    cosine, placed so that the passage clears the bar for `found` exactly at cosine `cut`. That probability
+    also places such a passage among the others. All three were chosen by leave-one-dataset-out
+    (`bench/fit_multilingual.py`)."""
+
+    weight: float
+    slope: float
+    cut: float
+
+    def probability(self, cosine: float, bar: float) -> float:
+        bar = min(max(bar, 1e-6), 1 - 1e-6)
+        z = self.slope * (cosine - self.cut) + math.log(bar / (1 - bar))
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> MultilingualCalibration:
+        return cls(entry["weight"], entry["slope"], entry["cut"])
+
+
+@dataclass(frozen=True)
 class Calibration:
     """One model per kind of search: with the question's embedding (hybrid, semantic) and without
     (keyword), so a keyword search's score is a probability too, not a hybrid score missing a term."""
@@ -123,6 +146,7 @@ class Calibration:
     lexical_strength: float  # the top lexical feature at which the arms count as matching well
     dense_wide_script: bool
     reader: ReaderCalibration | None = None  # None: the reader was not calibrated for this encoder
+    multilingual: MultilingualCalibration | None = None  # None: the multilingual arm stays out
 
     def model(self, dense: bool) -> RelevanceModel:
         return self.dense if dense else self.lexical_only
@@ -146,4 +170,5 @@ def load_calibration(model: str) -> Calibration:
         lexical_strength=entry["lexical_strength"],
         dense_wide_script=True if uncalibrated else entry["dense_wide_script"],
         reader=ReaderCalibration.from_dict(entry["reader"]) if "reader" in entry else None,
+        multilingual=MultilingualCalibration.from_dict(table["multilingual"]) if "multilingual" in table else None,
     )

@@ -21,6 +21,7 @@ from rag.text import (
     broken_character,
     content_words,
     has_wide_script,
+    language_of,
     query_keys,
     with_pairs,
 )
@@ -70,6 +71,7 @@ class Question:
     keys: tuple[str, ...]
     kind: AnswerType
     wide: bool
+    language: str | None = None  # `rag.text.language_of`: what a passage in another language is matched across
 
     @classmethod
     def of(cls, text: str) -> Question:
@@ -83,6 +85,7 @@ class Question:
             keys=tuple(query_keys(text)),
             kind=answer_type(text),
             wide=wide,
+            language=language_of(text),
         )
 
 

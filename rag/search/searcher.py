@@ -28,11 +28,13 @@ from rag.index import (
     recover,
 )
 from rag.models.embed import Encoder
+from rag.models.multilingual import MultilingualEncoder, get_multilingual
 from rag.models.reader import PassageReader, reader_folder
 from rag.records import Copy
 from rag.search.fusion import Arms, Ranking, fuse_mode
 from rag.search.relevance import load_calibration
 from rag.search.request import Mode, Question
+from rag.text import WIDE_LANGUAGES, language_of
 
 
 class Searcher:
@@ -47,6 +49,9 @@ class Searcher:
         self._dense: DenseIndex | None = None
         self._dense_seq = 0
         self._dense_lock = threading.Lock()
+        self._multilingual: DenseIndex | None = None  # the multilingual arm's, built on its first question
+        self._multilingual_seq = 0
+        self.multilingual_encoder: MultilingualEncoder = get_multilingual()
         self._refresh_lock = threading.RLock()
         self._chunk_filter = ChunkFilter()
         self._reader: PassageReader | None = None
@@ -90,22 +95,18 @@ class Searcher:
         self._follow_lexical()
         self._read_caches()
         with self._dense_lock:
-            if self._dense is None or self._dense_seq == self.store.manifest.seq:
+            seq = self.store.manifest.seq
+            if self._multilingual is not None and self._multilingual_seq != seq:
+                with self.store.read() as r:
+                    self._multilingual = _follow(self._multilingual, self._multilingual_seq, r, self._ml_layout(r))
+                self._multilingual_seq = seq
+            if self._dense is None or self._dense_seq == seq:
                 return
             with self.store.read() as r:
-                layout, removed = r.layout(), r.tombstones_since(self._dense_seq)
-                same_files = (layout.vector_file, layout.centroid_file) == (
-                    self._dense.layout.vector_file,
-                    self._dense.layout.centroid_file,
-                )
-                if removed is None or not same_files:
-                    self._dense = None  # rebuilt on next use
-                    return
-                added = r.chunks_since(self._dense.layout.rows)
-                order = self._order_keys(r, layout) if len(added) else None  # None: the order it has
-            self._dense.remove(removed)
-            self._dense.extend(layout, added, order)
-            self._dense_seq = self.store.manifest.seq
+                layout = r.layout()
+                order = self._order_keys(r, layout) if len(r.chunks_since(self._dense.layout.rows)) else None
+                self._dense = _follow(self._dense, self._dense_seq, r, layout, order)
+            self._dense_seq = seq
 
     def dense_index(self) -> DenseIndex:
         dense = self._dense
@@ -123,6 +124,42 @@ class Searcher:
                     seq = r.seq()
                 self._dense, self._dense_seq = DenseIndex(layout, live, order), seq
             return self._dense
+
+    def _ml_layout(self, reader: Reader) -> DenseLayout | None:
+        return reader.multilingual_layout(self.multilingual_encoder.dimension)
+
+    def multilingual_index(self) -> DenseIndex | None:
+        """The multilingual arm's exact index, built on its first question; None when the index holds no
+        multilingual vectors."""
+        with self._dense_lock:
+            if self._multilingual is None:
+                with self.store.read() as r:
+                    layout, seq = self._ml_layout(r), r.seq()
+                    if layout is None:
+                        return None
+                    self._multilingual, self._multilingual_seq = DenseIndex(layout, r.live_chunk_ids()), seq
+            return self._multilingual
+
+    def uses_multilingual(self, asked: Question, mode: Mode, reader: Reader) -> bool:
+        """Whether the multilingual arm runs for this question: not in keyword mode; only where the index keeps
+        its vectors and a weight was calibrated; for every question in Korean, Chinese or Japanese (the first
+        model reads none of them), and for others only when the collection holds passages in those scripts
+        (an English question about a Korean article)."""
+        weights = self.calibration.multilingual
+        if mode == "keyword" or weights is None or not reader.meta().multilingual:
+            return False
+        return asked.language in WIDE_LANGUAGES or reader.wide_chunks() > 0
+
+    def multilingual_vector(self, asked: Question) -> np.ndarray:
+        return self.multilingual_encoder.encode([asked.text])
+
+    def multilingual_similarities(self, ids: list[int], m_vec: np.ndarray | None) -> dict[int, float]:
+        """Each chunk's cosine to the question in the multilingual arm (none when it did not run)."""
+        index = self._multilingual
+        if m_vec is None or not ids or index is None:
+            return {}
+        inside = [i for i in ids if i < index.layout.rows]
+        return dict(zip(inside, (index.vectors.read(inside) @ m_vec[0]).tolist()))
 
     def _order_keys(self, reader: Reader, layout: DenseLayout) -> np.ndarray | None:
         """Each chunk's place in the lexical index's order, which the IVF lists keep too (None for the exact
@@ -153,14 +190,46 @@ class Searcher:
         to understand the question's script."""
         return mode == "semantic" or (mode == "hybrid" and (self.calibration.dense_wide_script or not asked.wide))
 
-    def arms(self, asked: Question, depth: int, q_vec: np.ndarray | None, keep: Kept | None = None) -> Arms:
+    def arms(
+        self,
+        asked: Question,
+        depth: int,
+        q_vec: np.ndarray | None,
+        keep: Kept | None = None,
+        m_vec: np.ndarray | None = None,
+    ) -> Arms:
         """Every ranking of one search, each with what its scores are measured against. The lexical arms run
         in every mode: in semantic search they rank nothing but still give each passage its lexical evidence,
         so that its score means what it means in the other modes. `keep` limits them all to what filters
-        keep."""
+        keep; `m_vec`, the question in the multilingual arm, runs that arm."""
         lexical = self.lexical_arms(asked, depth, keep)
         dense = self.dense(q_vec, depth, keep) if q_vec is not None else None
-        return Arms(lexical, dense)
+        multilingual = None
+        index = self.multilingual_index() if m_vec is not None else None
+        crossing = None
+        calibration = self.calibration.multilingual
+        if index is not None and m_vec is not None and calibration is not None:
+            with self._dense_lock:
+                found = index.search(m_vec, depth, None if keep is None else keep.chunks)
+            same, crossing = self._split_by_script(asked, found)
+            multilingual = same if asked.wide else None
+        weight = calibration.weight if calibration else 0.0
+        return Arms(lexical, dense, multilingual, weight, crossing)
+
+    def _split_by_script(self, asked: Question, ranking: Ranking) -> tuple[Ranking, Ranking]:
+        """The multilingual arm's ranking split in two: passages in the question's script (Hangul/CJK or not),
+        which it ranks beside the other arms, and passages in the other, which no other arm can see and which
+        join the answer by their calibrated probability (`rag.search.call`)."""
+        if not ranking:
+            return [], []
+        with self.store.read() as reader:
+            texts = {row.id: row.text for row in reader.passage_rows([cid for cid, _ in ranking])}
+        wide = asked.language in WIDE_LANGUAGES
+        same: Ranking = []
+        other: Ranking = []
+        for cid, score in ranking:
+            (same if (language_of(texts.get(cid, "")) in WIDE_LANGUAGES) == wide else other).append((cid, score))
+        return same, other
 
     def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: frozenset[str] = frozenset()) -> Kept | None:
         """The chunks that `filters` keep and `exclude` does not leave out, as of the reader's commit; None
@@ -175,16 +244,16 @@ class Searcher:
         """The one ranking of a search in `mode`, with this model's calibrated fusion weights."""
         return fuse_mode(arms, mode, self.calibration.lexical_weight, self.calibration.lexical_strength)
 
-    def script_note(self, asked: Question) -> str | None:
+    def script_note(self, asked: Question, multilingual: bool = False) -> str | None:
         """One line for a question in Korean, Chinese or Japanese whose words no indexed passage holds in
-        that script: the default model cannot match such a question to English text, and a bare "not found"
-        would not say why."""
-        if not asked.wide or self.lexical.holds_any(asked.bigrams, PLAIN):
+        that script, searched without the multilingual arm: the default model cannot match such a question to
+        English text, and a bare "not found" would not say why."""
+        if multilingual or not asked.wide or self.lexical.holds_any(asked.bigrams, PLAIN):
             return None
         return (
-            "None of the indexed articles holds this question's Korean/Chinese/Japanese words, and the default "
-            "model cannot match them to English text: ask in the articles' language, or index with a "
-            "multilingual model such as paraphrase-multilingual-MiniLM-L12-v2 (rag index --model PATH)."
+            "None of the indexed articles holds this question's Korean/Chinese/Japanese words, and this index was "
+            "built without its multilingual vectors, which match a question to passages in another language: ask "
+            "in the articles' language, or index the articles again with the multilingual arm on."
         )
 
     def dense(self, q_vec: np.ndarray, n: int, keep: Kept | None = None) -> list[tuple[int, float]]:
@@ -217,3 +286,23 @@ class Searcher:
         if doc_id not in self._holders and cluster not in self._shared_clusters:
             return ()
         return tuple(reader.copies(doc_id, cluster))
+
+
+def _follow(
+    index: DenseIndex,
+    seq: int,
+    reader: Reader,
+    layout: DenseLayout | None,
+    order: np.ndarray | None = None,
+) -> DenseIndex | None:
+    """`index` (as of commit `seq`) brought to the reader's commit: deleted chunks removed and new ones added;
+    None (rebuilt on next use) when its files changed or the deletions are no longer all remembered."""
+    removed = reader.tombstones_since(seq)
+    if layout is None or removed is None:
+        return None
+    if (layout.vector_file, layout.centroid_file) != (index.layout.vector_file, index.layout.centroid_file):
+        return None
+    added = reader.chunks_since(index.layout.rows)
+    index.remove(removed)
+    index.extend(layout, added, order)
+    return index

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from rag.records import Answer, Document, Passage
 from rag.serve.highlight import Span
-from rag.text import visible
+from rag.text import LANGUAGE_NAMES, visible
 
 LIKELY = 0.5  # a passage is said to answer only when it is at least as likely to as not
 
@@ -135,9 +135,20 @@ def copies_line(passage: Passage) -> str | None:
     )
 
 
+def across_languages(passage: Passage) -> str | None:
+    """One line saying that the passage matched a question in another language, or None. The passage itself
+    stays as written: nothing is translated."""
+    if passage.asked_in is None or passage.language is None:
+        return None
+    asked = LANGUAGE_NAMES.get(passage.asked_in, passage.asked_in)
+    written = LANGUAGE_NAMES.get(passage.language, passage.language)
+    return f"Matched across languages: a {asked} question, a passage in {written} (shown as written)."
+
+
 def file_details(passage: Passage, article_chars: int) -> str:
-    """The machinery, for whoever checks a quote: the file and the exact offsets."""
-    return f"{passage.source} · {location(passage, article_chars)}"
+    """The machinery, for whoever checks a quote: the file, the exact offsets and the passage's language."""
+    language = LANGUAGE_NAMES.get(passage.language or "")
+    return f"{passage.source} · {location(passage, article_chars)}" + (f" · in {language}" if language else "")
 
 
 def attribution(item: ShownPassage) -> str:
@@ -158,6 +169,9 @@ def attribution(item: ShownPassage) -> str:
     copies = copies_line(passage)
     if copies:
         line += f'<span class="verbatim-copies">{isolated(literal(copies))}</span>'
+    crossed = across_languages(passage)
+    if crossed:
+        line += f'<span class="verbatim-language">{literal(crossed)}</span>'
     return line
 
 
@@ -238,6 +252,9 @@ def answer_text(
         copies = copies_line(item.passage)
         if copies:
             lines.append(f"  {shown_as(copies)}")
+        crossed = across_languages(item.passage)
+        if crossed:
+            lines.append(f"  {crossed}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,196 @@
+"""The multilingual arm: a Korean question finds the English article and an English question the Korean one;
+its vectors are stored once beside the first arm's, follow every commit, come to an index built without them
+on its next run without embedding the first arm again, and go when the arm is turned off. The articles are
+written here."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import Index
+from rag.ingest.plaintext import parse_document
+from rag.serve.render import across_languages
+from rag.text import language_of
+
+ENGLISH = {
+    "tram.txt": (
+        "Riverside city opens its first tram line\n"
+        "The city of Riverside opened its first tram line on Monday. The line runs eleven kilometres from the "
+        "central station to the university hospital and stops at fourteen places. The mayor, Helen Park, said "
+        "the trams would run every six minutes at rush hour and would carry forty thousand passengers a day."
+    ),
+    "harvest.txt": (
+        "Farmers report a poor apple harvest after a dry summer\n"
+        "Apple growers in the northern valley picked a third less fruit this autumn than last year. Weeks "
+        "without rain in July left the trees stressed, and hail in August damaged what remained. Prices at "
+        "the wholesale market rose by a fifth."
+    ),
+    "library.txt": (
+        "The old library reopens after a five-year restoration\n"
+        "The national library reopened its reading room on Saturday after five years of restoration work. "
+        "Workers replaced the glass roof and repaired the oak shelves, which hold two hundred thousand books."
+    ),
+}
+KOREAN = {
+    "festival.txt": (
+        "바닷가 마을에서 첫 오징어 축제 열려\n"
+        "동해안의 작은 어촌 마을에서 지난 주말 처음으로 오징어 축제가 열렸다. 사흘 동안 약 삼만 명의 "
+        "관광객이 찾았고, 어민들은 갓 잡은 오징어를 직접 구워 팔았다. 마을 이장은 내년에도 축제를 열겠다고 밝혔다."
+    ),
+}
+
+
+def write(folder: Path, articles: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in articles.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def meta(index_dir: Path) -> dict[str, str]:
+    with sqlite3.connect(index_dir / "rag.sqlite") as db:
+        return dict(db.execute("SELECT key, value FROM meta"))
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    """English and Korean articles in one collection, with the packaged model and the arm on (the default)."""
+    folder = tmp_path_factory.mktemp("mixed")
+    write(folder / "corpus", {**ENGLISH, **KOREAN})
+    index = Index(folder / "index")
+    index.add([folder / "corpus"])
+    return index
+
+
+def test_a_korean_question_finds_the_english_article_and_says_it_crossed_languages(mixed: Index):
+    answer = mixed.search("리버사이드에 처음 생긴 트램 노선은 몇 킬로미터인가?", k=3)
+    first = answer.passages[0]
+    assert first.source == "tram.txt"
+    assert "eleven kilometres" in first.text  # verbatim, untranslated
+    assert first.language == "en" and first.asked_in == "ko"
+    assert across_languages(first) == (
+        "Matched across languages: a Korean question, a passage in English (shown as written)."
+    )
+    assert first.to_dict()["language"] == "en" and first.to_dict()["across_languages"] is True
+    assert answer.note is None  # the arm ran: no "cannot match" note
+
+
+def test_an_english_question_finds_the_korean_article(mixed: Index):
+    answer = mixed.search("How many tourists came to the squid festival?", k=3)
+    assert "festival.txt" in [p.source for p in answer.passages]
+    korean = next(p for p in answer.passages if p.source == "festival.txt")
+    assert korean.language == "ko" and korean.asked_in == "en"
+
+
+def test_a_question_in_the_passages_language_is_not_called_a_cross_language_match(mixed: Index):
+    answer = mixed.search("When did Riverside open its tram line?", k=3)
+    assert answer.passages[0].source == "tram.txt"
+    assert answer.passages[0].asked_in is None and across_languages(answer.passages[0]) is None
+
+
+def test_the_vectors_are_stored_once_per_passage_as_float16(mixed: Index):
+    values = meta(mixed.path)
+    rows = int(values["multilingual_rows"])
+    assert rows == int(values["vector_rows"]) > 0
+    assert (mixed.path / values["multilingual_file"]).stat().st_size == rows * 512 * 2  # 1 KB a passage
+    assert int(values["wide_chunks"]) == 1  # the Korean article's one passage
+
+
+def test_an_index_built_before_the_arm_gains_it_without_embedding_again(tmp_path: Path):
+    corpus = write(tmp_path / "corpus", ENGLISH)
+    old = Index(tmp_path / "index", multilingual=False)
+    old.add([corpus])
+    assert meta(old.path)["multilingual_file"] == ""
+    assert Index(old.path).search("리버사이드 트램 노선", k=3).note is not None  # "cannot match" without the arm
+    with sqlite3.connect(old.path / "rag.sqlite") as db:  # as an index written before the arm existed
+        db.execute("DELETE FROM meta WHERE key LIKE 'multilingual%' OR key = 'wide_chunks'")
+    vectors = next(old.path.glob("vectors-*.f16")).read_bytes()
+
+    upgraded = Index(old.path)
+    assert upgraded.outdated()
+    report = upgraded.add([corpus])
+    assert report.embedded == 0  # the first arm's vectors are kept
+    assert next(old.path.glob("vectors-*.f16")).read_bytes() == vectors
+    assert int(meta(old.path)["multilingual_rows"]) == int(meta(old.path)["vector_rows"])
+    assert upgraded.search("리버사이드에 처음 생긴 트램 노선은?", k=3).passages[0].source == "tram.txt"
+
+
+def test_the_arm_follows_changes_and_can_be_turned_off(tmp_path: Path):
+    corpus = write(tmp_path / "corpus", {**ENGLISH, **KOREAN})
+    index = Index(tmp_path / "index")
+    index.add([corpus])
+    assert int(meta(index.path)["wide_chunks"]) == 1
+    index.search("오징어 축제", k=1)  # the arm's index is open, and must follow the next commits
+
+    (corpus / "festival.txt").unlink()
+    write(corpus, {"market.txt": "New fish market opens by the harbour\nThe harbour's new fish market opened."})
+    index.add([corpus])
+    assert int(meta(index.path)["wide_chunks"]) == 0
+    searcher = index.searcher
+    arm = searcher.multilingual_index()
+    assert arm is not None
+    with searcher.store.read() as reader:
+        assert arm.ntotal == reader.counts().chunks
+    assert "market.txt" in [p.source for p in index.search("수산시장이 새로 문을 열었다", k=4).passages]
+
+    off = Index(index.path, multilingual=False)
+    off.add([corpus])
+    assert meta(index.path)["multilingual_file"] == ""
+    assert not list(index.path.glob("multilingual-*.f16"))  # its file is removed with the commit
+    answer = Index(index.path).search("리버사이드에 처음 생긴 트램 노선은?", k=3)
+    assert all(p.asked_in is None for p in answer.passages)
+    assert Index(index.path).searcher.multilingual_index() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("김경수가 대통령실을 옮기려는 도시는?", "ko"),
+        ("Kim also vowed to fully relocate the presidential office from Seoul to Sejong.", "en"),
+        ("東京は日本の首都です", "ja"),
+        ("中国的首都是北京", "zh"),
+        ("Le président a déclaré que la situation est grave", None),  # Latin script, not English: not named
+        ("이재명 (Lee Jae-myung) said the Democratic Party will win the vote in June", "en"),
+    ],
+)
+def test_the_language_of_a_text_is_named_only_when_its_letters_tell(text: str, language: str | None):
+    assert language_of(text) == language
+
+
+def test_a_korean_teaser_beside_its_english_twin_is_content_and_a_list_of_korean_links_is_not():
+    page = "\n".join(
+        [
+            "Election special",
+            "The election campaign ended on Monday with rallies in every city of the country, and the vote "
+            "counts will begin at six.",
+            "[Poll Highlights] Final Survey Shows Lee Has Majority. Candidate Preference: Lee Leads with 50.3%",
+            "[여론조사꽃] 마지막 조사, 단일화 돼도 이재명 과반",
+            "[Column] We won't give up",
+            "[Op-Ed] Let workers lead",
+            "[Statement] Stop the interference",
+            "Most read",
+            "[속보] 국회 본회의 개최",
+            "[단독] 여당 대표 사퇴",
+            "[인터뷰] 청년 정책 제안",
+            "[분석] 지방선거 전망",
+        ]
+    )
+    doc = parse_document(page, "page.txt")
+    kept = "".join(doc.text[a:b] for a, b in doc.segments)
+    assert "[여론조사꽃] 마지막 조사" in kept  # the twin of the teaser above it
+    assert "[Poll Highlights]" in kept
+    for link in ("[속보] 국회 본회의 개최", "[단독] 여당 대표 사퇴", "[인터뷰] 청년 정책 제안"):
+        assert link not in kept
+
+
+def test_multilingual_rows_are_unit_vectors(mixed: Index):
+    arm = mixed.searcher.multilingual_index()
+    assert arm is not None
+    with mixed.searcher.store.read() as reader:
+        ids = reader.live_chunk_ids()
+    norms = np.linalg.norm(arm.vectors.read(ids), axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-2)
