@@ -81,6 +81,11 @@ def is_listing_line(text: str) -> bool:
     return len(words) >= 3 and capitalised >= 0.6 * len(words)
 
 
+def states(text: str) -> bool:
+    """Whether a line states something: it ends like a sentence or runs long, or holds a sentence of its own."""
+    return not is_unfinished_line(text) or bool(_INNER_SENTENCE.search(text))
+
+
 def is_unfinished_line(text: str) -> bool:
     return bool(text) and len(text) <= LISTING_MAX_CHARS and not LINE_END.search(text)
 
@@ -89,14 +94,25 @@ def furniture(lines: list[Line], content: list[bool]) -> set[int]:
     """Indexes of lines (into `lines`) that are page furniture: the listing lines of a run of short
     unfinished lines holding LISTING_RUN or more of them, after the article's first body text (a headline,
     a standfirst and a byline at the top stay the article's own). A teaser line inside such a run, which
-    states something in a sentence of its own, stays content."""
+    states something in a sentence of its own, stays content, and so does its Korean/CJK twin beside it."""
     fenced: set[int] = set()
     run: list[int] = []
+    filled = [i for i, ln in enumerate(lines) if ln.text]
+    place = {i: n for n, i in enumerate(filled)}
+
+    def twin(j: int) -> bool:
+        """A Korean/CJK line beside a content line of the other script that states something (`states`): the
+        same teaser in the page's other language, which states the same facts."""
+        if not has_wide_script(lines[j].text):
+            return False
+        n = place[j]
+        beside = [filled[m] for m in (n - 1, n + 1) if 0 <= m < len(filled)]
+        return any(content[k] and not has_wide_script(lines[k].text) and states(lines[k].text) for k in beside)
 
     def close_run() -> None:
         listing = [j for j in run if is_listing_line(lines[j].text)]
-        if len(listing) >= LISTING_RUN:
-            fenced.update(listing)
+        if len(listing) >= LISTING_RUN:  # a twin counts toward the run, and stays content
+            fenced.update(j for j in listing if not twin(j))
         run.clear()
 
     seen_body = False
