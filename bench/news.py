@@ -43,13 +43,20 @@ def latest_blurbs(corpus: dict, lang: str) -> dict[str, str]:
     return out
 
 
+def english_documents(english: dict[str, str], leave_out: frozenset[str] = frozenset()) -> tuple[list, dict[str, str]]:
+    """One document per distinct English blurb (items whose blurbs read the same are one document), leaving
+    out the items in `leave_out`; and blurb -> the source of the document holding it."""
+    by_text: dict[str, str] = {}  # blurb -> the document (first item) holding it
+    for item, text in english.items():
+        if item not in leave_out:
+            by_text.setdefault(text, f"{item}-en")
+    return [make_document(source, "", text) for text, source in by_text.items()], by_text
+
+
 def load_news(path: Path = DEFAULT_CLONE) -> Benchmark:
     corpus = _corpus(path)
     english = latest_blurbs(corpus, "en")
-    by_text: dict[str, str] = {}  # blurb -> the document (first item) holding it
-    for item, text in english.items():
-        by_text.setdefault(text, f"{item}-en")
-    documents = [make_document(source, "", text) for text, source in by_text.items()]
+    documents, by_text = english_documents(english)
     documents += [make_document(f"{item}-ko", "", text) for item, text in latest_blurbs(corpus, "ko").items()]
     queries, qrels = [], {}
     for line in (HERE / "questions.jsonl").read_text().splitlines():

@@ -1,0 +1,195 @@
+"""Choose the multilingual arm's settings by leave-one-dataset-out, and print the left-out figures.
+
+    python bench/fit_multilingual.py [--limit N] [--itn PATH] [--write]
+
+Two settings, chosen on different sets because they serve different passages:
+- `weight`, the arm's share of the fusion among passages in the question's own script, for questions in Korean
+  (for English ones the first model ranks English passages better, so the arm stays out of their fusion):
+  KorQuAD alone, and KorQuAD's paragraphs mixed with SQuAD's (`mixed-ko`);
+- `cut` (with `slope`), which turns the arm's cosine of a passage in another script than the question into a
+  probability: that passage clears the bar for `found` at cosine `cut`, and joins the answer where its
+  probability beats the fused passages'. Chosen on Korean questions about English news (`ko-en`), English
+  questions about Korean news (`en-ko`, bench/crosslang/), the English news set (whose collection holds
+  Korean blurbs), and SQuAD's English and KorQuAD's Korean questions over their mixed paragraphs.
+SQuAD and SciFact alone hold no Korean/CJK passage: their questions never meet the arm.
+
+Each setting is run through the product's own search (`Index.ask`, the calibration swapped in memory). For
+each set in turn, the setting is chosen on the other sets of its group and the set left out is measured. The
+rule: the best mean nDCG@10 over the fitting sets, among settings that cost no fitting set whose questions
+share their passages' language more than MAX_SAME_LANGUAGE_DROP (against the arm off, or no passage joined).
+The slope is a one-feature logistic fit of relevance on the arm's cosine of the other-script passages among
+the first ten of both cross-language sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from crosslang import load_en_ko, load_ko_en, load_mixed  # noqa: E402
+from news import DEFAULT_CLONE, load_news  # noqa: E402
+
+from rag.evaluate import (  # noqa: E402
+    Benchmark,
+    benchmark_index,
+    default_cache,
+    found_errors,
+    load_benchmark,
+    run_mode,
+)
+from rag.search.request import Question, SearchRequest  # noqa: E402
+from rag.text import language_of  # noqa: E402
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "search" / "calibration.json"
+WEIGHTS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5)
+CUTS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 1.0)  # 1.0: no other-script passage ever joins first
+OFF = {"weight": 0.0, "cut": 1.0}
+MAX_SAME_LANGUAGE_DROP = 0.005
+SAME_LANGUAGE = {"korquad", "news", "mixed-en", "mixed-ko"}  # questions in the language of their passages
+GROUPS = {"weight": ("korquad", "mixed-ko"), "cut": ("ko-en", "en-ko", "news", "mixed-en", "mixed-ko")}
+
+
+def with_setting(index, base, **setting: float) -> None:
+    index.searcher.calibration = dataclasses.replace(
+        base, multilingual=dataclasses.replace(base.multilingual, **setting)
+    )
+
+
+def measure(bench: Benchmark, name: str, values: tuple[float, ...], known: dict, **fixed: float) -> dict:
+    """nDCG@10, Recall@1/5 of `bench` in hybrid mode for each value of `name` (those in `known` are kept)."""
+    index = benchmark_index(bench, None, default_cache(), True)
+    base = index.searcher.calibration
+    out = dict(known)
+    for value in values:
+        if str(value) in out:
+            continue
+        with_setting(index, base, **fixed, **{name: value})
+        result, _ = run_mode(index, bench, "hybrid", False)
+        out[str(value)] = {k: round(result.metrics[k], 4) for k in ("ndcg@10", "recall@1", "recall@5")}
+        print(bench.name, name, value, out[str(value)], file=sys.stderr, flush=True)
+    index.searcher.calibration = base
+    return out
+
+
+def choose(figures: dict, fitting: list[str], off: str) -> str:
+    """The value with the best mean nDCG@10 over `fitting`, among those that cost no same-language set there
+    more than MAX_SAME_LANGUAGE_DROP against `off`."""
+
+    def allowed(key: str) -> bool:
+        return all(
+            figures[n][key]["ndcg@10"] >= figures[n][off]["ndcg@10"] - MAX_SAME_LANGUAGE_DROP
+            for n in fitting
+            if n in SAME_LANGUAGE
+        )
+
+    keys = [k for k in figures[fitting[0]] if allowed(k)]
+    return max(keys, key=lambda k: sum(figures[n][k]["ndcg@10"] for n in fitting))
+
+
+def lodo(figures: dict, names: tuple[str, ...], off: str) -> str:
+    for left_out in names:
+        key = choose(figures, [n for n in names if n != left_out], off)
+        print(
+            json.dumps(
+                {
+                    "left_out": left_out,
+                    "chosen": key,
+                    "left_out_figures": figures[left_out][key],
+                    "off": figures[left_out][off],
+                }
+            )
+        )
+    chosen = choose(figures, list(names), off)
+    print(json.dumps({"fitted_on_all": chosen, **{n: figures[n][chosen] for n in names}}))
+    return chosen
+
+
+def cross_cosines(bench: Benchmark) -> list[tuple[float, bool]]:
+    """(multilingual cosine, relevant) of each passage among the first ten in another script than the
+    question, searched as configured now."""
+    index = benchmark_index(bench, None, default_cache(), False)
+    rows = []
+    for qid, text in bench.queries:
+        asked = Question.of(text)
+        answer = index.ask(SearchRequest.build(text, 10, "hybrid"))
+        crossed = index.searcher.multilingual_similarities(
+            [p.chunk_id for p in answer.passages], index.searcher.multilingual_vector(asked)
+        )
+        for p in answer.passages:
+            if language_of(p.text) not in (None, asked.language) and p.chunk_id in crossed:
+                rows.append((crossed[p.chunk_id], p.source in bench.qrels[qid]))
+    return rows
+
+
+def fit_slope(rows: list[tuple[float, bool]]) -> float:
+    """The slope of a one-feature logistic regression (Newton's method)."""
+    x = np.array([c for c, _ in rows])
+    y = np.array([1.0 if r else 0.0 for _, r in rows])
+    design = np.stack([np.ones_like(x), x], axis=1)
+    beta = np.zeros(2)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(design @ beta)))
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + 1e-6 * np.eye(2)
+        beta += np.linalg.solve(hess, design.T @ (y - p))
+    return float(beta[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=200, help="SQuAD and KorQuAD questions (spread evenly)")
+    parser.add_argument("--itn", type=Path, default=DEFAULT_CLONE, help="clone of shizhao/ITN-corpus")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/fit-multilingual-2.json"))
+    parser.add_argument("--write", action="store_true", help="write the settings fitted on all sets")
+    args = parser.parse_args()
+    korquad = load_benchmark(SHARED / "korquad-v1.0-dev.json").limited(args.limit)
+    mixed_en, mixed_ko = load_mixed(load_benchmark(SHARED / "squad-v1.1-dev.json").limited(args.limit), korquad)
+    benches = {
+        "ko-en": load_ko_en(args.itn),
+        "en-ko": load_en_ko(args.itn),
+        "news": load_news(args.itn),
+        "korquad": korquad,
+        "mixed-en": mixed_en,
+        "mixed-ko": mixed_ko,
+    }
+    original = CALIBRATION.read_text()
+    table = json.loads(original)
+    figures = json.loads(args.cache.read_text()) if args.cache.exists() else {"weight": {}, "cut": {}}
+    for name in GROUPS["weight"]:
+        figures["weight"][name] = measure(benches[name], "weight", WEIGHTS, figures["weight"].get(name, {}), cut=1.0)
+        args.cache.write_text(json.dumps(figures))
+    weight = float(lodo(figures["weight"], GROUPS["weight"], str(OFF["weight"])))
+    table["multilingual"]["weight"] = weight
+    CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")  # what the cosines below are read with
+    try:
+        rows = cross_cosines(benches["ko-en"]) + cross_cosines(benches["en-ko"])
+        slope = round(fit_slope(rows), 3)
+        print(json.dumps({"slope": slope, "passages": len(rows), "relevant": sum(r for _, r in rows)}))
+        for name in GROUPS["cut"]:
+            known = figures["cut"].get(name, {}) if figures.get("slope") == slope else {}
+            figures["cut"][name] = measure(benches[name], "cut", CUTS, known, weight=weight, slope=slope)
+            figures["slope"] = slope
+            args.cache.write_text(json.dumps(figures))
+        cut = float(lodo(figures["cut"], GROUPS["cut"], str(OFF["cut"])))
+        table["multilingual"].update({"slope": slope, "cut": cut})
+        CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")
+        for name in ("ko-en", "en-ko"):
+            index = benchmark_index(benches[name], None, default_cache(), False)
+            _, answered = run_mode(index, benches[name], "hybrid", False)
+            print(json.dumps({"set": name, **found_errors(index, benches[name], answered, 1000, False)}))
+    finally:
+        if not args.write:
+            CALIBRATION.write_text(original)
+    print(("wrote " if args.write else "not written (--write): ") + json.dumps(table["multilingual"]))
+
+
+if __name__ == "__main__":
+    main()
