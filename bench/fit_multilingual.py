@@ -51,7 +51,7 @@ from rag.text import language_of  # noqa: E402
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "search" / "calibration.json"
 WEIGHTS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5)
-CUTS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 1.0)  # 1.0: no other-script passage ever joins first
+CUTS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 1.0)  # 1.0: no other-script passage ever joins first
 OFF = {"weight": 0.0, "cut": 1.0}
 MAX_SAME_LANGUAGE_DROP = 0.005
 SAME_LANGUAGE = {"korquad", "news", "mixed-en", "mixed-ko"}  # questions in the language of their passages

@@ -133,8 +133,10 @@ class SearchCall:
         scorer: Scorer,
     ) -> tuple[list[Hit], list[Passage]]:
         """The passages in another script than the question's (which only the multilingual arm ranks) joined to
-        the fused ones by probability: each list keeps its own order, and the better head goes first. A
-        fused ranking's scale says nothing about the other script's cosines, a probability does."""
+        the fused ones by probability: each list keeps its own order, and the better head goes first, except
+        that a passage in the question's own language that clears the bar stays ahead (an answer in the
+        language asked in comes first). A fused ranking's scale says nothing about the other script's
+        cosines, a probability does."""
         taken = {h.row.id for h in hits}
         fresh = [(cid, score) for cid, score in crossing if cid not in taken]
         others = [h for h in merge_hits(self._candidates(reader, fresh, None), depth) if not _overlaps_any(h, hits)]
@@ -142,8 +144,11 @@ class SearchCall:
         other_passages = self._passages(reader, texts, others, scorer)
         joined: list[tuple[Hit, Passage]] = []
         mine, theirs = list(zip(hits, passages)), list(zip(others, other_passages))
+        bar = scorer.model.threshold
         while (mine or theirs) and len(joined) < depth:
-            take_theirs = bool(theirs) and (not mine or theirs[0][1].score > mine[0][1].score)
+            take_theirs = bool(theirs) and (
+                not mine or (mine[0][1].score < bar and theirs[0][1].score > mine[0][1].score)
+            )
             joined.append((theirs if take_theirs else mine).pop(0))
         return [h for h, _ in joined], [p for _, p in joined]
 

@@ -212,7 +212,7 @@ class Searcher:
             with self._dense_lock:
                 found = index.search(m_vec, depth, None if keep is None else keep.chunks)
             same, crossing = self._split_by_script(asked, found)
-            multilingual = same if asked.wide else None
+            multilingual = same if asked.language in WIDE_LANGUAGES else None
         weight = calibration.weight if calibration else 0.0
         return Arms(lexical, dense, multilingual, weight, crossing)
 
