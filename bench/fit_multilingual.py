@@ -2,21 +2,23 @@
 
     python bench/fit_multilingual.py [--limit N] [--itn PATH] [--write]
 
-Two settings, chosen on different sets because they serve different passages:
+The settings, chosen on different sets because they serve different passages:
 - `weight`, the arm's share of the fusion among passages in the question's own script, for questions in Korean
   (for English ones the first model ranks English passages better, so the arm stays out of their fusion):
   KorQuAD alone, and KorQuAD's paragraphs mixed with SQuAD's (`mixed-ko`);
-- `cut` (with `slope`), which turns the arm's cosine of a passage in another script than the question into a
-  probability: that passage clears the bar for `found` at cosine `cut`, and joins the answer where its
-  probability beats the fused passages'. Chosen on Korean questions about English news (`ko-en`), English
-  questions about Korean news (`en-ko`, bench/crosslang/), the English news set (whose collection holds
-  Korean blurbs), and SQuAD's English and KorQuAD's Korean questions over their mixed paragraphs.
+- for a passage in another script than the question, which only this arm sees, a logistic `slope` over its
+  cosine placed at two cosines: `rank_cut`, where it goes among the fused passages (chosen on nDCG@10 over
+  Korean questions about English news `ko-en`, English questions about Korean news `en-ko` (bench/crosslang/),
+  the English news set, whose collection holds Korean blurbs, and SQuAD's English and KorQuAD's Korean
+  questions over their mixed paragraphs); and `cut`, where it clears the bar for `found` (chosen on found's
+  errors over ko-en, en-ko and the news set).
 SQuAD and SciFact alone hold no Korean/CJK passage: their questions never meet the arm.
 
 Each setting is run through the product's own search (`Index.ask`, the calibration swapped in memory). For
 each set in turn, the setting is chosen on the other sets of its group and the set left out is measured. The
-rule: the best mean nDCG@10 over the fitting sets, among settings that cost no fitting set whose questions
-share their passages' language more than MAX_SAME_LANGUAGE_DROP (against the arm off, or no passage joined).
+rule: the best mean nDCG@10 over the fitting sets (for `cut`: the fewest found errors over the fitting
+cross-language sets), among settings that cost no fitting set whose questions share their passages' language
+more than MAX_SAME_LANGUAGE_DROP (against the arm off, or no such passage placed first or answering).
 The slope is a one-feature logistic fit of relevance on the arm's cosine of the other-script passages among
 the first ten of both cross-language sets.
 """
@@ -51,11 +53,12 @@ from rag.text import language_of  # noqa: E402
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "search" / "calibration.json"
 WEIGHTS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5)
-CUTS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 1.0)  # 1.0: no other-script passage ever joins first
-OFF = {"weight": 0.0, "cut": 1.0}
+RANK_CUTS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 1.0)  # 1.0: no other-script passage ever goes first
+FOUND_CUTS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 1.0)  # 1.0: no other-script passage ever answers
+FOUND_SETS = ("ko-en", "en-ko", "news")  # where other-script passages can answer
 MAX_SAME_LANGUAGE_DROP = 0.005
 SAME_LANGUAGE = {"korquad", "news", "mixed-en", "mixed-ko"}  # questions in the language of their passages
-GROUPS = {"weight": ("korquad", "mixed-ko"), "cut": ("ko-en", "en-ko", "news", "mixed-en", "mixed-ko")}
+GROUPS = {"weight": ("korquad", "mixed-ko"), "rank_cut": ("ko-en", "en-ko", "news", "mixed-en", "mixed-ko")}
 
 
 def with_setting(index, base, **setting: float) -> None:
@@ -113,6 +116,62 @@ def lodo(figures: dict, names: tuple[str, ...], off: str) -> str:
     return chosen
 
 
+def found_figures(bench: Benchmark, known: dict, **fixed: float) -> dict:
+    """`found`'s two errors on `bench` (answerable questions refused; questions asked without their relevant
+    documents answered) for each cut of FOUND_CUTS."""
+    index = benchmark_index(bench, None, default_cache(), False)
+    base = index.searcher.calibration
+    out = dict(known)
+    for cut in FOUND_CUTS:
+        if str(cut) in out:
+            continue
+        with_setting(index, base, **fixed, cut=cut)
+        _, answered = run_mode(index, bench, "hybrid", False)
+        errors = found_errors(index, bench, answered, 1000, False)
+        out[str(cut)] = {k: errors[k] for k in ("wrongly_refused", "wrongly_answered")}
+        print(bench.name, "cut", cut, out[str(cut)], file=sys.stderr, flush=True)
+    index.searcher.calibration = base
+    return out
+
+
+def choose_found(figures: dict, fitting: list[str]) -> str:
+    """The cut with the fewest errors (both kinds summed) over the fitting cross-language sets, among those
+    that raise no same-language set's errors more than MAX_SAME_LANGUAGE_DROP against no such passage
+    answering (cut 1.0)."""
+
+    def allowed(key: str) -> bool:
+        return all(
+            figures[n][key][kind] <= figures[n]["1.0"][kind] + MAX_SAME_LANGUAGE_DROP
+            for n in fitting
+            if n in SAME_LANGUAGE
+            for kind in ("wrongly_refused", "wrongly_answered")
+        )
+
+    cross = [n for n in fitting if n not in SAME_LANGUAGE] or fitting
+    keys = [k for k in figures[fitting[0]] if allowed(k)]
+    return min(
+        keys, key=lambda k: sum(figures[n][k]["wrongly_refused"] + figures[n][k]["wrongly_answered"] for n in cross)
+    )
+
+
+def lodo_found(figures: dict) -> str:
+    for left_out in FOUND_SETS:
+        key = choose_found(figures, [n for n in FOUND_SETS if n != left_out])
+        print(
+            json.dumps(
+                {
+                    "left_out": left_out,
+                    "found_cut": key,
+                    "left_out_errors": figures[left_out][key],
+                    "no_such_answer": figures[left_out]["1.0"],
+                }
+            )
+        )
+    chosen = choose_found(figures, list(FOUND_SETS))
+    print(json.dumps({"found_cut_fitted_on_all": chosen, **{n: figures[n][chosen] for n in FOUND_SETS}}))
+    return chosen
+
+
 def cross_cosines(bench: Benchmark) -> list[tuple[float, bool]]:
     """(multilingual cosine, relevant) of each passage among the first ten in another script than the
     question, searched as configured now."""
@@ -162,29 +221,36 @@ def main() -> None:
     }
     original = CALIBRATION.read_text()
     table = json.loads(original)
-    figures = json.loads(args.cache.read_text()) if args.cache.exists() else {"weight": {}, "cut": {}}
+    figures = json.loads(args.cache.read_text()) if args.cache.exists() else {}
+    figures.setdefault("weight", {})
+    figures.setdefault("rank_cut", figures.pop("cut", {}))
+    figures.setdefault("found", {})
     for name in GROUPS["weight"]:
-        figures["weight"][name] = measure(benches[name], "weight", WEIGHTS, figures["weight"].get(name, {}), cut=1.0)
+        figures["weight"][name] = measure(
+            benches[name], "weight", WEIGHTS, figures["weight"].get(name, {}), cut=1.0, rank_cut=1.0
+        )
         args.cache.write_text(json.dumps(figures))
-    weight = float(lodo(figures["weight"], GROUPS["weight"], str(OFF["weight"])))
+    weight = float(lodo(figures["weight"], GROUPS["weight"], "0.0"))
     table["multilingual"]["weight"] = weight
     CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")  # what the cosines below are read with
     try:
         rows = cross_cosines(benches["ko-en"]) + cross_cosines(benches["en-ko"])
         slope = round(fit_slope(rows), 3)
         print(json.dumps({"slope": slope, "passages": len(rows), "relevant": sum(r for _, r in rows)}))
-        for name in GROUPS["cut"]:
-            known = figures["cut"].get(name, {}) if figures.get("slope") == slope else {}
-            figures["cut"][name] = measure(benches[name], "cut", CUTS, known, weight=weight, slope=slope)
-            figures["slope"] = slope
+        if figures.get("slope") != slope:
+            figures["rank_cut"], figures["found"], figures["slope"] = {}, {}, slope
+        for name in GROUPS["rank_cut"]:
+            known = figures["rank_cut"].get(name, {})
+            figures["rank_cut"][name] = measure(benches[name], "rank_cut", RANK_CUTS, known, weight=weight, slope=slope)
             args.cache.write_text(json.dumps(figures))
-        cut = float(lodo(figures["cut"], GROUPS["cut"], str(OFF["cut"])))
-        table["multilingual"].update({"slope": slope, "cut": cut})
+        rank_cut = float(lodo(figures["rank_cut"], GROUPS["rank_cut"], "1.0"))
+        for name in FOUND_SETS:
+            known = figures["found"].get(name, {})
+            figures["found"][name] = found_figures(benches[name], known, weight=weight, slope=slope, rank_cut=rank_cut)
+            args.cache.write_text(json.dumps(figures))
+        cut = float(lodo_found(figures["found"]))
+        table["multilingual"].update({"slope": slope, "cut": cut, "rank_cut": rank_cut})
         CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")
-        for name in ("ko-en", "en-ko"):
-            index = benchmark_index(benches[name], None, default_cache(), False)
-            _, answered = run_mode(index, benches[name], "hybrid", False)
-            print(json.dumps({"set": name, **found_errors(index, benches[name], answered, 1000, False)}))
     finally:
         if not args.write:
             CALIBRATION.write_text(original)

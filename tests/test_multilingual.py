@@ -13,6 +13,7 @@ import pytest
 
 from rag import Index
 from rag.ingest.plaintext import parse_document
+from rag.search.relevance import load_calibration
 from rag.serve.render import across_languages
 from rag.text import language_of
 
@@ -194,3 +195,15 @@ def test_multilingual_rows_are_unit_vectors(mixed: Index):
         ids = reader.live_chunk_ids()
     norms = np.linalg.norm(arm.vectors.read(ids), axis=1)
     assert np.allclose(norms, 1.0, atol=1e-2)
+
+
+def test_an_other_script_passage_clears_the_bar_at_its_cut_and_is_placed_at_its_rank_cut():
+    calibration = load_calibration("all-MiniLM-L6-v2")
+    arm = calibration.multilingual
+    assert arm is not None
+    bar = calibration.dense.threshold
+    assert arm.probability(arm.cut, bar) == pytest.approx(bar)
+    assert arm.placement(arm.rank_cut, bar) == pytest.approx(bar)
+    cosines = np.linspace(-1, 1, 41)
+    scores = [arm.probability(float(c), bar) for c in cosines]
+    assert all(0 < a <= b < 1 for a, b in zip(scores, scores[1:]))  # a probability, rising with the cosine

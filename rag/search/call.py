@@ -133,9 +133,10 @@ class SearchCall:
         scorer: Scorer,
     ) -> tuple[list[Hit], list[Passage]]:
         """The passages in another script than the question's (which only the multilingual arm ranks) joined to
-        the fused ones by probability: each list keeps its own order, and the better head goes first, except
-        that a passage in the question's own language that clears the bar stays ahead (an answer in the
-        language asked in comes first). A fused ranking's scale says nothing about the other script's
+        the fused ones by probability: each list keeps its own order, and the better head goes first (the
+        other-script passage compared by `MultilingualCalibration.placement`), except that a passage in the
+        question's own language that clears the bar stays ahead (an answer in the language asked in comes
+        first). A fused ranking's scale says nothing about the other script's
         cosines, a probability does."""
         taken = {h.row.id for h in hits}
         fresh = [(cid, score) for cid, score in crossing if cid not in taken]
@@ -145,9 +146,15 @@ class SearchCall:
         joined: list[tuple[Hit, Passage]] = []
         mine, theirs = list(zip(hits, passages)), list(zip(others, other_passages))
         bar = scorer.model.threshold
+        crossed, calibration = scorer.crossed or {}, scorer.multilingual
+
+        def placement(hit: Hit, passage: Passage) -> float:
+            cosine = crossed.get(hit.row.id)
+            return passage.score if calibration is None or cosine is None else calibration.placement(cosine, bar)
+
         while (mine or theirs) and len(joined) < depth:
             take_theirs = bool(theirs) and (
-                not mine or (mine[0][1].score < bar and theirs[0][1].score > mine[0][1].score)
+                not mine or (mine[0][1].score < bar and placement(*theirs[0]) > mine[0][1].score)
             )
             joined.append((theirs if take_theirs else mine).pop(0))
         return [h for h, _ in joined], [p for _, p in joined]

@@ -115,24 +115,30 @@ class RelevanceModel:
 @dataclass(frozen=True)
 class MultilingualCalibration:
     """The multilingual arm's share of the fusion among passages in the question's own script (for questions
-    in Korean, Chinese or Japanese: for others it ranks below the first model and stays out), and the
-    probability of a passage in another script, which no other arm can see: a logistic slope over the arm's
-    cosine, placed so that the passage clears the bar for `found` exactly at cosine `cut`. That probability
-    also places such a passage among the others. All three were chosen by leave-one-dataset-out
-    (`bench/fit_multilingual.py`)."""
+    in Korean, Chinese or Japanese: for others it ranks below the first model and stays out), and what a
+    passage in another script, which no other arm can see, is worth: a probability from the arm's cosine (a
+    logistic `slope`, placed so that the passage clears the bar for `found` at cosine `cut`), and its place
+    among the fused passages, decided by the same curve placed at `rank_cut`. Two cosines, because where such
+    a passage is shown and whether it answers were chosen on different evidence: ranking on nDCG, the bar on
+    `found`'s errors, with no same-language set allowed to lose on either (`bench/fit_multilingual.py`)."""
 
     weight: float
     slope: float
     cut: float
+    rank_cut: float
 
-    def probability(self, cosine: float, bar: float) -> float:
+    def probability(self, cosine: float, bar: float, cut: float | None = None) -> float:
         bar = min(max(bar, 1e-6), 1 - 1e-6)
-        z = self.slope * (cosine - self.cut) + math.log(bar / (1 - bar))
+        z = self.slope * (cosine - (self.cut if cut is None else cut)) + math.log(bar / (1 - bar))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def placement(self, cosine: float, bar: float) -> float:
+        """What a passage in another script is compared with the fused passages' probabilities on."""
+        return self.probability(cosine, bar, self.rank_cut)
 
     @classmethod
     def from_dict(cls, entry: dict) -> MultilingualCalibration:
-        return cls(entry["weight"], entry["slope"], entry["cut"])
+        return cls(entry["weight"], entry["slope"], entry["cut"], entry["rank_cut"])
 
 
 @dataclass(frozen=True)
