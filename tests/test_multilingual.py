@@ -99,6 +99,9 @@ def test_the_vectors_are_stored_once_per_passage_as_float16(mixed: Index):
     assert rows == int(values["vector_rows"]) > 0
     assert (mixed.path / values["multilingual_file"]).stat().st_size == rows * 512 * 2  # 1 KB a passage
     assert int(values["wide_chunks"]) == 1  # the Korean article's one passage
+    manifest = mixed.info().manifest  # what `rag info` says
+    assert manifest.multilingual and manifest.wide_passages == 1
+    assert manifest.to_dict()["multilingual"] is True
 
 
 def test_an_index_built_before_the_arm_gains_it_without_embedding_again(tmp_path: Path):
@@ -145,6 +148,7 @@ def test_the_arm_follows_changes_and_can_be_turned_off(tmp_path: Path):
     answer = Index(index.path).search("리버사이드에 처음 생긴 트램 노선은?", k=3)
     assert all(p.asked_in is None for p in answer.passages)
     assert Index(index.path).searcher.multilingual_index() is None
+    assert not Index(index.path).info().manifest.multilingual
 
 
 @pytest.mark.parametrize(

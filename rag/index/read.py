@@ -144,6 +144,8 @@ class Reader:
             updated=meta.updated,
             seq=meta.seq,
             package_version=meta.package_version,
+            multilingual=meta.multilingual,
+            wide_passages=meta.wide_chunks,
         )
 
     def layout(self) -> DenseLayout:

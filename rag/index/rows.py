@@ -79,6 +79,8 @@ class Manifest:
     seq: int  # commits so far: a reader compares it to know whether it is current
 
     package_version: str | None = None
+    multilingual: bool = False  # whether it keeps the multilingual arm's vectors
+    wide_passages: int = 0  # passages in Korean, Chinese or Japanese (counted with the arm on)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,8 @@ class Manifest:
             "chunks": self.chunks,
             "updated": self.updated,
             "package_version": self.package_version,
+            "multilingual": self.multilingual,
+            "wide_passages": self.wide_passages,
         }
 
 

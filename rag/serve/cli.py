@@ -330,6 +330,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"index:     {visible(info.path)}")
     print(f"model:     {info.model} ({info.dimension} dimensions)")
     print(f"documents: {info.document_count}, chunks: {info.chunks}, updated {info.updated}")
+    manifest = info.manifest
+    if manifest.multilingual:
+        print(f"across languages: on ({manifest.wide_passages} passages in Korean, Chinese or Japanese)")
+    else:
+        print("across languages: off (rag index --multilingual turns it on)")
     for d in info.documents:
         extra = ", ".join(x for x in (d.published, d.author, d.copy_of and f"copy of {d.copy_of}") if x)
         line = f"  {d.source}: {d.title} ({d.chunks} chunks{', ' + extra if extra else ''})"
