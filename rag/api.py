@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.build.update import ScanResult, from_documents, index_exports, scan, update_index
+from rag.build.update import ScanResult, from_documents, index_exports, scan, update_index, wants_multilingual
 from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
 from rag.index import DocumentSummary, FileStat, IndexInfo, Store, check_model, has_index, is_legacy, read_manifest
 from rag.ingest.exports import RecordFields
@@ -76,7 +76,7 @@ class Index:
             return False
         with Store(self.path).read() as reader:
             meta = reader.meta()
-        return meta.multilingual_file is None and self.multilingual is not False
+        return meta.multilingual_file is None and wants_multilingual(meta, self.embedder, self.multilingual)
 
     def add(
         self,

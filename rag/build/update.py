@@ -243,7 +243,8 @@ def update_index(
             preview = diff(reader, found)
             recorded = reader.file_stats()
             stale = _file_changes(reader, found) or any(recorded.get(k) != v for k, v in found.stats.items())
-            arm_changes = wants_multilingual(reader.meta(), embedder, multilingual) != reader.meta().multilingual
+            meta = reader.meta()
+            arm_changes = wants_multilingual(meta, embedder, multilingual) != meta.multilingual
         report.chunks = store.manifest.chunks
         if preview.empty() and not stale and not arm_changes:
             report.unchanged = preview.unchanged

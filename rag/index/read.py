@@ -167,10 +167,6 @@ class Reader:
             return None
         return DenseLayout(self.index_dir / meta.multilingual_file, meta.multilingual_rows, dimension)
 
-    def wide_chunks(self) -> int:
-        """Live chunks in Korean, Chinese or Japanese, as the multilingual arm counted them."""
-        return self.meta().wide_chunks
-
     # --- chunks and documents --------------------------------------------------------------------------
     def live_chunk_ids(self) -> np.ndarray:
         return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM chunks")), dtype=np.int64)

@@ -72,10 +72,10 @@ class Writer:
         if meta.ivf_files is not None:
             centroids, lists = meta.ivf_files
             self.ivf = faiss.read_index(str(index_dir / centroids)), ListFile(index_dir / lists)
-        # The multilingual arm: off until `use_multilingual` says otherwise for this commit.
+        # The multilingual arm as the index has it until `use_multilingual` decides for this commit: its file's
+        # name (None: an index written before the arm, "": turned off), the encoder and the file once decided.
+        self.multilingual_name = meta.multilingual_file
         self.multilingual: MultilingualEncode | None = None
-        self.multilingual_decided = False
-        self.multilingual_name = meta.multilingual_file or ""
         self.multilingual_vectors: VectorFile | None = None
         self.multilingual_flushed = 0
         self.multilingual_pending: list[np.ndarray] = []
@@ -139,7 +139,7 @@ class Writer:
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
         if not ids:
             return
-        if self.multilingual is not None or (not self.multilingual_decided and self.meta.multilingual_file):
+        if self.multilingual_name:
             self.wide_chunks -= _wide_count(row.text for row in self.reader.passage_rows(ids))
         self.lexical.delete(ids)
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
@@ -157,7 +157,8 @@ class Writer:
     ) -> None:
         """Store a document's chunks in order; `vectors[i]` is the vector of `chunks[i]`, `multilingual[i]` its
         multilingual one when a worker computed it (else, with the arm on, the writer encodes the chunk)."""
-        if self.multilingual is not None:
+        if self.multilingual_name:
+            assert self.multilingual is not None, "use_multilingual comes before the run's chunks"
             texts = [c.chunk.text for c in chunks]
             rows = multilingual if multilingual is not None else self.multilingual(texts)
             self.multilingual_pending.append(np.asarray(rows, dtype=np.float32).reshape(len(chunks), -1))
@@ -213,9 +214,9 @@ class Writer:
         Its file holds a row per chunk id like the first vector file; a collection that lacks rows (built
         before the arm, or with it off) has its stored chunks encoded now, their MiniLM vectors untouched."""
         assert self.rows == self.meta.vector_rows, "use_multilingual comes before the run's chunks"
-        self.multilingual, self.multilingual_decided = encode, True
+        self.multilingual = encode
         if encode is None:
-            self.multilingual_vectors, self.wide_chunks = None, 0
+            self.multilingual_name, self.multilingual_vectors, self.wide_chunks = "", None, 0
             return
         meta = self.meta
         name, done = meta.multilingual_file, meta.multilingual_rows
@@ -237,10 +238,6 @@ class Writer:
     def finish(self) -> None:
         """Make the appended vectors durable and record the new state in the transaction about to commit."""
         self.flush_vectors()
-        if not self.multilingual_decided:  # a run that adds no chunk may leave the arm as it is
-            assert self.rows == self.meta.vector_rows or not self.meta.multilingual_file, "decide the arm first"
-            if self.meta.multilingual_file:
-                self.multilingual_vectors = VectorFile(self.index_dir / self.meta.multilingual_file, 0)
         counts = self.reader.counts()
         meta = self.meta
         if self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] > TOMBSTONES_KEPT:
@@ -257,9 +254,9 @@ class Writer:
                 chunks=counts.chunks,
                 vector_file=self.vector_name,
                 vector_rows=self.rows,
-                multilingual_file=self.multilingual_name if self.multilingual_vectors is not None else "",
-                multilingual_rows=self.rows if self.multilingual_vectors is not None else 0,
-                wide_chunks=self.wide_chunks if self.multilingual_vectors is not None else 0,
+                multilingual_file=self.multilingual_name,
+                multilingual_rows=self.rows if self.multilingual_name else 0,
+                wide_chunks=self.wide_chunks if self.multilingual_name else 0,
                 updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 seq=self.seq,
                 package_version=package_version(),

@@ -50,13 +50,14 @@ class Scorer:
         cosine = similarity if self.dense else None
         x = features(self.asked, passage_input(title, text), cosine, self.lexical.get(cid, 0.0))
         probability = self.model.probability(x)
-        if self.multilingual is not None and self.crossed and cid in self.crossed and self.across(text):
-            probability = max(probability, self.multilingual.probability(self.crossed[cid], self.model.threshold))
+        crossed = self.crossed or {}
+        if self.multilingual is not None and cid in crossed and self.across(language_of(text)):
+            probability = max(probability, self.multilingual.probability(crossed[cid], self.model.threshold))
         return probability
 
-    def across(self, text: str) -> str | None:
-        """The question's language when `text` is in another one it can name (a cross-language match)."""
-        written = language_of(text)
+    def across(self, written: str | None) -> str | None:
+        """The question's language when a text is in another one (`written`, `rag.text.language_of`): a
+        cross-language match."""
         asked = self.asked.language
         return asked if asked is not None and written is not None and written != asked else None
 
@@ -89,8 +90,15 @@ class SearchCall:
             dense = q_vec is not None
             fused = searcher.fuse(arms, mode)
             crossing = arms.crossing or []
-            crossed = searcher.multilingual_similarities(
-                [cid for cid, _ in fused[: max(100, k * 10)]] + [cid for cid, _ in crossing], m_vec
+            passage_reader = searcher.reader_for(asked, mode, request.rerank)
+            reader_calibration = searcher.calibration.reader if passage_reader is not None else None
+            depth = max(k, FOUND_DEPTH, reader_calibration.depth if reader_calibration else 0)
+            hits = merge_hits(self._candidates(reader, fused, q_vec), depth)
+            # Each scored chunk's multilingual cosine: the arm's search gave those of the other script's
+            # passages; the fused hits' are read, and only theirs.
+            crossed = dict(crossing)
+            crossed.update(
+                searcher.multilingual_similarities([h.row.id for h in hits if h.row.id not in crossed], m_vec)
             )
             scorer = Scorer(
                 asked,
@@ -100,10 +108,6 @@ class SearchCall:
                 searcher.calibration.multilingual if m_vec is not None else None,
                 crossed,
             )
-            passage_reader = searcher.reader_for(asked, mode, request.rerank)
-            reader_calibration = searcher.calibration.reader if passage_reader is not None else None
-            depth = max(k, FOUND_DEPTH, reader_calibration.depth if reader_calibration else 0)
-            hits = merge_hits(self._candidates(reader, fused, q_vec), depth)
             texts = reader.document_texts({h.row.doc_id for h in hits})
             passages = self._passages(reader, texts, hits, scorer)
             if crossing:
@@ -174,32 +178,32 @@ class SearchCall:
         """Passages with their scores and languages. A passage is scored on the chunk that brought it in (its
         text before neighbours merged into it), so the score of the n-th passage does not depend on how many
         follow."""
-        return [
-            Passage(
-                text=texts[h.row.doc_id][h.start : h.end],
-                score=scorer.score(
-                    h.row.id,
-                    h.row.title,
-                    texts[h.row.doc_id][h.row.start : h.row.end],
-                    h.head_similarity,
-                ),
-                doc_id=h.row.doc_id,
-                title=h.row.title,
-                source=h.row.source,
-                url=h.row.url,
-                start=h.start,
-                end=h.end,
-                published=h.row.published,
-                chunk_id=h.row.id,
-                similarity=h.similarity,
-                author=h.row.author,
-                page=page_at(h.row.pages, h.start),
-                copies=self.searcher.copies(reader, h.row.doc_id, h.row.cluster),
-                language=language_of(texts[h.row.doc_id][h.start : h.end]),
-                asked_in=scorer.across(texts[h.row.doc_id][h.start : h.end]) if scorer.crossed else None,
+        passages = []
+        for h in hits:
+            text = texts[h.row.doc_id][h.start : h.end]
+            language = language_of(text)
+            head = texts[h.row.doc_id][h.row.start : h.row.end]
+            passages.append(
+                Passage(
+                    text=text,
+                    score=scorer.score(h.row.id, h.row.title, head, h.head_similarity),
+                    doc_id=h.row.doc_id,
+                    title=h.row.title,
+                    source=h.row.source,
+                    url=h.row.url,
+                    start=h.start,
+                    end=h.end,
+                    published=h.row.published,
+                    chunk_id=h.row.id,
+                    similarity=h.similarity,
+                    author=h.row.author,
+                    page=page_at(h.row.pages, h.start),
+                    copies=self.searcher.copies(reader, h.row.doc_id, h.row.cluster),
+                    language=language,
+                    asked_in=scorer.across(language) if scorer.crossed else None,
+                )
             )
-            for h in hits
-        ]
+        return passages
 
 
 def _overlaps_any(hit: Hit, hits: list[Hit]) -> bool:

@@ -145,10 +145,10 @@ class Searcher:
         its vectors and a weight was calibrated; for every question in Korean, Chinese or Japanese (the first
         model reads none of them), and for others only when the collection holds passages in those scripts
         (an English question about a Korean article)."""
-        weights = self.calibration.multilingual
-        if mode == "keyword" or weights is None or not reader.meta().multilingual:
+        if mode == "keyword" or self.calibration.multilingual is None:
             return False
-        return asked.language in WIDE_LANGUAGES or reader.wide_chunks() > 0
+        meta = reader.meta()
+        return meta.multilingual and (asked.language in WIDE_LANGUAGES or meta.wide_chunks > 0)
 
     def multilingual_vector(self, asked: Question) -> np.ndarray:
         return self.multilingual_encoder.encode([asked.text])
