@@ -14,10 +14,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from news import DEFAULT_CLONE, HERE, _corpus, english_documents, latest_blurbs
+from news import DEFAULT_CLONE, HERE, _corpus, english_documents, latest_blurbs, question_set
 
 from rag.evaluate import Benchmark, make_document
 
@@ -27,11 +26,7 @@ CROSS = Path(__file__).resolve().parent / "crosslang"
 def load_ko_en(path: Path = DEFAULT_CLONE) -> Benchmark:
     english = latest_blurbs(_corpus(path), "en")
     documents, by_text = english_documents(english)
-    queries, qrels = [], {}
-    for line in (CROSS / "ko-questions-en-news.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        queries.append((row["id"], row["q"]))
-        qrels[row["id"]] = {by_text[english[row["doc"]]]: 1}
+    queries, qrels = question_set(CROSS / "ko-questions-en-news.jsonl", lambda row: by_text[english[row["doc"]]])
     return Benchmark("ko-en-news", documents, queries, qrels)
 
 
@@ -40,12 +35,9 @@ def load_en_ko(path: Path = DEFAULT_CLONE) -> Benchmark:
     english, korean = latest_blurbs(corpus, "en"), latest_blurbs(corpus, "ko")
     documents, _ = english_documents(english, leave_out=frozenset(korean))
     documents += [make_document(f"{item}-ko", "", text) for item, text in korean.items()]
-    queries, qrels = [], {}
-    for line in (HERE / "questions.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row["doc"] in korean:
-            queries.append((row["id"], row["q"]))
-            qrels[row["id"]] = {f"{row['doc']}-ko": 1}
+    queries, qrels = question_set(
+        HERE / "questions.jsonl", lambda row: f"{row['doc']}-ko" if row["doc"] in korean else None
+    )
     return Benchmark("en-ko-news", documents, queries, qrels)
 
 

@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,24 @@ def with_setting(index, base, **setting: float) -> None:
     )
 
 
-def measure(bench: Benchmark, name: str, values: tuple[float, ...], known: dict, **fixed: float) -> dict:
-    """nDCG@10, Recall@1/5 of `bench` in hybrid mode for each value of `name` (those in `known` are kept)."""
+def ranking(index, bench: Benchmark) -> dict[str, float]:
+    """nDCG@10 and Recall@1/5 of `bench` in hybrid mode."""
+    result, _ = run_mode(index, bench, "hybrid", False)
+    return {k: round(result.metrics[k], 4) for k in ("ndcg@10", "recall@1", "recall@5")}
+
+
+def found(index, bench: Benchmark) -> dict[str, float]:
+    """`found`'s two errors on `bench`: answerable questions refused, and questions asked without their
+    relevant documents answered."""
+    _, answered = run_mode(index, bench, "hybrid", False)
+    errors = found_errors(index, bench, answered, 1000, False)
+    return {k: errors[k] for k in ("wrongly_refused", "wrongly_answered")}
+
+
+def sweep(
+    bench: Benchmark, name: str, values: tuple[float, ...], known: dict, figures_of: Callable, **fixed: float
+) -> dict:
+    """`figures_of(index, bench)` for each value of the setting `name` (those in `known` are kept)."""
     index = benchmark_index(bench, None, default_cache(), True)
     base = index.searcher.calibration
     out = dict(known)
@@ -76,8 +93,7 @@ def measure(bench: Benchmark, name: str, values: tuple[float, ...], known: dict,
         if str(value) in out:
             continue
         with_setting(index, base, **fixed, **{name: value})
-        result, _ = run_mode(index, bench, "hybrid", False)
-        out[str(value)] = {k: round(result.metrics[k], 4) for k in ("ndcg@10", "recall@1", "recall@5")}
+        out[str(value)] = figures_of(index, bench)
         print(bench.name, name, value, out[str(value)], file=sys.stderr, flush=True)
     index.searcher.calibration = base
     return out
@@ -98,9 +114,12 @@ def choose(figures: dict, fitting: list[str], off: str) -> str:
     return max(keys, key=lambda k: sum(figures[n][k]["ndcg@10"] for n in fitting))
 
 
-def lodo(figures: dict, names: tuple[str, ...], off: str) -> str:
+def lodo(figures: dict, names: tuple[str, ...], off: str, chooser: Callable | None = None) -> str:
+    """Each set's figures with the value `chooser` (default `choose`) picks on the others, then the value
+    picked on all."""
+    chooser = chooser or choose
     for left_out in names:
-        key = choose(figures, [n for n in names if n != left_out], off)
+        key = chooser(figures, [n for n in names if n != left_out], off)
         print(
             json.dumps(
                 {
@@ -111,37 +130,19 @@ def lodo(figures: dict, names: tuple[str, ...], off: str) -> str:
                 }
             )
         )
-    chosen = choose(figures, list(names), off)
+    chosen = chooser(figures, list(names), off)
     print(json.dumps({"fitted_on_all": chosen, **{n: figures[n][chosen] for n in names}}))
     return chosen
 
 
-def found_figures(bench: Benchmark, known: dict, **fixed: float) -> dict:
-    """`found`'s two errors on `bench` (answerable questions refused; questions asked without their relevant
-    documents answered) for each cut of FOUND_CUTS."""
-    index = benchmark_index(bench, None, default_cache(), False)
-    base = index.searcher.calibration
-    out = dict(known)
-    for cut in FOUND_CUTS:
-        if str(cut) in out:
-            continue
-        with_setting(index, base, **fixed, cut=cut)
-        _, answered = run_mode(index, bench, "hybrid", False)
-        errors = found_errors(index, bench, answered, 1000, False)
-        out[str(cut)] = {k: errors[k] for k in ("wrongly_refused", "wrongly_answered")}
-        print(bench.name, "cut", cut, out[str(cut)], file=sys.stderr, flush=True)
-    index.searcher.calibration = base
-    return out
-
-
-def choose_found(figures: dict, fitting: list[str]) -> str:
+def choose_found(figures: dict, fitting: list[str], off: str) -> str:
     """The cut with the fewest errors (both kinds summed) over the fitting cross-language sets, among those
-    that raise no same-language set's errors more than MAX_SAME_LANGUAGE_DROP against no such passage
-    answering (cut 1.0)."""
+    that raise no same-language set's errors more than MAX_SAME_LANGUAGE_DROP against `off` (no such passage
+    answering)."""
 
     def allowed(key: str) -> bool:
         return all(
-            figures[n][key][kind] <= figures[n]["1.0"][kind] + MAX_SAME_LANGUAGE_DROP
+            figures[n][key][kind] <= figures[n][off][kind] + MAX_SAME_LANGUAGE_DROP
             for n in fitting
             if n in SAME_LANGUAGE
             for kind in ("wrongly_refused", "wrongly_answered")
@@ -152,24 +153,6 @@ def choose_found(figures: dict, fitting: list[str]) -> str:
     return min(
         keys, key=lambda k: sum(figures[n][k]["wrongly_refused"] + figures[n][k]["wrongly_answered"] for n in cross)
     )
-
-
-def lodo_found(figures: dict) -> str:
-    for left_out in FOUND_SETS:
-        key = choose_found(figures, [n for n in FOUND_SETS if n != left_out])
-        print(
-            json.dumps(
-                {
-                    "left_out": left_out,
-                    "found_cut": key,
-                    "left_out_errors": figures[left_out][key],
-                    "no_such_answer": figures[left_out]["1.0"],
-                }
-            )
-        )
-    chosen = choose_found(figures, list(FOUND_SETS))
-    print(json.dumps({"found_cut_fitted_on_all": chosen, **{n: figures[n][chosen] for n in FOUND_SETS}}))
-    return chosen
 
 
 def cross_cosines(bench: Benchmark) -> list[tuple[float, bool]]:
@@ -226,8 +209,8 @@ def main() -> None:
     figures.setdefault("rank_cut", figures.pop("cut", {}))
     figures.setdefault("found", {})
     for name in GROUPS["weight"]:
-        figures["weight"][name] = measure(
-            benches[name], "weight", WEIGHTS, figures["weight"].get(name, {}), cut=1.0, rank_cut=1.0
+        figures["weight"][name] = sweep(
+            benches[name], "weight", WEIGHTS, figures["weight"].get(name, {}), ranking, cut=1.0, rank_cut=1.0
         )
         args.cache.write_text(json.dumps(figures))
     weight = float(lodo(figures["weight"], GROUPS["weight"], "0.0"))
@@ -241,14 +224,18 @@ def main() -> None:
             figures["rank_cut"], figures["found"], figures["slope"] = {}, {}, slope
         for name in GROUPS["rank_cut"]:
             known = figures["rank_cut"].get(name, {})
-            figures["rank_cut"][name] = measure(benches[name], "rank_cut", RANK_CUTS, known, weight=weight, slope=slope)
+            figures["rank_cut"][name] = sweep(
+                benches[name], "rank_cut", RANK_CUTS, known, ranking, weight=weight, slope=slope
+            )
             args.cache.write_text(json.dumps(figures))
         rank_cut = float(lodo(figures["rank_cut"], GROUPS["rank_cut"], "1.0"))
         for name in FOUND_SETS:
             known = figures["found"].get(name, {})
-            figures["found"][name] = found_figures(benches[name], known, weight=weight, slope=slope, rank_cut=rank_cut)
+            figures["found"][name] = sweep(
+                benches[name], "cut", FOUND_CUTS, known, found, weight=weight, slope=slope, rank_cut=rank_cut
+            )
             args.cache.write_text(json.dumps(figures))
-        cut = float(lodo_found(figures["found"]))
+        cut = float(lodo(figures["found"], FOUND_SETS, "1.0", choose_found))
         table["multilingual"].update({"slope": slope, "cut": cut, "rank_cut": rank_cut})
         CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")
     finally:

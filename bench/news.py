@@ -11,6 +11,7 @@ import html
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from rag.evaluate import Benchmark, make_document
@@ -53,14 +54,25 @@ def english_documents(english: dict[str, str], leave_out: frozenset[str] = froze
     return [make_document(source, "", text) for text, source in by_text.items()], by_text
 
 
+def question_set(
+    file: Path, relevant: Callable[[dict], str | None]
+) -> tuple[list[tuple[str, str]], dict[str, dict[str, int]]]:
+    """The questions of a JSONL file (`id`, `q`, `doc`: the Wikidata item asked about) with the document each
+    is about, `relevant(row)`; a question it gives None is left out."""
+    queries, qrels = [], {}
+    for line in file.read_text().splitlines():
+        row = json.loads(line)
+        source = relevant(row)
+        if source is not None:
+            queries.append((row["id"], row["q"]))
+            qrels[row["id"]] = {source: 1}
+    return queries, qrels
+
+
 def load_news(path: Path = DEFAULT_CLONE) -> Benchmark:
     corpus = _corpus(path)
     english = latest_blurbs(corpus, "en")
     documents, by_text = english_documents(english)
     documents += [make_document(f"{item}-ko", "", text) for item, text in latest_blurbs(corpus, "ko").items()]
-    queries, qrels = [], {}
-    for line in (HERE / "questions.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        queries.append((row["id"], row["q"]))
-        qrels[row["id"]] = {by_text[english[row["doc"]]]: 1}
+    queries, qrels = question_set(HERE / "questions.jsonl", lambda row: by_text[english[row["doc"]]])
     return Benchmark("news-itn", documents, queries, qrels)
