@@ -47,19 +47,29 @@ class Index:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, model: str | None = None, multilingual: bool | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        model: str | None = None,
+        multilingual: bool | None = None,
+        precision: str | None = None,
+        device: str = "auto",
     ) -> None:
         """`multilingual`: keep the multilingual arm's vectors (True), drop them (False), or keep the index's
-        choice (None: on for a new index with a real model)."""
+        choice (None: on for a new index with a real model). `precision`: compute passage vectors in "int8" or
+        "fp32" from the next `add` on (the stored ones are embedded again when they differ), or keep the
+        index's (None: int8 for a new index on a CPU; an index written before precisions were recorded is
+        embedded again in the default). `device`: "cpu", "cuda" or "auto" (a GPU when one is usable) for
+        embedding passages; questions are encoded on the CPU."""
         self.path = Path(path) if path is not None else default_index_dir()
         self.multilingual = multilingual
         try:
-            built_with = read_manifest(self.path).model
+            manifest = read_manifest(self.path)
+            built_with, recorded = manifest.model, manifest.precision
         except (IndexNotFoundError, IndexFormatError):
-            built_with = None
+            built_with, recorded = None, None
         if built_with is not None and model is not None:
             check_model(built_with, resolve_model(model)[0], self.path)
-        self.embedder = get_embedder(model or built_with)
+        self.embedder = get_embedder(model or built_with, precision or recorded, device)
         self._searcher: Searcher | None = None
         self._opened = ""  # the folder the searcher reads: `path` itself, or where its link pointed then
         self._lock = threading.Lock()
@@ -68,14 +78,17 @@ class Index:
         return has_index(self.path)
 
     def outdated(self) -> bool:
-        """True when the index was written by an older version and must be upgraded (`add` does that): an
-        older format, or a collection built before the multilingual arm, which gains its vectors."""
+        """True when the index must be upgraded (`add` does that): an older format, vectors of another precision
+        than this index's encoder computes (written before precisions were recorded, or another one asked),
+        or a collection built before the multilingual arm, which gains its vectors."""
         if is_legacy(self.path):
             return True
         if not self.exists():
             return False
         with Store(self.path).read() as reader:
             meta = reader.meta()
+        if meta.vector_precision != self.embedder.precision:
+            return True
         return meta.multilingual_file is None and wants_multilingual(meta, self.embedder, self.multilingual)
 
     def add(

@@ -187,11 +187,13 @@ class EvalResult:
     queries: int
     modes: list[ModeResult] = field(default_factory=list)
     found: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "benchmark": self.benchmark,
             "model": self.model,
+            "precision": self.precision,
             "documents": self.documents,
             "queries": self.queries,
             "modes": {
@@ -213,10 +215,13 @@ def default_cache() -> Path:
     return Path(base)
 
 
-def benchmark_index(bench: Benchmark, model: str | None, cache: Path, progress: bool) -> Index:
-    """The benchmark's corpus indexed with `model`, built once per (model, corpus content)."""
+def benchmark_index(
+    bench: Benchmark, model: str | None, cache: Path, progress: bool, precision: str | None = None
+) -> Index:
+    """The benchmark's corpus indexed with `model`, built once per (model, corpus content); embedded again when
+    `precision` differs from the cached index's."""
     name = resolve_model(model)[0]
-    index = Index(cache / f"{bench.name}-{bench.fingerprint(name)}", model=model)
+    index = Index(cache / f"{bench.name}-{bench.fingerprint(name)}", model=model, precision=precision)
     if not index.exists() or index.outdated():
         index.add_documents(bench.documents, progress=progress)
     return index
@@ -284,14 +289,16 @@ def evaluate(
     unanswerable: int = 1000,
     progress: bool = True,
     rerank: bool | None = None,
+    precision: str | None = None,
 ) -> EvalResult:
     """The benchmark's figures per mode, and `found`'s errors in hybrid mode; `rerank` as in `Index.search`
-    (True: with the reader, False: without, None: the calibrated default)."""
+    (True: with the reader, False: without, None: the calibrated default); `precision` as in `Index`."""
     for mode in modes:
         if mode not in MODES:
             raise RagError(f"unknown search mode '{mode}': choose from {', '.join(MODES)}")
-    index = benchmark_index(bench, model, cache or default_cache(), progress)
+    index = benchmark_index(bench, model, cache or default_cache(), progress, precision)
     result = EvalResult(bench.name, index.embedder.name, len(bench.documents), len(bench.queries))
+    result.precision = index.embedder.precision
     hybrid_found: dict[str, bool] | None = None
     for mode in modes:
         mode_result, found = run_mode(index, bench, mode, progress, rerank)
@@ -304,7 +311,10 @@ def evaluate(
 
 
 def format_table(result: EvalResult) -> str:
-    head = f"{result.benchmark}: {result.documents:,} documents, {result.queries:,} queries, model {result.model}"
+    head = (
+        f"{result.benchmark}: {result.documents:,} documents, {result.queries:,} queries, "
+        f"model {result.model} ({result.precision})"
+    )
     cols = [f"recall@{k}" for k in CUTOFFS] + ["mrr@10", "ndcg@10"]
     lines = [head, "", f"{'mode':<10}" + "".join(f"{c:>11}" for c in cols) + f"{'ms/query':>11}"]
     for m in result.modes:

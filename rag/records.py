@@ -147,6 +147,8 @@ class IndexReport:
     notes: list[tuple[str, str]] = field(default_factory=list)  # (file, how it was read): a legacy encoding, bad bytes
     chunks: int = 0
     embedded: int = 0
+    reembedded: int = 0  # stored passages embedded again because the model's precision changed
+    precision: str = ""  # the precision of the index's vectors after the run
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rag import Index
-from rag.models.embed import Embedder, get_embedder
+from rag.models.embed import Encoder, get_embedder
 from rag.serve.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,12 +63,12 @@ def synthetic_articles(folder: Path, articles: int, seed: int = 0, per_file: int
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
+def embedder() -> Encoder:
     return get_embedder()
 
 
 @pytest.fixture(scope="session")
-def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Index:
+def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Encoder) -> Index:
     """An index of a copy of the seed corpus; read-only for the tests that share it."""
     corpus = tmp_path_factory.mktemp("seed") / "corpus"
     shutil.copytree(CORPUS, corpus)

@@ -30,11 +30,11 @@ class CountingCluster(RayCluster):
         self.sent_files += [source for _, source in files]
         return super().read(files, fields)
 
-    def plan_and_embed(self, documents, known, model, multilingual=False):
+    def plan_and_embed(self, documents, known, model, multilingual=False, precision="fp32"):
         documents = list(documents)
         self.sent_documents += len(documents)
-        self.multilingual = multilingual
-        yield from super().plan_and_embed(documents, known, model, multilingual)
+        self.multilingual, self.precision = multilingual, precision
+        yield from super().plan_and_embed(documents, known, model, multilingual, precision)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def test_an_index_built_on_ray_equals_one_built_here(tmp_path: Path, cluster: Co
     assert sorted(cluster.sent_files) == sorted(p.name for p in corpus.iterdir())
     assert cluster.sent_documents == 7
     assert cluster.multilingual  # the workers computed the multilingual arm's vectors too
+    assert cluster.precision == "int8" == there.info().manifest.precision  # in the index's precision
     assert_same_index(here, there)
 
 

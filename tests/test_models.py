@@ -1,6 +1,6 @@
 """Another sentence-transformers model runs the whole pipeline unchanged (the way a multilingual one is used).
 
-No model can be downloaded here, so "another model" is the packaged one saved to a folder of its own: to the
+No model can be downloaded here, so "another model" is the packaged one copied to a folder of its own: to the
 pipeline it is a different model (its own name, no calibration entry), which is the path a user's
 multilingual model takes.
 """
@@ -8,11 +8,13 @@ multilingual model takes.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from rag import Index, ModelMismatchError
+from rag.models.embed import default_model_path
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.slow
@@ -22,9 +24,9 @@ ENGLISH = "Busan port sets record\nBusan port handled 2.21 million containers in
 
 
 @pytest.fixture(scope="module")
-def other_model(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "my-multilingual-model"
-    embedder.model.save(str(path))
+    shutil.copytree(default_model_path(), path)
     return path
 
 

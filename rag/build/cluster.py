@@ -105,13 +105,19 @@ class RayCluster:
             raise ClusterError(f"the cluster could not read the files: {exc}") from exc
 
     def plan_and_embed(
-        self, documents: Iterable[tuple[int, Any]], known: np.ndarray, model: str, multilingual: bool = False
+        self,
+        documents: Iterable[tuple[int, Any]],
+        known: np.ndarray,
+        model: str,
+        multilingual: bool = False,
+        precision: str = "fp32",
     ) -> Iterator[Planned]:
         """Chunk and embed `documents` ((doc_id, Document) pairs) on the actor pool, yielding each as it comes
         back, in order. `known`: the first 8 bytes of each cache key the index holds a vector for
         (`cache_prefixes`, sorted); those inputs are not embedded again. A prefix shared by chance costs
         nothing but time: the driver embeds whatever it then finds missing. `multilingual`: the workers also
-        encode every chunk for the multilingual arm (cheap beside the first model; no cache)."""
+        encode every chunk for the multilingual arm (cheap beside the first model; no cache). `precision`: the
+        index's, which the workers' encoder uses (`rag.models.onnx_encoder`)."""
         from ray.data import ActorPoolStrategy
 
         rows = [{"doc_id": doc_id, "doc": pickle.dumps(doc)} for doc_id, doc in documents]
@@ -121,7 +127,12 @@ class RayCluster:
             _PlanAndEmbed,
             batch_size=EMBED_BATCH,
             compute=ActorPoolStrategy(min_size=1, max_size=self.workers),
-            fn_constructor_kwargs={"model": model, "known": known, "multilingual": multilingual},
+            fn_constructor_kwargs={
+                "model": model,
+                "known": known,
+                "multilingual": multilingual,
+                "precision": precision,
+            },
             num_cpus=1,
         )
         try:
@@ -159,14 +170,12 @@ def _read_files(batch: dict[str, np.ndarray], fields: RecordFields | None) -> di
 class _PlanAndEmbed:
     """An actor: one model loaded once, then batches of documents chunked and their new inputs embedded."""
 
-    def __init__(self, model: str, known: np.ndarray, multilingual: bool = False) -> None:
-        import torch
-
+    def __init__(self, model: str, known: np.ndarray, multilingual: bool = False, precision: str = "fp32") -> None:
         from rag.build.plan import chunk_plan
         from rag.models.embed import get_embedder
 
-        torch.set_num_threads(1)  # one CPU per actor: more actors, not more threads, use more cores
-        self.embedder = get_embedder(model)
+        self.embedder = get_embedder(model, precision, device="cpu")
+        self.embedder.use_threads(1)  # one CPU per actor: more actors, not more threads, use more cores
         self.plan = chunk_plan(self.embedder)
         self.known = known
         self.multilingual = None

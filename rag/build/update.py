@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from rag.build.plan import PlannedChunk, chunk_plan, plan_chunks
+from rag.build.plan import PlannedChunk, chunk_plan, plan_chunks, reembedding
 from rag.errors import IngestError
 from rag.index import (
     FileStat,
@@ -230,7 +230,7 @@ def update_index(
     drop them (False) or leave the index as it is (None: on for a new index, or one written before the arm,
     unless it uses the hashing stand-in)."""
     started = time.perf_counter()
-    report = IndexReport(skipped=found.skipped, notes=found.notes)
+    report = IndexReport(skipped=found.skipped, notes=found.notes, precision=embedder.precision)
     salvage: dict[bytes, bytes] = {}
     dimension = None
     if is_legacy(index_dir):
@@ -245,13 +245,15 @@ def update_index(
             stale = _file_changes(reader, found) or any(recorded.get(k) != v for k, v in found.stats.items())
             meta = reader.meta()
             arm_changes = wants_multilingual(meta, embedder, multilingual) != meta.multilingual
+            precision_changes = meta.precision != embedder.precision
         report.chunks = store.manifest.chunks
-        if preview.empty() and not stale and not arm_changes:
+        if preview.empty() and not stale and not arm_changes and not precision_changes:
             report.unchanged = preview.unchanged
             report.seconds = time.perf_counter() - started
             return report
     plan = plan or chunk_plan(embedder)
     with open_writer(index_dir, embedder.name, dimension or embedder.dimension) as writer:
+        report.reembedded = writer.use_precision(embedder.precision, reembedding(embedder))
         decide_multilingual(writer, embedder, multilingual)
         changes = diff(writer.reader, found)
         _apply(writer, changes, found.files, _Embedding(embedder, plan, salvage, progress, cluster=cluster), report)
@@ -368,6 +370,7 @@ def _merge(total: IndexReport, part: IndexReport) -> None:
     total.updated += part.updated
     total.unchanged += part.unchanged
     total.embedded += part.embedded
+    total.reembedded += part.reembedded
     total.chunks = part.chunks or total.chunks
 
 
@@ -523,7 +526,9 @@ def _planned_batches(
     ready: dict[bytes, np.ndarray] = {}
     multilingual: dict[int, np.ndarray] = {}
     arm = writer.multilingual is not None
-    for result in embedding.cluster.plan_and_embed(documents, known, embedding.embedder.name, arm):
+    for result in embedding.cluster.plan_and_embed(
+        documents, known, embedding.embedder.name, arm, embedding.embedder.precision
+    ):
         planned.append((result.doc_id, titles[result.doc_id], result.chunks))
         ready.update(result.vectors)
         if result.multilingual is not None:

@@ -146,6 +146,7 @@ class Reader:
             package_version=meta.package_version,
             multilingual=meta.multilingual,
             wide_passages=meta.wide_chunks,
+            precision=meta.precision,
         )
 
     def layout(self) -> DenseLayout:

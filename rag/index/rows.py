@@ -34,6 +34,9 @@ class IndexMeta:
     multilingual_file: str | None = None
     multilingual_rows: int = 0
     wide_chunks: int = 0  # live chunks in Korean, Chinese or Japanese: English questions need the arm then
+    # How the model computed the vectors: "int8" (its ONNX graph with 8-bit matrix products) or "fp32"; None in
+    # an index written before precisions were recorded, whose vectors are float32 (torch's).
+    precision: str | None = None
 
     @classmethod
     def of(cls, table: dict[str, str]) -> IndexMeta:
@@ -48,6 +51,11 @@ class IndexMeta:
     @property
     def committed(self) -> bool:
         return self.model is not None
+
+    @property
+    def vector_precision(self) -> str:
+        """The precision the vectors were computed in: questions must be encoded in the same."""
+        return self.precision or "fp32"
 
     @property
     def multilingual(self) -> bool:
@@ -81,6 +89,12 @@ class Manifest:
     package_version: str | None = None
     multilingual: bool = False  # whether it keeps the multilingual arm's vectors
     wide_passages: int = 0  # passages in Korean, Chinese or Japanese (counted with the arm on)
+    precision: str | None = None  # how the model computed the vectors (`IndexMeta.precision`)
+
+    @property
+    def vector_precision(self) -> str:
+        """The precision of the vectors, which questions are encoded in too."""
+        return self.precision or "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +107,7 @@ class Manifest:
             "package_version": self.package_version,
             "multilingual": self.multilingual,
             "wide_passages": self.wide_passages,
+            "precision": self.vector_precision,
         }
 
 

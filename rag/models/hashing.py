@@ -31,9 +31,12 @@ def _token_id(token: str) -> int:
 
 
 class HashingEmbedder:
-    """The Embedder interface (see `rag.models.embed.Embedder`) without a model: tokens are regex words and marks."""
+    """The `Encoder` interface (see `rag.models.embed`) without a model: tokens are regex words and marks."""
 
     name = HASHING_MODEL
+    precision = "fp32"
+    device = "cpu"
+    vector_key = HASHING_MODEL
     dimension = DIMENSION
     max_tokens = MAX_TOKENS
 
@@ -105,6 +108,9 @@ class HashingEmbedder:
             if too_long:
                 raise RagError(f"{len(too_long)} passage(s) exceed the model's {self.max_tokens}-token limit")
         return self._vectors(texts)
+
+    def use_threads(self, count: int) -> None:
+        """Nothing to set: hashing runs on the calling thread."""
 
     def encode_query(self, text: str) -> np.ndarray:
         return self._vectors([text])

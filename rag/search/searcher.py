@@ -27,7 +27,7 @@ from rag.index import (
     VectorFile,
     recover,
 )
-from rag.models.embed import Encoder
+from rag.models.embed import Encoder, get_embedder
 from rag.models.multilingual import MultilingualEncoder, get_multilingual
 from rag.models.reader import PassageReader, reader_folder
 from rag.records import Copy
@@ -45,6 +45,7 @@ class Searcher:
     def __init__(self, store: Store, embedder: Encoder) -> None:
         self.store = store
         self.embedder = embedder
+        self._match_precision()
         self.calibration = load_calibration(embedder.name)
         self._dense: DenseIndex | None = None
         self._dense_seq = 0
@@ -90,8 +91,16 @@ class Searcher:
         with self._refresh_lock:
             self._refresh()
 
+    def _match_precision(self) -> None:
+        """Questions are encoded in the precision of the index's vectors (an int8 vector and a float32 one of the
+        same text differ slightly), on the CPU; followed at each commit, since `rag index` may change it."""
+        manifest = self.store.manifest
+        if self.embedder.precision != manifest.vector_precision or self.embedder.device != "cpu":
+            self.embedder = get_embedder(manifest.model, manifest.vector_precision, device="cpu")
+
     def _refresh(self) -> None:
         self.store.manifest = self.store.read_manifest()
+        self._match_precision()
         self._follow_lexical()
         self._read_caches()
         with self._dense_lock:

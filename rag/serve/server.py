@@ -200,8 +200,7 @@ def release_idle_memory(demo: gr.Blocks, every: float = 15.0) -> None:
 
 
 def warm_up(index: Index) -> None:
-    """The torch model and the dense index load behind the page. Until the model is in, questions are
-    encoded in numpy (`rag.models.query_encoder`); after, concurrent questions share its batches."""
+    """The model's graph and the dense index load behind the page, so the first question waits for neither."""
     try:
         index.search("warm up", k=1)
         index.embedder.load()
