@@ -59,11 +59,13 @@ def contents(index: Index) -> tuple[list, list, np.ndarray, np.ndarray | None]:
 
 
 def test_an_index_built_on_ray_equals_one_built_here(tmp_path: Path, cluster: CountingCluster):
-    """The packaged model on the cluster's workers: the same documents, chunks, offsets and vectors."""
+    """The packaged model on the cluster's workers: the same documents, chunks, offsets and vectors, in the index's
+    precision."""
     corpus = tmp_path / "corpus"
     shutil.copytree(CORPUS, corpus)
     (corpus / "scan.txt").write_bytes(b"\x00\x01binary\x00")
-    here, there = Index(tmp_path / "here"), Index(tmp_path / "there")
+    # int8, not the default: the workers must take the index's precision, not their own default.
+    here, there = Index(tmp_path / "here", precision="int8"), Index(tmp_path / "there", precision="int8")
     skipped_here: list[tuple[str, str]] = []
     skipped_there: list[tuple[str, str]] = []
     cluster.sent_files, cluster.sent_documents = [], 0
