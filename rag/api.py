@@ -55,11 +55,11 @@ class Index:
         device: str = "auto",
     ) -> None:
         """`multilingual`: keep the multilingual arm's vectors (True), drop them (False), or keep the index's
-        choice (None: on for a new index with a real model). `precision`: compute passage vectors in "int8" or
-        "fp32" from the next `add` on (the stored ones are embedded again when they differ), or keep the
-        index's (None: int8 for a new index on a CPU; an index written before precisions were recorded is
-        embedded again in the default). `device`: "cpu", "cuda" or "auto" (a GPU when one is usable) for
-        embedding passages; questions are encoded on the CPU."""
+        choice (None: on for a new index with a real model). `precision`: compute passage vectors in "fp32" or
+        "int8" from the next `add` on (the stored ones are embedded again when they differ), or keep the
+        index's (None: fp32 for a new index, and for one written before precisions were recorded, whose
+        vectors are float32). `device`: "cpu", "cuda" or "auto" (a GPU when one is usable) for embedding
+        passages; questions are encoded on the CPU, in the precision of the index's vectors."""
         self.path = Path(path) if path is not None else default_index_dir()
         self.multilingual = multilingual
         try:
@@ -79,8 +79,7 @@ class Index:
 
     def outdated(self) -> bool:
         """True when the index must be upgraded (`add` does that): an older format, vectors of another precision
-        than this index's encoder computes (written before precisions were recorded, or another one asked),
-        or a collection built before the multilingual arm, which gains its vectors."""
+        than the one asked, or a collection built before the multilingual arm, which gains its vectors."""
         if is_legacy(self.path):
             return True
         if not self.exists():

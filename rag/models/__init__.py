@@ -1,4 +1,4 @@
-"""Encoders: the packaged all-MiniLM-L6-v2 (and BERT encoders like it) through ONNX Runtime, in int8 or float32;
+"""Encoders: the packaged all-MiniLM-L6-v2 (and BERT encoders like it) through ONNX Runtime, in float32 or int8;
 other sentence-transformers models through torch (an extra); the multilingual arm's encoder; and the hashing
 stand-in for tests that do not measure retrieval. Everything above this package sees one `Encoder`."""
 

@@ -79,7 +79,7 @@ def passage_input(title_line: str, text: str) -> str:
 
 
 def default_model_path() -> Path:
-    """The packaged model's folder: its int8 graph, tokenizer and configuration (`rag.models.onnx_encoder`)."""
+    """The packaged model's folder: its float16 weights, tokenizer and configuration (`rag.models.onnx_encoder`)."""
     return PACKAGED_MODEL
 
 
