@@ -22,15 +22,15 @@ from rag.models.hashing import HASHING_MODEL, HashingEmbedder
 from rag.models.onnx_encoder import (
     DEFAULT_PRECISION,
     PACKAGED_MODEL,
-    PRECISIONS,
+    TITLE_TOKENS,
     OnnxEmbedder,
     bert_pipeline,
+    check_precision,
     cuda_available,
 )
 from rag.models.question_batch import QueryBatch
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-TITLE_TOKENS = 24
 DEVICES = ("auto", "cpu", "cuda")
 TORCH_EXTRA = "pip install 'verbatim-rag[torch]'"
 
@@ -274,8 +274,8 @@ def get_embedder(model: str | None = None, precision: str | None = None, device:
     """One encoder per model, precision and device per process: loading costs seconds and hundreds of MB.
     `precision` None is float32; "int8" (faster, retrieval moved a little: bench/RESULTS.md) only for a BERT model
     run by ONNX Runtime."""
-    if precision is not None and precision not in PRECISIONS:
-        raise ModelLoadError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    if precision is not None:
+        check_precision(precision)
     if device not in DEVICES:
         raise ModelLoadError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
     key, location = resolve_model(model)

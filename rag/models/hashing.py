@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.errors import RagError
+from rag.models.onnx_encoder import TITLE_TOKENS
 
 HASHING_MODEL = "hashing"
 DIMENSION = 384
 MAX_TOKENS = 254
-TITLE_TOKENS = 24
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _WORD = re.compile(r"\w+", re.UNICODE)
 

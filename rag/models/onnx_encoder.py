@@ -41,7 +41,7 @@ DEFAULT_PRECISION = "fp32"  # int8 moved SciFact's figures by more than 0.003 (b
 GRAPH_VERSION = 1  # changes with what `rag.models.bert_graph` writes, so that no older cached graph is used
 CACHE_KEEP_DAYS = 30  # a cached graph no start has read for this long is deleted when a new one is written
 GPU_BATCH = 128  # passages per call on a GPU, longest first (float32; padding costs a GPU little)
-TITLE_TOKENS = 24
+TITLE_TOKENS = 24  # of a title read in front of each passage, by every encoder
 PIPELINE = [
     "sentence_transformers.models.Transformer",
     "sentence_transformers.models.Pooling",
@@ -88,6 +88,11 @@ def bert_pipeline(folder: Path) -> tuple[dict[str, Any], int] | None:
     return config, min(window, int(config.get("max_position_embeddings", window)))
 
 
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+
+
 def cuda_available() -> bool:
     """Whether ONNX Runtime here can run on an NVIDIA GPU (the onnxruntime-gpu package and a device)."""
     try:
@@ -104,8 +109,7 @@ class OnnxEmbedder:
     def __init__(
         self, name: str, folder: Path, config: dict[str, Any], window: int, precision: str, device: str = "cpu"
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ModelLoadError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+        check_precision(precision)
         self.name = name
         self.precision = precision
         self.device = device
