@@ -9,7 +9,9 @@ from rag.errors import (
     InvalidQueryError,
     ModelLoadError,
     ModelMismatchError,
+    PathNotFoundError,
     RagError,
+    UnknownSourceError,
 )
 from rag.records import Answer, Document, IndexReport, Passage
 
@@ -26,7 +28,9 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "Passage",
+    "PathNotFoundError",
     "RagError",
+    "UnknownSourceError",
     "default_corpus_dir",
     "default_index_dir",
     "query",

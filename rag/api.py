@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.build.update import ScanResult, from_documents, index_exports, scan, update_index, wants_multilingual
-from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
+from rag.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError, PathNotFoundError
 from rag.index import DocumentSummary, FileStat, IndexInfo, Store, check_model, has_index, is_legacy, read_manifest
 from rag.ingest.exports import RecordFields
 from rag.models.embed import get_embedder, resolve_model
@@ -37,6 +37,23 @@ def default_index_dir() -> Path:
     if os.environ.get("RAG_INDEX"):
         return Path(os.environ["RAG_INDEX"])
     return default_corpus_dir().resolve().parent / "index"
+
+
+def default_uploads_dir(index_dir: Path) -> Path:
+    """$RAG_UPLOADS, else the folder `<index>-uploads` beside the index folder: files added in the chat live
+    with the collection they were added to, outside the checkout's sample `corpus/` (which tests and `git
+    status` read) and outside the index folder itself (which may be deleted to rebuild from scratch)."""
+    if os.environ.get("RAG_UPLOADS"):
+        return Path(os.environ["RAG_UPLOADS"])
+    resolved = index_dir.resolve()
+    return resolved.parent / f"{resolved.name}-uploads"
+
+
+def default_folders(index_dir: Path) -> list[Path]:
+    """What a collection is built from when no folder is named: the sample corpus, and the chat's uploads
+    folder once a file was added there."""
+    uploads = default_uploads_dir(index_dir)
+    return [default_corpus_dir()] + ([uploads] if uploads.is_dir() else [])
 
 
 class Index:
@@ -104,7 +121,14 @@ class Index:
         `rag.build.update.STREAM_BYTES` are read last, a batch of records per commit (`index_exports`). With a
         `cluster` (`rag.build.cluster.RayCluster`), files are read and documents chunked and embedded on its workers;
         this process stays the one writer. `on_skip` hears of each file or record that could not be read,
-        `on_note` of each file read as a legacy encoding or with bytes that were not UTF-8."""
+        `on_note` of each file read as a legacy encoding or with bytes that were not UTF-8. A path that does not
+        exist is a `PathNotFoundError`, raised before anything is read or written."""
+        missing = [str(p) for p in paths if not Path(p).expanduser().exists()]
+        if missing:
+            raise PathNotFoundError(
+                f"no such file or folder: {', '.join(missing)}; nothing was indexed (check the path, or create the "
+                "folder and put articles in it)"
+            )
         started = time.perf_counter()
         known = self._file_stats()
         found = scan([Path(p) for p in paths], on_skip, fields, known, cluster, on_note)
@@ -225,7 +249,7 @@ def default_index(progress: bool = False) -> Index:
         if _DEFAULT is None:
             index = Index(default_index_dir())
             if not index.exists() or index.outdated():
-                index.add([default_corpus_dir()], progress=progress)
+                index.add(default_folders(index.path), progress=progress)
             _DEFAULT = index
         return _DEFAULT
 

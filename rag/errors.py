@@ -33,6 +33,14 @@ class InvalidQueryError(RagError):
     """The question is empty, too long, or otherwise cannot be searched."""
 
 
+class UnknownSourceError(InvalidQueryError):
+    """The source filter names no article, site or web address of the collection."""
+
+
+class PathNotFoundError(RagError):
+    """A file or folder named to be indexed does not exist; nothing was indexed."""
+
+
 class ModelLoadError(RagError):
     """The embedding model could not be loaded (missing package, bad path, no network for a hub name)."""
 

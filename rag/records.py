@@ -123,6 +123,7 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     note: str | None = None  # one line on why nothing can match (a question in a script the index lacks)
     bar: float = 0.0  # the probability at which a passage counts as answering (the reader's bar when it read)
+    emptied: str | None = None  # what left nothing to search: the dates asked for, counted ("0 of 7 articles ...")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -132,6 +133,8 @@ class Answer:
         }
         if self.note:
             out["note"] = self.note
+        if self.emptied:
+            out["emptied"] = self.emptied
         return out
 
 

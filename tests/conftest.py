@@ -22,7 +22,9 @@ from rag.models.embed import Encoder, get_embedder
 from rag.serve.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "corpus"
+# The tests' own copy of the four seed articles: the checkout's `corpus/` is the user's sample folder, and what a
+# user adds there (an upload of an older version, a file of their own) must not change what a test sees.
+CORPUS = Path(__file__).resolve().parent / "data" / "seed"
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -124,7 +126,7 @@ def start_chat(corpus: Path, index: Path, log: Path, *extra: str, env: dict | No
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env={**{k: v for k, v in os.environ.items() if k != "RAG_UPLOADS"}, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180

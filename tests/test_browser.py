@@ -204,7 +204,7 @@ def test_an_example_question_on_the_empty_chat_answers(page):
     assert "Group of Seven" in reply.inner_text() or "G7" in reply.inner_text()
 
 
-def test_uploaded_article_is_indexed_listed_and_answerable(page, tmp_path):
+def test_uploaded_article_is_indexed_listed_and_answerable(page, chat_server, tmp_path):
     article = tmp_path / "lacquer_fair.txt"
     article.write_text(
         "Tongyeong lacquer fair draws record crowd\nPosted June 9, 2025\n"
@@ -220,6 +220,9 @@ def test_uploaded_article_is_indexed_listed_and_answerable(page, tmp_path):
     status.get_by_text("Added 1 article").wait_for(timeout=ANSWER_TIMEOUT_MS)
     assert "lacquer_fair.txt" in status.inner_text()
     assert "Rejected scan.txt" in status.inner_text()
+    kept = chat_server.index.parent / f"{chat_server.index.name}-uploads" / "lacquer_fair.txt"
+    assert kept.read_text() == article.read_text(), "kept beside the index"
+    assert not (chat_server.corpus / "lacquer_fair.txt").exists(), "not in the corpus folder"
     page.get_by_role("tab", name="Sources").click()
     page.locator("#verbatim-sources").get_by_text("Tongyeong lacquer fair draws record crowd").wait_for()
     reply = ask(page, "How many visitors came to the Tongyeong lacquer fair?")

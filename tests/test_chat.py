@@ -9,7 +9,7 @@ from conftest import free_port
 
 from rag import Index
 from rag.serve.chat_handlers import user_questions
-from rag.serve.chat_service import ChatService
+from rag.serve.chat_service import CHAT_NAMES, ChatService
 
 ARTICLE = """Harbour city opens floating solar farm
 Posted March 4, 2025
@@ -282,3 +282,42 @@ def test_an_upload_not_in_utf8_is_read_and_the_report_says_how(tmp_path: Path):
     line = next(x for x in status.splitlines() if x.startswith("- busan"))
     assert "cp949" in line and "UTF" in line
     assert service.answer("부산항 물동량", mode="keyword").shown[0].passage.text.startswith("부산항 물동량")
+
+
+def test_uploads_are_kept_beside_the_index_and_indexed_with_the_corpus(
+    tmp_path: Path, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Files added in the chat go to `<index>-uploads`, never into the corpus folder (the checkout's sample
+    `corpus/`, which `git status` and the tests read); the next start indexes that folder with the corpus,
+    including a file put there while the app was down."""
+    from rag.api import default_uploads_dir
+    from rag.serve.server import open_index
+
+    monkeypatch.delenv("RAG_UPLOADS", raising=False)
+    index_dir = tmp_path / "index"
+    uploads = default_uploads_dir(index_dir)
+    assert uploads == tmp_path / "index-uploads"
+    shipped = sorted(p.name for p in corpus_copy.iterdir())
+    index = open_index(index_dir, corpus_copy, "hashing", uploads_dir=uploads)
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    (incoming / "solar.md").write_text(ARTICLE)
+    assert "Added 1 article" in ChatService(index, uploads).add_files([incoming / "solar.md"])
+    assert (uploads / "solar.md").read_text() == ARTICLE
+    assert sorted(p.name for p in corpus_copy.iterdir()) == shipped, "the corpus folder is left as it was"
+    (uploads / "tram.txt").write_text("Jeonju tram opens\nThe Jeonju tram line opened with nine stops.\n")
+    reopened = open_index(index_dir, corpus_copy, "hashing", uploads_dir=uploads)
+    assert reopened.search("Jeonju tram stops", k=1, mode="keyword").passages[0].source == "tram.txt"
+    assert reopened.search("Mokpo floating solar", k=1, mode="keyword").passages[0].source == "solar.md"
+    monkeypatch.setenv("RAG_UPLOADS", str(tmp_path / "elsewhere"))
+    assert default_uploads_dir(index_dir) == tmp_path / "elsewhere"
+
+
+def test_an_unknown_source_or_empty_dates_are_explained_in_the_chats_words(service):
+    unknown = service.answer("Who is Lee?", source="nosuch.txt", names=CHAT_NAMES)
+    assert unknown.answer is None and "no article, site or web address called “nosuch.txt”" in unknown.error
+    assert "--" not in unknown.markdown and unknown.markdown.startswith("**Cannot search:**")
+    empty = service.answer("Who is Lee?", since="2999", names=CHAT_NAMES)
+    assert empty.answer is not None and empty.answer.passages == []
+    assert "Nothing to search: 0 of" in empty.markdown and "on or after 1 January 2999" in empty.markdown
+    assert "--" not in empty.markdown

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rag import Index, PathNotFoundError
 from rag.serve.cli import build_parser
 
 KEYS = [
@@ -55,6 +56,24 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path):
     assert missing.returncode == 2
     assert missing.stderr.strip().startswith("error: no index in")
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_missing_path_or_an_unknown_source_is_an_error_not_an_empty_answer(tmp_path: Path, corpus_copy: Path):
+    nowhere = rag("index", str(tmp_path / "no" / "such"), "--index", str(tmp_path / "idx"), "--model", "hashing")
+    assert nowhere.returncode == 2 and not (tmp_path / "idx").exists(), "nothing is created for a wrong path"
+    assert nowhere.stderr.startswith("error: no such file or folder:") and "no/such" in nowhere.stderr
+    idx = str(tmp_path / "idx")
+    assert rag("index", str(corpus_copy), "--index", idx, "--quiet", "--model", "hashing").returncode == 0
+    unknown = rag("ask", "Who is Lee?", "--index", idx, "--source", "nosuch.txt")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert "no article, site or web address called “nosuch.txt”" in unknown.stderr
+    future = rag("ask", "Who is Lee?", "--index", idx, "--since", "2999")
+    assert future.returncode == 0
+    assert future.stdout.startswith("Nothing to search: 0 of 7 articles are dated on or after 1 January 2999")
+    with pytest.raises(PathNotFoundError, match="articles"):
+        Index(tmp_path / "api-idx").add([tmp_path / "articles"])
+    assert not (tmp_path / "api-idx").exists()
 
 
 def test_empty_question_is_refused(seed_index):

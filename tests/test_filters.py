@@ -21,6 +21,7 @@ from conftest import CORPUS
 import rag.index.vectors
 import rag.index.write
 from rag import Index
+from rag.errors import UnknownSourceError
 from rag.index import DocFilter, lexical_views
 from rag.index import lexical as lexical_index
 from rag.index.facet_terms import day_number
@@ -205,8 +206,8 @@ def test_filters_follow_writes(archive: tuple[Index, Path], tmp_path: Path):
     after = index.search("harbour pilots strike", k=3, mode="keyword", source="Valley Times", since="2021-03")
     assert after.passages[0].source == "pilots.jsonl#1"
     assert "pilots.jsonl#1" not in {p.source for p in before.passages}
-    gone = index.search("harbour pilots strike", k=50, mode="keyword", source="archive-3.jsonl")
-    assert gone.passages == []
+    with pytest.raises(UnknownSourceError, match="archive-3.jsonl"):  # the file is gone from the collection
+        index.search("harbour pilots strike", k=50, mode="keyword", source="archive-3.jsonl")
     assert searcher is index.searcher
 
 

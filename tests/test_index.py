@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from rag import Index, ModelMismatchError
+from rag.errors import PathNotFoundError
 from rag.ingest.plaintext import parse_document
 
 
@@ -77,8 +78,8 @@ def test_a_file_turned_unreadable_keeps_its_previous_version(tmp_path: Path, cor
 def test_missing_path_removes_nothing(tmp_path: Path, corpus_copy: Path):
     index = Index(tmp_path / "idx", model="hashing")
     index.add([corpus_copy])
-    report = index.add([tmp_path / "typo"])
-    assert report.skipped == [(str(tmp_path / "typo"), "no such file or directory")]
+    with pytest.raises(PathNotFoundError, match="typo"):  # an error, not a skip: nothing else is read either
+        index.add([corpus_copy, tmp_path / "typo"])
     assert len(index.info().to_dict()["documents"]) == 7
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from rag import Index, InvalidQueryError
+from rag.errors import UnknownSourceError
 from tests.conftest import CORPUS, load_questions
 
 QUESTIONS = load_questions("seed_questions.jsonl", "seed_questions_extra.jsonl")
@@ -88,7 +89,25 @@ def test_source_filter_and_k(seed_index):
     assert {p.source.split("#")[0] for p in answer.passages} == {"002_4545c625dd368776.txt"}
     exact = seed_index.search("Lee Jae-myung", k=5, source="002_4545c625dd368776.txt")
     assert {p.source.split("#")[0] for p in exact.passages} == {"002_4545c625dd368776.txt"}, "a file's articles"
-    assert seed_index.search("Lee", source="no-such-file.txt").passages == []
+    with pytest.raises(UnknownSourceError, match="no-such-file.txt"):
+        seed_index.search("Lee", source="no-such-file.txt")
+
+
+def test_dates_that_leave_nothing_are_counted_in_the_answer(seed_index):
+    """A date filter no article meets is not "nothing matches": the answer says how many articles there are,
+    how many carry a date at all, and where the dated ones lie."""
+    documents = seed_index.documents(0, 1000)[0]
+    dated = sorted(d.published[:10] for d in documents if d.published)
+    assert dated, "the seed copy has a dated article"
+    later = int(dated[-1][:4]) + 1
+    answer = seed_index.search("Lee Jae-myung", since=str(later))
+    assert answer.passages == [] and not answer.found
+    assert answer.emptied is not None
+    assert f"0 of {len(documents)} articles are dated on or after 1 January {later}" in answer.emptied
+    assert f"{len(documents) - len(dated)} have no date" in answer.emptied
+    assert answer.to_dict()["emptied"] == answer.emptied
+    within = seed_index.search("Lee Jae-myung", since=dated[0][:4], until=dated[-1][:4])
+    assert within.passages and within.emptied is None
 
 
 def test_url_attribution(seed_index):

@@ -12,6 +12,7 @@ document fields re-read (one covering-index scan) only after a commit changed th
 
 from __future__ import annotations
 
+import calendar
 import fnmatch
 import re
 from dataclasses import dataclass
@@ -107,6 +108,45 @@ class DocumentFields:
             keep &= self.days <= day_number(filters.until)
         return keep
 
+    def why_nothing(self, filters: DocFilter) -> Emptied | None:
+        """What left every document out: a source that names none, or dates that none of the named (or all)
+        documents has, counted ("0 of 7 articles are dated in 2026; 6 have no date"). None when each part of
+        the filter keeps some document alone (only their combination, or left-out sources, empty it)."""
+        pool = np.ones(len(self.ids), dtype=bool)
+        what = "articles"
+        if filters.source:
+            pool = self._named(filters.source)
+            if not pool.any():
+                return Emptied(
+                    f"no article, site or web address called “{filters.source}” in this collection (a filter "
+                    "takes an article's file name, a glob such as *.pdf, a site name or a web host)",
+                    unknown_source=True,
+                )
+            what = f"articles from “{filters.source}”"
+        if not (filters.since or filters.until):
+            return None
+        total = int(pool.sum())
+        days = self.days[pool]
+        inside = days > 0
+        if filters.since:
+            inside &= days >= day_number(filters.since)
+        if filters.until:
+            inside &= days <= day_number(filters.until)
+        if inside.any():
+            return None
+        undated = int((days == 0).sum())
+        reason = f"0 of {total:,} {what if total != 1 else what.replace('articles', 'article', 1)} "
+        reason += f"{'is' if total == 1 else 'are'} dated {date_span(filters.since, filters.until)}"
+        if undated:
+            reason += f"; {undated:,} {'has' if undated == 1 else 'have'} no date"
+        dated = days[days > 0]
+        if len(dated) and dated.min() == dated.max():
+            which = "the only dated one is" if len(dated) == 1 else "all the dated ones are"
+            reason += f" ({which} from {day_words(int(dated.min()))})"
+        elif len(dated):
+            reason += f" (the dated ones run from {day_words(int(dated.min()))} to {day_words(int(dated.max()))})"
+        return Emptied(reason)
+
     def facet_words(self, filters: DocFilter, matching: np.ndarray) -> tuple[str, ...] | None:
         """Facet words (`rag.index.facet_terms`) such that the passages holding any of them are exactly those of the
         `matching` documents; None when the filter cannot be said that way: a document kept only through an
@@ -153,6 +193,27 @@ class DocumentFields:
         return named
 
 
+def day_words(day: int) -> str:
+    """A YYYYMMDD day number in words: 3 January 2025."""
+    return f"{day % 100} {calendar.month_name[day // 100 % 100]} {day // 10000}"
+
+
+def date_span(since: str | None, until: str | None) -> str:
+    """Inclusive ISO bounds in words: "in 2026", "in March 2025", "from 1 May 2024 to 3 June 2024", "on or
+    after 1 January 2025"."""
+    first, last = day_number(since) if since else 0, day_number(until) if until else 0
+    if first and last:
+        if first % 10000 == 101 and last % 10000 == 1231 and first // 10000 == last // 10000:
+            return f"in {first // 10000}"
+        year, month = divmod(first // 100, 100)
+        if first % 100 == 1 and last // 100 == first // 100 and last % 100 == calendar.monthrange(year, month)[1]:
+            return f"in {calendar.month_name[month]} {year}"
+        return f"from {day_words(first)} to {day_words(last)}"
+    if first:
+        return f"on or after {day_words(first)}"
+    return f"on or before {day_words(last)}"
+
+
 def _date_cover(days: np.ndarray, first: int, last: int) -> list[str]:
     """Date words that cover exactly the days of `days` (sorted, distinct YYYYMMDD) from `first` to `last`:
     a whole year where every day of it in `days` lies in the span, else whole months, else single days."""
@@ -185,6 +246,17 @@ class Kept:
     documents: np.ndarray  # int64 ids
     count: int  # chunks kept
     facets: tuple[str, ...] | None = None
+    emptied: Emptied | None = None  # when the filter keeps nothing: what emptied it, in words
+
+
+@dataclass(frozen=True)
+class Emptied:
+    """Why a filter keeps no passage, said so a user can act on it: `unknown_source` when the source names no
+    article, site or web host of the collection (an error for every caller), else the dates that left
+    everything out, with the counts behind it."""
+
+    reason: str
+    unknown_source: bool = False
 
 
 class ChunkFilter:
@@ -242,7 +314,9 @@ class ChunkFilter:
             held[documents.ids[documents.sources.equals(source)]] = False
         held[0] = False  # the owner of a deleted chunk
         chunks = held[self.owners]
-        return Kept(chunks, np.flatnonzero(held), int(np.count_nonzero(chunks)), facets)
+        count = int(np.count_nonzero(chunks))
+        emptied = documents.why_nothing(filters) if count == 0 and filters.active() else None
+        return Kept(chunks, np.flatnonzero(held), count, facets, emptied)
 
     def order_keys(self) -> np.ndarray:
         """Each chunk's `order_key` (its document's), indexed by chunk id: the order the dense index keeps its

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.errors import UnknownSourceError
 from rag.index import Reader
 from rag.models.embed import passage_input
 from rag.records import Answer, Passage, page_at
@@ -85,6 +86,10 @@ class SearchCall:
         ranks_dense = q_vec if searcher.uses_dense(asked, mode) else None
         with searcher.store.read() as reader:
             keep = searcher.kept_chunks(reader, request.filter, request.exclude)
+            if keep is not None and keep.emptied is not None:
+                if keep.emptied.unknown_source:
+                    raise UnknownSourceError(keep.emptied.reason)
+                return Answer(query=asked.text, found=False, emptied=keep.emptied.reason)
             m_vec = searcher.multilingual_vector(asked) if searcher.uses_multilingual(asked, mode, reader) else None
             arms = searcher.arms(asked, max(100, k * 10), ranks_dense, keep, m_vec)
             dense = q_vec is not None

@@ -260,8 +260,9 @@ class Searcher:
         if multilingual or not asked.wide or self.lexical.holds_any(asked.bigrams, PLAIN):
             return None
         return (
-            "None of the indexed articles holds this question's Korean/Chinese/Japanese words, and this index was "
-            "built without its multilingual vectors, which match a question to passages in another language: ask "
+            "No searched passage holds this question's Korean/Chinese/Japanese words (lines set apart as page "
+            "furniture, such as link lists, are not searched), and this index was built without its multilingual "
+            "vectors, which match a question to passages in another language: ask "
             "in the articles' language, or index the articles again with the multilingual arm on."
         )
 

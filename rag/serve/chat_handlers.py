@@ -78,9 +78,7 @@ class ChatHandlers:
         history = list(history or [])
         if not message or not message.strip():
             return history
-        reply = self.service.answer(
-            message, user_questions(history), k, mode, source, since, until, CHAT_NAMES, rerank
-        )
+        reply = self.service.answer(message, user_questions(history), k, mode, source, since, until, CHAT_NAMES, rerank)
         return [*history, {"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
 
     def read_passage(self, target: str) -> str | None:

@@ -65,10 +65,10 @@ class ChatService:
     """What the chat does, for every session of one server."""
 
     def __init__(
-        self, index: Index, corpus_dir: Path, max_upload: int = DEFAULT_UPLOAD_MB * 1_000_000, read_only: bool = False
+        self, index: Index, uploads_dir: Path, max_upload: int = DEFAULT_UPLOAD_MB * 1_000_000, read_only: bool = False
     ) -> None:
         self.index = index
-        self.corpus_dir = corpus_dir
+        self.uploads_dir = uploads_dir  # where files added in the chat are kept: never the checkout's sample folder
         self.max_upload = max_upload  # bytes
         self.read_only = read_only  # a replica: it answers from the index as published, and adds nothing
         self._writing = threading.Lock()
@@ -164,7 +164,7 @@ class ChatService:
             return f"<p>{literal(str(exc))}</p>"
 
     def add_files(self, files: Sequence[str | Path]) -> str:
-        """Save uploads into the corpus folder and index them incrementally; a Markdown report of what
+        """Save uploads into the uploads folder and index them incrementally; a Markdown report of what
         happened to each file. One upload is indexed at a time; searches go on meanwhile."""
         if self.read_only:
             return (
@@ -172,13 +172,13 @@ class ChatService:
                 "where the index is written (`rag index`), then publish them (`rag snapshot`)."
             )
         with self._writing:
-            result = save_uploads([Path(f) for f in files], self.corpus_dir, self.max_upload)
+            result = save_uploads([Path(f) for f in files], self.uploads_dir, self.max_upload)
             skipped: list[tuple[str, str]] = []
             report = None
             unindexed = None
             if result.saved:
                 try:
-                    report = self.index.add([self.corpus_dir], progress=True, on_skip=lambda *s: skipped.append(s))
+                    report = self.index.add([self.uploads_dir], progress=True, on_skip=lambda *s: skipped.append(s))
                 except IndexWriteError as exc:  # saved, and indexed by the next write once there is room
                     unindexed = str(exc)
         lines = []

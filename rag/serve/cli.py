@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.api import Index, default_corpus_dir, default_index, default_index_dir
+from rag.api import Index, default_folders, default_index, default_index_dir, default_uploads_dir
 from rag.errors import RagError
 from rag.ingest.exports import RecordFields
 from rag.models.embed import DEVICES
@@ -21,7 +21,7 @@ from rag.search.request import CLI_NAMES, DEFAULT_K, MAX_K, MODES, SearchRequest
 from rag.text import visible
 
 # Said in words rather than as this machine's paths, so the help reads the same everywhere (docs/cli.md).
-CORPUS_DEFAULT = "$RAG_CORPUS, else the corpus/ folder of this checkout"
+CORPUS_DEFAULT = "$RAG_CORPUS, else the corpus/ folder of this checkout, and the chat's uploads folder if any"
 INDEX_DEFAULT = "$RAG_INDEX, else index/ beside the corpus folder"
 
 
@@ -204,7 +204,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = Index(
         args.index, model=args.model, multilingual=args.multilingual, precision=args.precision, device=args.device
     )
-    paths = args.paths or [str(default_corpus_dir())]
+    paths = args.paths or default_folders(index.path)
     cluster = None
     if args.ray:
         from rag.build.cluster import RayCluster
@@ -275,7 +275,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     with contextlib.suppress(ImportError):  # line editing and history for input(), where the platform has it
         import readline  # noqa: F401
     index = _open(args)
-    service = ChatService(index, default_corpus_dir())
+    service = ChatService(index, default_uploads_dir(index.path))
     _, articles = service.articles(limit=1)
     marked = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
     print(
@@ -303,6 +303,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def format_answer(answer: Answer, width: int = 100) -> str:
     note = [answer.note] if answer.note else []
+    if not answer.passages and answer.emptied:
+        return f"Nothing to search: {answer.emptied}. Widen --since/--until or leave them out."
     if not answer.passages:
         return "\n".join(["Nothing in the index matches this question.", *note])
     head = (

@@ -178,6 +178,8 @@ def attribution(item: ShownPassage) -> str:
 def verdict(answer: Answer, shown: Sequence[ShownPassage]) -> tuple[str, str]:
     """The reply's opening, (headline, what it means): the same words in the browser, over HTTP and in the
     terminal."""
+    if not shown and answer.emptied:
+        return f"Nothing to search: {answer.emptied}.", "Widen the dates or clear them."
     if not shown:
         return "Nothing in the indexed articles matches this question.", "Try other words, or add articles."
     if answer.found:

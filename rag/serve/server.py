@@ -1,5 +1,5 @@
 """The chat server `python app.py` starts: `[--host H] [--port P] [--share] [--auth user:password] [--index DIR]
-[--corpus DIR] [--model M]`.
+[--corpus DIR] [--uploads DIR] [--model M]`.
 
 The first run on a fresh clone builds the index from the corpus folder (progress in the terminal); later runs
 open the saved index and pick up files added to or removed from that folder since. Everything runs on this
@@ -32,7 +32,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # app does not serve: 12% of the server's CPU under 50 users. Once per 10,000 events keeps it out of the way.
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
 
-from rag.api import Index, default_corpus_dir, default_index_dir  # noqa: E402
+from rag.api import Index, default_corpus_dir, default_index_dir, default_uploads_dir  # noqa: E402
 from rag.errors import IndexWriteError, RagError  # noqa: E402
 from rag.serve.chat_service import ChatService  # noqa: E402
 from rag.serve.cli import say_noted, say_skipped  # noqa: E402
@@ -50,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also create a public Gradio share link (needs internet)")
     p.add_argument("--auth", help=f"user:password required to use the chat (or set ${AUTH_ENV})")
     p.add_argument("--index", type=Path, default=None, help="index directory (default: index/ beside the corpus)")
-    p.add_argument("--corpus", type=Path, default=None, help="article folder to index and to save uploads in")
+    p.add_argument("--corpus", type=Path, default=None, help="article folder to index (default: the sample corpus/)")
+    p.add_argument(
+        "--uploads",
+        type=Path,
+        default=None,
+        help="folder that keeps files added in the chat, indexed with the corpus (default: INDEX-uploads/ beside "
+        "the index folder, or $RAG_UPLOADS)",
+    )
     p.add_argument("--model", default=None, help="sentence-transformers model for a new index (default: packaged)")
     p.add_argument(
         "--read-only",
@@ -138,9 +145,11 @@ def reachable_url(host: str, port: int) -> str:
     return f"http://{address}:{port}/"
 
 
-def open_index(index_dir: Path, corpus_dir: Path, model: str | None, read_only: bool = False) -> Index:
-    """The saved index, refreshed from the corpus folder when it was built from it; built on first run. A
-    read-only replica serves the index as it is, and needs one."""
+def open_index(
+    index_dir: Path, corpus_dir: Path, model: str | None, read_only: bool = False, uploads_dir: Path | None = None
+) -> Index:
+    """The saved index, refreshed from the corpus folder (and the chat's uploads folder) when it was built from
+    them; built on first run. A read-only replica serves the index as it is, and needs one."""
     index = Index(index_dir, model=model)
     fresh = not index.exists()
     if read_only:
@@ -150,11 +159,14 @@ def open_index(index_dir: Path, corpus_dir: Path, model: str | None, read_only: 
                 f"`rag index --index DIR`, or publish one with `rag snapshot`"
             )
         return index
-    if fresh or str(corpus_dir.resolve()) in index.roots():
+    roots = index.roots()
+    folders = [corpus_dir] + ([uploads_dir] if uploads_dir is not None and uploads_dir.is_dir() else [])
+    folders = [f for f in folders if fresh or (str(f.resolve()) in roots and f.is_dir())]
+    if folders:
         if fresh:
             print(f"Building the index from {corpus_dir} (first run; later runs start from the saved index)")
         try:
-            report = index.add([corpus_dir], progress=True, on_skip=say_skipped, on_note=say_noted)
+            report = index.add(folders, progress=True, on_skip=say_skipped, on_note=say_noted)
         except IndexWriteError as exc:
             if fresh:
                 raise
@@ -212,9 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     corpus_dir = args.corpus or default_corpus_dir()
     index_dir = args.index or (default_index_dir() if args.corpus is None else corpus_dir.resolve().parent / "index")
+    uploads_dir = args.uploads or default_uploads_dir(index_dir)
     try:
         auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
-        index = open_index(index_dir, corpus_dir, args.model, args.read_only)
+        index = open_index(index_dir, corpus_dir, args.model, args.read_only, uploads_dir)
     except RagError as exc:
         print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 2
@@ -233,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rag.serve.chat import CSS, HEAD, build_app  # Gradio is imported here: `--help` and errors never pay for it
 
     max_upload = int(args.max_upload_mb * 1_000_000)
-    demo = build_app(ChatService(index, corpus_dir, max_upload, read_only=args.read_only))
+    demo = build_app(ChatService(index, uploads_dir, max_upload, read_only=args.read_only))
     demo.queue(default_concurrency_limit=8)
     warning = exposure_warning(args.host, auth)
     if warning:
@@ -266,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Reachable from other machines at {reachable_url(args.host, args.port)}")
     if share and not demo.share_url:
         print("--share: Gradio could not make a public link; the chat is served locally only.", file=sys.stderr)
+    if not args.read_only:
+        print(f"Files added in the chat are kept in {uploads_dir}")
     print("Press Ctrl-C to stop.")
     try:
         demo.block_thread()

@@ -1,5 +1,6 @@
-"""Articles added from the browser become files in the corpus folder, so the index can always be rebuilt from
-`corpus/` alone and a later `rag index` sees exactly what the chat saw."""
+"""Articles added from the browser become files in the uploads folder (`default_uploads_dir`: beside the index
+folder, never the checkout's sample `corpus/`), so the index can always be rebuilt from files on disk and a
+later `rag index` of that folder sees exactly what the chat saw."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ class UploadResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def save_uploads(files: list[Path], corpus_dir: Path, max_bytes: int = DEFAULT_UPLOAD_MB * 1_000_000) -> UploadResult:
-    """Copy each readable article into `corpus_dir` under its own name (the last part of the name it came
+def save_uploads(files: list[Path], folder: Path, max_bytes: int = DEFAULT_UPLOAD_MB * 1_000_000) -> UploadResult:
+    """Copy each readable article into `folder` under its own name (the last part of the name it came
     with, so no name can reach outside the folder; a new name when a different file has it already); name
     each rejected one with the reason. Nothing already in the folder is overwritten."""
     result = UploadResult()
-    corpus_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for file in files:
         name = Path(file).name
         if name.startswith("."):
@@ -48,14 +49,14 @@ def save_uploads(files: list[Path], corpus_dir: Path, max_bytes: int = DEFAULT_U
             result.rejected.append((name, str(exc).removeprefix(f"{name}: ")))
             continue
         data = Path(file).read_bytes()
-        target = _free_name(corpus_dir, name, data)
+        target = _free_name(folder, name, data)
         if target is None:
             result.already_there.append(name)
             continue
         try:
             _write_atomically(target, data)
         except OSError as exc:  # a full disk, a folder turned read-only: this file is not saved, the others go on
-            result.rejected.append((name, f"could not be saved in the collection's folder ({exc.strerror or exc})"))
+            result.rejected.append((name, f"could not be saved in the uploads folder ({exc.strerror or exc})"))
             continue
         result.saved.append(target.name)
     return result
