@@ -212,12 +212,6 @@ class Index:
             raise DocumentNotFoundError(f"no document {doc_id} in {self.path}: the index may have changed since")
         return document
 
-    def article_facts(self, doc_ids: Iterable[int]) -> dict[int, tuple[int, str | None]]:
-        """Each article's length in characters and its site (publication name or web host), for attribution;
-        all read in one snapshot."""
-        with self.searcher.store.read() as reader:
-            return {doc_id: reader.article_facts(doc_id) for doc_id in set(doc_ids)}
-
     def documents(self, offset: int = 0, limit: int = 50, search: str = "") -> tuple[list[DocumentSummary], int]:
         """One page of the table of contents (file order) and how many documents match `search` in all."""
         with self.searcher.store.read() as reader:
@@ -229,13 +223,23 @@ class Index:
             return reader.sites()
 
     def info(self, limit: int | None = None) -> IndexInfo:
-        """The manifest, and the documents (all of them, or the first `limit`)."""
+        """The manifest, the documents (all of them, or the first `limit`), and those lacking a date or a
+        publication (counted, the first `limit` named), so that they can be fixed before they are quoted."""
         self.reload()
         store = self.searcher.store
         with store.read() as reader:
             total = reader.count_documents()
-            docs = reader.documents_page(0, total if limit is None else limit)
-        return IndexInfo(store.manifest, str(self.path), total, tuple(docs))
+            shown = total if limit is None else limit
+            docs = reader.documents_page(0, shown)
+            undated, unsourced = reader.lacking("published", shown), reader.lacking("site", shown)
+        return IndexInfo(
+            store.manifest,
+            str(self.path),
+            total,
+            tuple(docs),
+            (undated[0], tuple(undated[1])),
+            (unsourced[0], tuple(unsourced[1])),
+        )
 
 
 _DEFAULT: Index | None = None

@@ -81,6 +81,8 @@ class Passage:
     answer: tuple[int, int] | None = None  # the words the reader marks as the answer: document offsets
     language: str | None = None  # "en", "ko", "ja", "zh" (`rag.text.language_of`); None when its letters do not tell
     asked_in: str | None = None  # the question's language where it differs from the passage's (a cross-language match)
+    site: str | None = None  # the publication: the name the article gave, or its web host
+    article_length: int = 0  # characters in the whole article, for "characters 120–480 of 4,035"
 
     @property
     def answer_in_passage(self) -> tuple[int, int] | None:
@@ -101,9 +103,11 @@ class Passage:
             "doc_id": self.doc_id,
             "title": self.title,
             "source": self.source,
+            "site": self.site,
             "url": self.url,
             "start": self.start,
             "end": self.end,
+            "article_length": self.article_length,
             "published": self.published,
             "author": self.author,
             "page": self.page,
@@ -136,6 +140,16 @@ class Answer:
         if self.emptied:
             out["emptied"] = self.emptied
         return out
+
+    def export(self, kind: str = "markdown") -> str:
+        """The answer as a file to keep or share, with every passage and its source: "markdown" (each passage
+        a quote with its attribution), "json" (`to_dict`) or "csl-json" (the articles, for a reference
+        manager). See `rag.citations`."""
+        from rag.citations import EXPORTS  # the citation module reads these records: imported when used
+
+        if kind not in EXPORTS:
+            raise ValueError(f"unknown export {kind!r}: choose one of {', '.join(EXPORTS)}")
+        return EXPORTS[kind](self)
 
 
 @dataclass

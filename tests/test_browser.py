@@ -252,3 +252,37 @@ def test_an_open_tab_follows_articles_another_process_indexed(page, chat_server,
     page.locator("#verbatim-context").get_by_text("31,000 tonnes of kelp").wait_for(timeout=ANSWER_TIMEOUT_MS)
     reply = ask(page, "How much kelp did Wando fishers land this spring?")
     assert "31,000 tonnes" in reply.inner_text() and "kelp_harvest.txt" in reply.locator("details").first.text_content()
+
+
+def test_a_passage_copies_as_a_citation_and_the_answer_downloads_with_its_sources(browser, chat_server):
+    """*Copy citation* puts the passage, exactly, and its attribution on the clipboard; the answer downloads as
+    Markdown (every passage cited), JSON (what `/ask` gives) and CSL-JSON (the quoted articles)."""
+    import json
+
+    from gradio_client import Client
+
+    context = browser.new_context(
+        viewport={"width": 1366, "height": 768}, permissions=["clipboard-read", "clipboard-write"]
+    )
+    page = context.new_page()
+    page.goto(chat_server.url)
+    page.wait_for_selector("#verbatim-question textarea")
+    question = "Who was Kim Kyoung-soo's political mentor?"
+    reply = ask(page, question)
+    reply.get_by_role("link", name="Copy citation").first.click()
+    reply.get_by_role("link", name="Citation copied").wait_for(timeout=5_000)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    first = Client(chat_server.url, verbose=False).predict(question, api_name="/ask")["passages"][0]
+    quote, _, source = copied.rpartition("\n>\n> — ")
+    assert quote == "\n".join(f"> {line}" if line.strip() else ">" for line in first["text"].split("\n"))
+    assert source.startswith(f"“{first['title']}”") and f"characters {first['start']:,}–{first['end']:,}" in source
+    files = {}
+    for label in ("Answer as Markdown", "JSON", "CSL-JSON (reference managers)"):
+        with page.expect_download() as download:
+            page.get_by_role("button", name=label, exact=True).click()
+        files[label] = Path(download.value.path()).read_text()
+    assert files["Answer as Markdown"].startswith(f"# {question}\n") and copied in files["Answer as Markdown"]
+    assert json.loads(files["JSON"])["passages"][0]["text"] == first["text"]
+    items = json.loads(files["CSL-JSON (reference managers)"])
+    assert items[0]["title"] == first["title"] and items[0]["id"] == first["source"]
+    context.close()

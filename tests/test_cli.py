@@ -10,7 +10,8 @@ from rag import Index, PathNotFoundError
 from rag.serve.cli import build_parser
 
 KEYS = [
-    *("text", "score", "doc_id", "title", "source", "url", "start", "end", "published", "author", "page"),
+    *("text", "score", "doc_id", "title", "source", "site", "url", "start", "end", "article_length"),
+    *("published", "author", "page"),
     *("copies", "answer", "language", "across_languages"),
 ]
 

@@ -7,6 +7,8 @@ sees must contain the passage character for character.
 
 from __future__ import annotations
 
+import html
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from rag.citations import citation
 from rag.records import Answer, Copy, Document, Passage
 from rag.serve.render import (
     ShownPassage,
@@ -110,14 +113,19 @@ def test_a_right_to_left_override_in_an_article_reverses_nothing_after_it():
 
 
 def test_whole_reply_keeps_attribution_and_shows_title_url_and_source_literally():
-    p = passage("The <script>x()</script> passage. Second sentence here.")
+    p = passage("The <script>x()</script> passage.\n\n> Second sentence here.")
     answer = Answer(query="q", found=True, passages=[p])
-    seen = render(answer_markdown(answer, [ShownPassage(p, (0, 31), 1.2, 400)]))
+    markdown = answer_markdown(answer, [ShownPassage(p, (0, 31), 1.2, 400)])
+    seen = render(markdown)
     links = [attrs for tag, attrs in seen.tags if tag == "a"]
     assert links == [
         {"href": "https://news.example/a?id=1&x=2", "target": "_blank", "rel": "noopener noreferrer nofollow"},
         {"href": f"#verbatim-read-1-10-{p.end}", "class": "verbatim-read"},  # this passage, in its article
+        {"href": "#verbatim-cite", "class": "verbatim-cite"},  # copies the citation below
     ]
+    [cited] = re.findall(r'<pre class="verbatim-cite-text">(.*?)</pre>', markdown, re.DOTALL)
+    assert "\n" not in cited and html.unescape(cited) == citation(p)  # what the copy link takes, exactly
+    assert html.unescape(cited).startswith("> The <script>x()</script> passage.\n>\n> > Second sentence here.\n>")
     assert not any(tag in {"script", "b", "em", "img"} for tag, _ in seen.tags)
     shown = visible(seen)
     for piece in ("The <script>x()</script> passage.", "A *title* <b>", "news/<a>.txt", "likely answers", "of 400"):
@@ -140,7 +148,7 @@ def test_attribution_names_author_page_and_copies():
         copies=(Copy("mirror/report.pdf", "Report", None, True), Copy("wire.txt", "Other head", None, False)),
     )
     shown = visible(render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)])))
-    assert "Report · by Gangneung City · 2024-11-30 · page 2" in shown
+    assert "Report · publication unknown · by Gangneung City · 2024-11-30 · page 2" in shown
     assert "report.pdf · characters 0–5 of 100" in shown
     assert "Same story also in: mirror/report.pdf, wire.txt (near-duplicate)" in shown
 
@@ -148,7 +156,7 @@ def test_attribution_names_author_page_and_copies():
 def test_a_javascript_url_is_text_not_a_link():
     p = passage("Text.", url="javascript:alert(1)")
     seen = render(answer_markdown(Answer("q", True, [p]), [ShownPassage(p, None, 1.0, 100)]))
-    assert [a["href"] for t, a in seen.tags if t == "a"] == ["#verbatim-read-1-10-15"]
+    assert [a["href"] for t, a in seen.tags if t == "a"] == ["#verbatim-read-1-10-15", "#verbatim-cite"]
     assert "javascript:alert(1)" in visible(seen)
 
 
@@ -248,7 +256,7 @@ def test_the_plain_text_reply_carries_the_passage_exactly_and_no_markup(text):
     assert "\n".join(quoted_lines).strip() == "\n".join(x for x in text.split("\n") if x.strip()).strip()
     ours = "\n".join(line for line in reply.split("\n") if not line.startswith(">"))
     assert "&#" not in ours and "<strong>" not in ours and "<mark>" not in ours
-    assert "— A *title* <b> · news.example · https://news.example/a?id=1&x=2" in reply
+    assert "— A *title* <b> · news.example · date unknown · https://news.example/a?id=1&x=2" in reply
     assert "  news/<a>.txt · characters 10–" in reply
 
 

@@ -268,6 +268,16 @@ class Reader:
             "SELECT count(*) FROM documents WHERE ?1 IS NULL OR title LIKE ?1 OR source LIKE ?1", (pattern,)
         ).fetchone()[0]
 
+    def lacking(self, field: str, limit: int) -> tuple[int, list[str]]:
+        """How many documents lack `field` ("published", or "site": neither a publication name nor a web
+        address to take one from), and the sources of the first `limit`."""
+        where = {"published": "coalesce(published, '') = ''", "site": "coalesce(site, '') || coalesce(url, '') = ''"}[
+            field
+        ]
+        count = self.conn.execute(f"SELECT count(*) FROM documents WHERE {where}").fetchone()[0]
+        rows = self.conn.execute(f"SELECT source FROM documents WHERE {where} ORDER BY file, id LIMIT ?", (limit,))
+        return count, [r[0] for r in rows]
+
     def sites(self, limit: int = 200) -> list[str]:
         rows = self.conn.execute(
             "SELECT site FROM documents WHERE site IS NOT NULL GROUP BY site ORDER BY count(*) DESC, site LIMIT ?",

@@ -265,6 +265,8 @@ class IndexInfo:
     path: str
     document_count: int
     documents: tuple[DocumentSummary, ...]
+    undated: tuple[int, tuple[str, ...]] = (0, ())  # documents with no publication date: how many, the first ones
+    unsourced: tuple[int, tuple[str, ...]] = (0, ())  # documents with no publication (site) name or web address
 
     @property
     def model(self) -> str:
@@ -289,4 +291,6 @@ class IndexInfo:
             "path": self.path,
             "document_count": self.document_count,
             "documents": [d.to_dict() for d in self.documents],
+            "undated": {"count": self.undated[0], "first": list(self.undated[1])},
+            "unsourced": {"count": self.unsourced[0], "first": list(self.unsourced[1])},
         }

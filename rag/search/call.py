@@ -19,6 +19,7 @@ import numpy as np
 
 from rag.errors import UnknownSourceError
 from rag.index import Reader
+from rag.index.facet_terms import host_of
 from rag.models.embed import passage_input
 from rag.records import Answer, Passage, page_at
 from rag.search.fusion import Ranking
@@ -184,6 +185,7 @@ class SearchCall:
         text before neighbours merged into it), so the score of the n-th passage does not depend on how many
         follow."""
         passages = []
+        facts = {doc_id: reader.article_facts(doc_id) for doc_id in {h.row.doc_id for h in hits}}
         for h in hits:
             text = texts[h.row.doc_id][h.start : h.end]
             language = language_of(text)
@@ -206,6 +208,8 @@ class SearchCall:
                     copies=self.searcher.copies(reader, h.row.doc_id, h.row.cluster),
                     language=language,
                     asked_in=scorer.across(language) if scorer.crossed else None,
+                    site=facts[h.row.doc_id].site or host_of(h.row.url) or None,
+                    article_length=facts[h.row.doc_id].length,
                 )
             )
         return passages

@@ -92,6 +92,7 @@ class Page:
     reading: gr.Textbox
     open_reading: gr.Button
     shown_commit: gr.State
+    downloads: tuple[gr.DownloadButton, ...] = ()  # the last answer as Markdown, JSON, CSL-JSON
 
 
 def build_app(service: ChatService) -> gr.Blocks:
@@ -134,6 +135,11 @@ def layout(service: ChatService) -> Page:
                     elem_id="verbatim-question",
                     max_length=2000,
                 )
+                with gr.Row(elem_id="verbatim-downloads"):
+                    downloads = tuple(
+                        gr.DownloadButton(label, visible=False, size="sm", scale=0, min_width=120)
+                        for label in ("Answer as Markdown", "JSON", "CSL-JSON (reference managers)")
+                    )
                 with gr.Accordion("Search options: passages, mode, article or site, dates", open=False):
                     with gr.Row():
                         k = gr.Slider(1, MAX_CHAT_K, value=DEFAULT_K, step=1, label=CHAT_NAMES.k)
@@ -210,6 +216,7 @@ def layout(service: ChatService) -> Page:
         reading,
         open_reading,
         shown_commit,
+        downloads,
     )
 
 
@@ -220,12 +227,14 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
     options = [p.k, p.mode, p.source, p.since, p.until, p.rerank]
 
     def respond(message: str, history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool):
-        return handlers.respond(message, history, k, mode, source, since, until, rerank), ""
+        conversation, files = handlers.turn(message, history, k, mode, source, since, until, rerank)
+        downloads = [gr.update(value=f, visible=True) for f in files] or [gr.skip()] * len(p.downloads)
+        return conversation, "", *downloads
 
     def respond_example(
         history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool, evt: gr.SelectData
     ):
-        return handlers.respond(text_of(evt.value), history, k, mode, source, since, until, rerank), ""
+        return respond(text_of(evt.value), history, k, mode, source, since, until, rerank)
 
     def read_passage(target: str) -> tuple[Any, Any]:
         article = handlers.read_passage(target)
@@ -283,13 +292,17 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
     p.message.submit(
         respond,
         [p.message, p.chatbot, *options],
-        [p.chatbot, p.message],
+        [p.chatbot, p.message, *p.downloads],
         api_visibility="private",
         show_progress="minimal",
         concurrency_id=SEARCH,
     ).then(None, js=SHOW_ANSWER_START)
     p.chatbot.example_select(
-        respond_example, [p.chatbot, *options], [p.chatbot, p.message], api_visibility="private", concurrency_id=SEARCH
+        respond_example,
+        [p.chatbot, *options],
+        [p.chatbot, p.message, *p.downloads],
+        api_visibility="private",
+        concurrency_id=SEARCH,
     ).then(None, js=SHOW_ANSWER_START)
     p.open_reading.click(
         read_passage, p.reading, [p.context, p.side], js=READ_TARGET_JS, api_visibility="private"

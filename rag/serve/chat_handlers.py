@@ -75,11 +75,27 @@ class ChatHandlers:
     ) -> list[Message]:
         """The conversation with the question and its reply appended (a blank question changes nothing). The
         search options are named in errors as the page labels them."""
+        return self.turn(message, history, k, mode, source, since, until, rerank)[0]
+
+    def turn(
+        self,
+        message: str,
+        history: Sequence[Message],
+        k: object,
+        mode: object,
+        source: object,
+        since: object,
+        until: object,
+        rerank: bool | None = None,
+    ) -> tuple[list[Message], list[Path]]:
+        """`respond`, with the answer's download files (none for a blank question or one that could not be
+        searched)."""
         history = list(history or [])
         if not message or not message.strip():
-            return history
+            return history, []
         reply = self.service.answer(message, user_questions(history), k, mode, source, since, until, CHAT_NAMES, rerank)
-        return [*history, {"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}]
+        files = self.service.export_files(reply.answer) if reply.answer is not None else []
+        return [*history, {"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}], files
 
     def read_passage(self, target: str) -> str | None:
         """The article of a "Read in its article" link, its passage marked; None for a target that is not one."""

@@ -7,7 +7,11 @@ index, loaded once); `rag chat` uses it in the terminal without importing Gradio
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,8 @@ ALL_SOURCES = ""  # the article list's "All articles": a blank filter, which a r
 CHAT_NAMES = FieldNames(
     k="Passages", mode="Search", source="Only in article or site", since="Published from", until="Published until"
 )
+EXPORT_KINDS = ("markdown", "json", "csl-json")
+EXPORTS_KEPT_SECONDS = 3600  # an answer's download files are removed an hour after it was given
 SOURCES_PAGE = 50  # rows of the Sources table at a time: the page never carries the whole collection
 ARTICLE_CHOICES = 100  # articles offered in the filter list; any other can be typed (file, glob or site)
 
@@ -72,6 +78,7 @@ class ChatService:
         self.max_upload = max_upload  # bytes
         self.read_only = read_only  # a replica: it answers from the index as published, and adds nothing
         self._writing = threading.Lock()
+        self._exports: Path | None = None  # a temporary folder of answers' download files, made when first used
 
     def answer(
         self,
@@ -96,10 +103,31 @@ class ChatService:
             return Reply(error_markdown(str(exc)), None, query, error=str(exc))
         bar = answer.bar
         marks = answer_marks(answer)
-        facts = self.index.article_facts(p.doc_id for p in answer.passages)
-        shown = tuple(ShownPassage(p, mark, p.score / bar, *facts[p.doc_id]) for p, mark in zip(answer.passages, marks))
+        shown = tuple(
+            ShownPassage(p, mark, p.score / bar, p.article_length, p.site) for p, mark in zip(answer.passages, marks)
+        )
         context = query if query != message.strip() else None
         return Reply(answer_markdown(answer, shown, searched_for=context), answer, query, shown, context)
+
+    def export_files(self, answer: Answer) -> list[Path]:
+        """The answer as download files, one per kind of `EXPORT_KINDS` (Markdown with each passage as a
+        quote and its source, JSON, CSL-JSON), in a folder of their own; folders older than an hour go."""
+        from rag.citations import SUFFIXES
+
+        if self._exports is None:
+            self._exports = Path(tempfile.mkdtemp(prefix="verbatim-answers-"))
+        cutoff = time.time() - EXPORTS_KEPT_SECONDS
+        for old in self._exports.iterdir():
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(dir=self._exports))
+        stem = "-".join(re.findall(r"\w+", answer.query.lower())[:6])[:60] or "answer"
+        files = []
+        for kind in EXPORT_KINDS:
+            path = folder / f"verbatim-{stem}{SUFFIXES[kind]}"
+            path.write_text(answer.export(kind), encoding="utf-8")
+            files.append(path)
+        return files
 
     def reads_by_default(self) -> bool:
         """Whether a search uses the reader unless told otherwise (the chat's box starts so)."""

@@ -79,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("question")
     _filters(p)
-    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON (the same as --format json)")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "markdown", "csl-json"),
+        default="text",
+        help="text (default); json; markdown: each passage as a quote with its source, to paste or keep; "
+        "csl-json: the quoted articles for a reference manager (Zotero, pandoc)",
+    )
     _common(p)
 
     p = sub.add_parser(
@@ -260,10 +267,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
         args.question, args.k, args.mode, args.source, args.since, args.until, names=CLI_NAMES, rerank=args.rerank
     )
     answer = _open(args).ask(request)
-    if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
-    else:
+    kind = "json" if args.json else args.format
+    if kind == "text":
         print(format_answer(answer))
+    else:
+        sys.stdout.write(answer.export(kind))
     return 0
 
 
@@ -376,4 +384,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(visible(line))
     if info.document_count > len(info.documents):
         print(f"  ... and {info.document_count - len(info.documents):,} more (--limit 0 lists all)")
+    for (count, first), what in (
+        (info.undated, "no publication date"),
+        (info.unsourced, "no publication name or web address"),
+    ):
+        if count:
+            named = ", ".join(first) + (f", ... and {count - len(first):,} more" if count > len(first) else "")
+            print(visible(f"{count:,} of {info.document_count:,} articles have {what}: {named}"))
+    if info.undated[0] or info.unsourced[0]:
+        print(
+            "  (citations say so. To fix a text file, put a line such as 'Posted March 4, 2025' or 'Source: "
+            "https://...' under its title; for JSON exports name the fields: rag index --field date=pubDate)"
+        )
     return 0

@@ -17,6 +17,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag.citations import NO_DATE, NO_SITE, UNTITLED, citation
 from rag.records import Answer, Document, Passage
 from rag.serve.highlight import Span
 from rag.text import LANGUAGE_NAMES, visible
@@ -36,6 +37,7 @@ _SYNTAX = re.compile(
 _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 PASSAGE_ANCHOR = "verbatim-passage"
 READ_LINK = "#verbatim-read-"  # + "doc-start-end": the page's script opens that passage in the reading panel
+CITE_LINK = "#verbatim-cite"  # the page's script copies the card's citation (`rag.citations.citation`)
 
 
 def literal(text: str) -> str:
@@ -111,16 +113,19 @@ def location(passage: Passage, article_chars: int) -> str:
 
 
 def display_title(passage: Passage) -> str:
-    return passage.title or passage.source
+    """The article's title, or that it has none: a file name is not a title anyone can cite."""
+    return passage.title or UNTITLED
 
 
 def byline(passage: Passage, site: str | None) -> list[str]:
-    """What a reader asks of a quote, after its title: the publication, the author, the date, the page."""
+    """What a reader asks of a quote, after its title: the publication, the author, the date, the page; a
+    missing publication or date is said to be missing (`rag info` lists such articles)."""
     parts = [site] if site and site.lower() not in display_title(passage).lower() else []
+    if not site:
+        parts.append(NO_SITE)
     if passage.author:
         parts.append("by " + passage.author)
-    if passage.published:
-        parts.append(passage.published)
+    parts.append(passage.published or NO_DATE)
     if passage.page:
         parts.append(f"page {passage.page}")
     return parts
@@ -161,10 +166,18 @@ def attribution(item: ShownPassage) -> str:
         parts.append(url_html(passage.url, isolated(literal(passage.url))))
     read = f"{READ_LINK}{passage.doc_id}-{passage.start}-{passage.end}"
     parts.append(f'<a href="{read}" class="verbatim-read">Read in its article</a>')
+    parts.append(f'<a href="{CITE_LINK}" class="verbatim-cite">Copy citation</a>')
     line = '<span class="verbatim-attribution">' + " · ".join(parts) + "</span>"
     line += (
         '<details class="verbatim-details"><summary>File and position</summary>'
         f"{isolated(literal(file_details(passage, item.article_chars)))}</details>"
+    )
+    # The citation the link copies (the page's script reads this element's text), there to read or select too.
+    # Its line breaks are character references: Markdown leaves them alone, and the text holds them as "\n".
+    cited = literal(citation(passage)).replace("\n", "&#10;")
+    line += (
+        '<details class="verbatim-details"><summary>Citation</summary>'
+        f'<pre class="verbatim-cite-text">{cited}</pre></details>'
     )
     copies = copies_line(passage)
     if copies:

@@ -13,9 +13,44 @@
     document.getElementById("verbatim-side")?.classList.add("verbatim-reading");
   }
 
+  // "Copy citation": the card's citation, as the server wrote it, to the clipboard. Over plain http from another
+  // machine the Clipboard API is not offered, so a selected textarea and the copy command stand in.
+  function copyCitation(link) {
+    const text = link.closest(".verbatim-card")?.querySelector(".verbatim-cite-text")?.textContent ?? "";
+    const done = () => {
+      link.textContent = "Citation copied";
+      setTimeout(() => (link.textContent = "Copy citation"), 2000);
+    };
+    if (navigator.clipboard?.writeText) {
+      navigator.clipboard.writeText(text).then(done, () => copyBySelection(text) && done());
+    } else if (copyBySelection(text)) {
+      done();
+    }
+  }
+
+  function copyBySelection(text) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    return copied;
+  }
+
   document.addEventListener(
     "click",
     (event) => {
+      const cite = event.target.closest?.('a[href="#verbatim-cite"]');
+      if (cite) {
+        event.preventDefault();
+        event.stopPropagation();
+        copyCitation(cite);
+        return;
+      }
       const link = event.target.closest?.(`a[href^="${READ}"]`);
       if (link) {
         event.preventDefault();
