@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rag.index.facet_terms import day_number
-from rag.index.facets import day_words
 from rag.records import Answer, Passage
+from rag.text import day_in_words
 
 UNTITLED = "Untitled article"
 NO_SITE = "publication unknown"
@@ -24,8 +23,7 @@ def date_in_words(published: str | None) -> str | None:
     """An ISO date as "23 January 2025"; a year or a month alone as it is; None when there is none."""
     if not published:
         return None
-    day = day_number(published)
-    return day_words(day) if day else published
+    return day_in_words(published) or published
 
 
 def position(passage: Passage) -> str:
@@ -100,9 +98,9 @@ def csl_items(answer: Answer) -> list[dict[str, Any]]:
             item["container-title"] = first.site
         if first.author:
             item["author"] = [{"literal": first.author}]
-        day = day_number(first.published)
-        if day:
-            item["issued"] = {"date-parts": [[day // 10000, day // 100 % 100, day % 100]]}
+        if day_in_words(first.published):
+            year, month, day = (int(x) for x in (first.published or "")[:10].split("-"))
+            item["issued"] = {"date-parts": [[year, month, day]]}
         elif first.published:
             item["issued"] = {"raw": first.published}
         if first.url:
@@ -126,3 +124,12 @@ def _articles(answer: Answer) -> list[Passage]:
 
 EXPORTS = {"markdown": answer_markdown_export, "json": answer_json_export, "csl-json": csl_json_export}
 SUFFIXES = {"markdown": ".md", "json": ".json", "csl-json": ".csl.json"}
+
+
+def export(answer: Answer, kind: str = "markdown") -> str:
+    """The answer as a file to keep or share, with every passage and its source: "markdown" (each passage a
+    quote with its attribution), "json" (`Answer.to_dict`) or "csl-json" (the quoted articles, for a
+    reference manager)."""
+    if kind not in EXPORTS:
+        raise ValueError(f"unknown export {kind!r}: choose one of {', '.join(EXPORTS)}")
+    return EXPORTS[kind](answer)

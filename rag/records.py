@@ -141,16 +141,6 @@ class Answer:
             out["emptied"] = self.emptied
         return out
 
-    def export(self, kind: str = "markdown") -> str:
-        """The answer as a file to keep or share, with every passage and its source: "markdown" (each passage
-        a quote with its attribution), "json" (`to_dict`) or "csl-json" (the articles, for a reference
-        manager). See `rag.citations`."""
-        from rag.citations import EXPORTS  # the citation module reads these records: imported when used
-
-        if kind not in EXPORTS:
-            raise ValueError(f"unknown export {kind!r}: choose one of {', '.join(EXPORTS)}")
-        return EXPORTS[kind](self)
-
 
 @dataclass
 class IndexReport:

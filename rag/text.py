@@ -9,6 +9,7 @@ words miss, and most Korean words are two syllables long, which a trigram table 
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 
@@ -307,3 +308,15 @@ def language_of(text: str) -> str | None:
         return None
     english = sum(1 for w in words if w.lower() in _ENGLISH_WORDS)
     return "en" if english * 5 >= len(words) or (len(words) <= 6 and english) else None
+
+
+def day_in_words(iso: str | None) -> str | None:
+    """The day an ISO date (YYYY-MM-DD, or the start of a longer one) names, in words: "3 January 2025"; None
+    when it names no whole day."""
+    digits = (iso or "")[:10]
+    if len(digits) != 10 or not digits[:4].isdigit() or not digits[5:7].isdigit() or not digits[8:].isdigit():
+        return None
+    year, month, day = int(digits[:4]), int(digits[5:7]), int(digits[8:])
+    if not 1 <= month <= 12:
+        return None
+    return f"{day} {calendar.month_name[month]} {year}"

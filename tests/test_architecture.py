@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"build", "search"},
     {"index", "models"},
     {"ingest"},
+    {"citations"},  # passages and answers as citations and export files: read by the CLI, the chat, programs
     {"text", "records", "errors"},
 ]
 LEVEL = {stage: level for level, stages in enumerate(LAYERS) for stage in stages}

@@ -22,6 +22,7 @@ import numpy as np
 from rag.index.facet_terms import day_number, day_word, host_of, month_word, name_word, place_key, year_word
 from rag.index.read import Reader
 from rag.index.rows import DocFilter
+from rag.text import day_in_words
 
 _GLOB = re.compile(r"[*?\[]")
 MASKS_KEPT = 16  # a commit's recent filters whose masks are kept (about 2 MB each at a million passages)
@@ -194,8 +195,8 @@ class DocumentFields:
 
 
 def day_words(day: int) -> str:
-    """A YYYYMMDD day number in words: 3 January 2025."""
-    return f"{day % 100} {calendar.month_name[day // 100 % 100]} {day // 10000}"
+    """A YYYYMMDD day number in words: 3 January 2025 (`rag.text.day_in_words`)."""
+    return day_in_words(f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}") or str(day)
 
 
 def date_span(since: str | None, until: str | None) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.api import Index
+from rag.citations import SUFFIXES, export
 from rag.errors import IndexWriteError, RagError
 from rag.index import DocumentSummary
 from rag.records import Answer
@@ -112,8 +113,6 @@ class ChatService:
     def export_files(self, answer: Answer) -> list[Path]:
         """The answer as download files, one per kind of `EXPORT_KINDS` (Markdown with each passage as a
         quote and its source, JSON, CSL-JSON), in a folder of their own; folders older than an hour go."""
-        from rag.citations import SUFFIXES
-
         if self._exports is None:
             self._exports = Path(tempfile.mkdtemp(prefix="verbatim-answers-"))
         cutoff = time.time() - EXPORTS_KEPT_SECONDS
@@ -125,7 +124,7 @@ class ChatService:
         files = []
         for kind in EXPORT_KINDS:
             path = folder / f"verbatim-{stem}{SUFFIXES[kind]}"
-            path.write_text(answer.export(kind), encoding="utf-8")
+            path.write_text(export(answer, kind), encoding="utf-8")
             files.append(path)
         return files
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.api import Index, default_folders, default_index, default_index_dir, default_uploads_dir
+from rag.citations import export
 from rag.errors import RagError
 from rag.ingest.exports import RecordFields
 from rag.models.embed import DEVICES
@@ -271,7 +272,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if kind == "text":
         print(format_answer(answer))
     else:
-        sys.stdout.write(answer.export(kind))
+        sys.stdout.write(export(answer, kind))
     return 0
 
 
