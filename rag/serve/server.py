@@ -10,17 +10,15 @@ for, and where the machine is offline it says so in one line and the chat keeps 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
 import ctypes.util
 import gc
-import hmac
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +34,7 @@ from rag.api import Index, default_corpus_dir, default_index_dir, default_upload
 from rag.errors import IndexWriteError, RagError  # noqa: E402
 from rag.serve.chat_service import ChatService  # noqa: E402
 from rag.serve.cli import say_noted, say_skipped  # noqa: E402
+from rag.serve.sign_in import SignIn  # noqa: E402
 from rag.serve.uploads import DEFAULT_UPLOAD_MB  # noqa: E402
 from rag.text import visible  # noqa: E402
 
@@ -65,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the index as it is: no indexing of the corpus, no uploads (a replica; see `rag snapshot`)",
     )
     p.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the search as an MCP tool for AI agents (streamable HTTP at /mcp on --mcp-port; with "
+        "--auth, HTTP Basic with the same credentials)",
+    )
+    p.add_argument("--mcp-port", type=int, default=None, help="port of the MCP server (default: --port + 1)")
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=DEFAULT_UPLOAD_MB,
@@ -83,42 +89,6 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-FAILED_SIGN_IN_DELAY = (0.25, 4.0)  # seconds: the first wrong password's delay, doubling up to the second
-
-
-class SignIn:
-    """The --auth check. A wrong password is answered only after a delay that doubles with each failure in a
-    row (a quarter second up to four seconds), and wrong passwords are answered one after another, each at
-    least that delay after the one before: guessing runs at a few tries a second at most, however many are
-    sent at once. The wait is an `asyncio.sleep` (`check` is what Gradio calls, and awaits): the server's
-    event loop and its workers go on serving every page, question and sign-in meanwhile, and a right password
-    is answered at once and resets the count."""
-
-    def __init__(self, user: str, password: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self.user, self.password = user, password
-        self.failures = 0
-        self.clock = clock
-        self.next_answer = 0.0  # the clock's time before which no further wrong password is answered
-        self._lock = threading.Lock()
-
-    def verdict(self, user: str, password: str) -> tuple[bool, float]:
-        """Whether `user` and `password` are right, and how many seconds to wait before saying so."""
-        right = hmac.compare_digest(f"{user}\0{password}".encode(), f"{self.user}\0{self.password}".encode())
-        with self._lock:
-            if right:
-                self.failures = 0
-                return True, 0.0
-            self.failures += 1
-            first, most = FAILED_SIGN_IN_DELAY
-            now = self.clock()
-            self.next_answer = max(now, self.next_answer) + min(most, first * 2 ** (self.failures - 1))
-            return False, self.next_answer - now
-
-    async def check(self, user: str, password: str) -> bool:
-        right, wait = self.verdict(user, password)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return right
 
 
 def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
@@ -271,6 +241,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    if args.mcp:
+        from rag.serve.mcp_server import serve_mcp
+
+        mcp_port = args.mcp_port or args.port + 1
+        try:
+            mcp_url = serve_mcp(index, args.host, mcp_port, SignIn(*auth) if auth else None)
+        except RagError as exc:
+            print(f"error: {visible(str(exc))}", file=sys.stderr)
+            demo.close()
+            return 2
+        print(
+            f"MCP tool server (search_articles): {mcp_url}" + (" (HTTP Basic, the --auth credentials)" if auth else "")
+        )
     # The page answers at once; the model and the dense index load behind it, not on the first question.
     threading.Thread(target=warm_up, args=(index,), daemon=True, name="warm-up").start()
     threading.Thread(target=release_idle_memory, args=(demo,), daemon=True, name="release-memory").start()
