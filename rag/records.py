@@ -128,6 +128,7 @@ class Answer:
     note: str | None = None  # one line on why nothing can match (a question in a script the index lacks)
     bar: float = 0.0  # the probability at which a passage counts as answering (the reader's bar when it read)
     emptied: str | None = None  # what left nothing to search: the dates asked for, counted ("0 of 7 articles ...")
+    understood: str | None = None  # what the question's own words set (dates, a publication, "latest"), in words
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,6 +140,8 @@ class Answer:
             out["note"] = self.note
         if self.emptied:
             out["emptied"] = self.emptied
+        if self.understood:
+            out["understood"] = self.understood
         return out
 
 

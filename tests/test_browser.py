@@ -70,7 +70,8 @@ def test_a_question_gets_the_passage_and_its_source(page, tmp_path):
     page.wait_for_timeout(500)  # the page script scrolls the question to the top
     text = reply.inner_text()
     assert text.startswith("5 passages from 1 article") and "Roh Moo-hyun" in text
-    assert "Kim Kyoung-soo enters race championing Roh's Sejong-centered vision · Read in its article" in text
+    title = "Kim Kyoung-soo enters race championing Roh's Sejong-centered vision"
+    assert f"{title} · publication unknown · date unknown · Read in its article" in text
     # The file and offsets are there for whoever opens "File and position", not in the reader's way.
     assert "002_4545c625dd368776.txt" not in text
     details = reply.locator("details.verbatim-details").first
@@ -286,3 +287,17 @@ def test_a_passage_copies_as_a_citation_and_the_answer_downloads_with_its_source
     items = json.loads(files["CSL-JSON (reference managers)"])
     assert items[0]["title"] == first["title"] and items[0]["id"] == first["source"]
     context.close()
+
+
+def test_a_date_in_the_question_is_read_shown_and_removed_in_one_click(page):
+    reply = ask(page, "What did the DPK leader say in January 2025?")
+    line = reply.locator(".verbatim-dates")
+    assert "Only articles published in January 2025" in line.inner_text()
+    assert "001_33dd8276e80e8104.txt" in reply.locator("details").first.text_content()  # the dated article
+    line.get_by_role("link", name="Ask without this").click()
+    again = page.locator("#verbatim-chat .bot-row").nth(1)
+    again.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator("#verbatim-chat .user-row").nth(1).inner_text().strip() == (
+        "What did the DPK leader say in January 2025?"
+    )
+    assert again.locator(".verbatim-dates").count() == 0, "every date searched, nothing read from the words"

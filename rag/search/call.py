@@ -13,7 +13,8 @@ leave-one-dataset-out (`rag/search/calibration.json`, `bench/fit_relevance.py`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from rag.models.embed import passage_input
 from rag.records import Answer, Passage, page_at
 from rag.search.fusion import Ranking
 from rag.search.merge import Candidate, Hit, merge_hits
+from rag.search.question_dates import read_dates, wants_latest
+from rag.search.question_sources import named_site
 from rag.search.relevance import MultilingualCalibration, RelevanceModel, features
 from rag.search.request import Question, SearchRequest
 from rag.search.rerank import reread
@@ -72,6 +75,60 @@ class SearchCall:
         self.request = request
 
     def answer(self) -> Answer:
+        """`search` for the request, after reading what its question says about where to look, when the
+        request leaves it open: the dates it states become the filter (`rag.search.question_dates`), and a
+        publication it names as its source ("according to the Herald") puts that site's answering passages
+        first (`rag.search.question_sources`), those words taken out of the searched text; "latest" puts the
+        newest of the passages that answer first. The answer says what was read (`Answer.understood`).
+
+        A date in a question may be the time of an event rather than of publication ("exercises scheduled to
+        begin on April 1", "the anniversary marked this year"): when nothing published in the period read
+        answers, the question is searched again, whole, over every date, and the answer says so."""
+        request, said, named, reading = self.request, [], None, None
+        asked = request.question.text
+        if request.read_question:
+            dated = bool(request.filter.since or request.filter.until)  # the caller's own dates win
+            with self.searcher.store.read() as reader:
+                span = None if dated else self.searcher.dated_span(reader)
+                sites = [] if request.filter.source else self.searcher.site_names(reader)
+            reading = None if dated else read_dates(asked, date.today(), span[1] if span else None)
+            if reading is not None and span is None:
+                said.append(f"“{reading.phrase}” was searched as words: no article in this collection has a date")
+                reading = None
+            elif reading is not None:
+                request = replace(
+                    request,
+                    question=Question.of(reading.text),
+                    filter=replace(request.filter, since=reading.since, until=reading.until),
+                )
+                said.append(f"Only articles {reading.describe()}, read from “{reading.phrase}” in the question")
+            named = named_site(request.question.text, sites)
+            if named is not None:
+                request = replace(request, question=Question.of(named.text))
+        answer = self.search(request)
+        if reading is not None and request.filter.since == reading.since and not answer.found:
+            wide = self.search(replace(request, question=self.request.question, filter=self.request.filter))
+            if wide.found:
+                answer = wide
+                said[-1] = (
+                    f"Nothing published {reading.describe().removeprefix('published ')} answers this (read from "
+                    f"“{reading.phrase}”), so every date was searched"
+                )
+        if named is not None:
+            from_site = self.search(replace(request, filter=replace(request.filter, source=named.site)))
+            answer = replace(
+                answer,
+                passages=favoured(from_site.passages, answer.passages, answer.bar, request.k),
+                found=answer.found or from_site.found,
+            )
+            said.append(f"passages from {named.site} first among those that answer (“{named.phrase}”)")
+        if request.read_question and wants_latest(asked) and any(p.published for p in answer.passages):
+            answer = replace(answer, passages=newest_first(answer.passages, answer.bar))
+            said.append("newest first among the passages that answer (“latest”)")
+        understood = "; ".join(said)
+        return replace(answer, query=asked, understood=understood[:1].upper() + understood[1:] or None)
+
+    def search(self, request: SearchRequest) -> Answer:
         """Best passages for the request's question. Its filter keeps documents whose file or source matches
         `source` exactly or as a glob, or whose site (name or web host) it names, and documents published
         between `since` and `until` (inclusive), which leaves out documents with no known date; `exclude`
@@ -80,7 +137,7 @@ class SearchCall:
         Each passage's `score` is the probability that it answers the question, worked out from that passage
         alone; `found` says whether one of the first FOUND_DEPTH passages clears the calibrated bar. Both are
         the same whatever `k` is."""
-        searcher, request = self.searcher, self.request
+        searcher = self.searcher
         asked, k, mode = request.question, request.k, request.mode
         searcher.catch_up()  # another writer's commits (`rag index`, an upload) are answered from at once
         q_vec = searcher.embedder.encode_query(asked.text) if mode != "keyword" else None
@@ -213,6 +270,22 @@ class SearchCall:
                 )
             )
         return passages
+
+
+def favoured(first: list[Passage], rest: list[Passage], bar: float, k: int) -> list[Passage]:
+    """The passages of `first` that clear `bar`, then those of `rest` not among them, `k` in all."""
+    chosen = [p for p in first if p.score >= bar]
+    seen = {(p.doc_id, p.start, p.end) for p in chosen}
+    return (chosen + [p for p in rest if (p.doc_id, p.start, p.end) not in seen])[:k]
+
+
+def newest_first(passages: list[Passage], bar: float) -> list[Passage]:
+    """The passages that clear `bar`, newest publication date first (undated ones after, each group in its
+    order), then the others as they were."""
+    answering = [p for p in passages if p.score >= bar]
+    rest = [p for p in passages if p.score < bar]
+    dated = sorted((p for p in answering if p.published), key=lambda p: p.published or "", reverse=True)
+    return dated + [p for p in answering if not p.published] + rest
 
 
 def _overlaps_any(hit: Hit, hits: list[Hit]) -> bool:

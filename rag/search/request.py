@@ -117,6 +117,7 @@ class SearchRequest:
     filter: DocFilter = field(default_factory=DocFilter)
     exclude: frozenset[str] = frozenset()
     rerank: bool | None = None  # the reader rescores the fused top passages; None: as calibrated by default
+    read_question: bool = True  # dates, "latest" and a named publication in the question's words act as filters
 
     @classmethod
     def build(
@@ -130,9 +131,12 @@ class SearchRequest:
         exclude: frozenset[str] | tuple[str, ...] = (),
         names: FieldNames = API_NAMES,
         rerank: bool | None = None,
+        read_question: bool = True,
     ) -> SearchRequest:
         """A request from values as a caller gave them: a question to check, `k` as a number or digits, a
-        blank filter as none. Raises `InvalidQueryError` naming the field in `names`."""
+        blank filter as none. Raises `InvalidQueryError` naming the field in `names`. With `read_question`,
+        what the question's words say of where to look (dates, "latest", a publication named as the source)
+        is applied where the caller left it open (`rag.search.call.SearchCall.answer`)."""
         return cls(
             question=Question.of(checked_question(question, names)),
             k=checked_k(k, names),
@@ -144,6 +148,7 @@ class SearchRequest:
             ),
             exclude=frozenset(exclude),
             rerank=None if rerank is None else bool(rerank),
+            read_question=bool(read_question),
         )
 
     def asking(self, text: str, names: FieldNames = API_NAMES) -> SearchRequest:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import date
 
 import numpy as np
 
@@ -239,6 +240,28 @@ class Searcher:
         for cid, score in ranking:
             (same if (language_of(texts.get(cid, "")) in WIDE_LANGUAGES) == wide else other).append((cid, score))
         return same, other
+
+    def dated_span(self, reader: Reader) -> tuple[date, date] | None:
+        """The oldest and newest publication dates in the collection, as of the reader's commit; None when no
+        article has a date."""
+        with self._refresh_lock:
+            self._chunk_filter.follow(reader, reader.seq())
+            documents = self._chunk_filter.documents
+            assert documents is not None
+            days = documents.days[documents.days > 0]
+        if not len(days):
+            return None
+        first, last = int(days.min()), int(days.max())
+        return date(first // 10000, first // 100 % 100, first % 100), date(last // 10000, last // 100 % 100, last % 100)
+
+    def site_names(self, reader: Reader) -> list[str]:
+        """The publication names (as the articles give them) and web hosts the collection's articles carry."""
+        with self._refresh_lock:
+            self._chunk_filter.follow(reader, reader.seq())
+            documents = self._chunk_filter.documents
+            assert documents is not None
+            hosts = set(documents.hosts.codes_of) - {""}
+        return reader.sites(limit=1000) + sorted(hosts)
 
     def kept_chunks(self, reader: Reader, filters: DocFilter, exclude: frozenset[str] = frozenset()) -> Kept | None:
         """The chunks that `filters` keep and `exclude` does not leave out, as of the reader's commit; None

@@ -42,6 +42,8 @@ HEAD = f"<script>{(PAGE / 'chat.js').read_text(encoding='utf-8')}</script>"
 SHOW_ANSWER_START = "() => window.verbatim?.showAnswerStart()"
 SHOW_QUOTE = "() => window.verbatim?.showQuote()"
 READ_TARGET_JS = "() => window.verbatim?.readTarget() ?? ''"
+# The hidden "as written" button's inputs: the question the page's script took from the reply, then the rest.
+AS_WRITTEN_JS = "(question, ...rest) => [window.verbatim?.asWrittenQuestion() ?? '', ...rest]"
 NO_ARTICLE = (
     '<p class="verbatim-meta">Click <strong>Read in its article</strong> under a passage, or an article in '
     "<em>Sources</em>, to read it here.</p>"
@@ -78,6 +80,7 @@ class Page:
     k: gr.Slider
     mode: gr.Radio
     rerank: gr.Checkbox
+    read_question: gr.Checkbox
     source: gr.Dropdown
     since: gr.Textbox
     until: gr.Textbox
@@ -91,6 +94,7 @@ class Page:
     upload_status: gr.Markdown
     reading: gr.Textbox
     open_reading: gr.Button
+    ask_as_written: gr.Button
     shown_commit: gr.State
     downloads: tuple[gr.DownloadButton, ...] = ()  # the last answer as Markdown, JSON, CSL-JSON
 
@@ -149,6 +153,12 @@ def layout(service: ChatService) -> Page:
                         label="Read the best passages closely",
                         info="the reader model rescores them and marks the answer words (hybrid and semantic)",
                     )
+                    read_question = gr.Checkbox(
+                        value=True,
+                        label="Read dates and sources in the question",
+                        info="“last week”, “in March 2025”, “latest”, “according to the Herald” set where to look",
+                        elem_id="verbatim-read-dates",
+                    )
                     source = gr.Dropdown(
                         service.source_choices(),
                         value=ALL_SOURCES,
@@ -194,6 +204,7 @@ def layout(service: ChatService) -> Page:
                     upload_status = gr.Markdown(elem_id="verbatim-upload-status")
         reading = gr.Textbox(visible="hidden")  # not a State: a State's value never comes from the page
         open_reading = gr.Button(visible="hidden", elem_id="verbatim-open")
+        ask_as_written = gr.Button(visible="hidden", elem_id="verbatim-ask-as-written")
         shown_commit = gr.State(service.commit())
     return Page(
         demo,
@@ -202,6 +213,7 @@ def layout(service: ChatService) -> Page:
         k,
         mode,
         rerank,
+        read_question,
         source,
         since,
         until,
@@ -215,6 +227,7 @@ def layout(service: ChatService) -> Page:
         upload_status,
         reading,
         open_reading,
+        ask_as_written,
         shown_commit,
         downloads,
     )
@@ -224,17 +237,32 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
     """Each event of the page to its handler, inside the page's Blocks. A handler's `None` leaves the page as
     it is (`gr.skip()`)."""
     p = page
-    options = [p.k, p.mode, p.source, p.since, p.until, p.rerank]
+    options = [p.k, p.mode, p.source, p.since, p.until, p.rerank, p.read_question]
 
-    def respond(message: str, history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool):
-        conversation, files = handlers.turn(message, history, k, mode, source, since, until, rerank)
+    def respond(
+        message: str, history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool, dates: bool
+    ):
+        conversation, files = handlers.turn(message, history, k, mode, source, since, until, rerank, dates)
         downloads = [gr.update(value=f, visible=True) for f in files] or [gr.skip()] * len(p.downloads)
         return conversation, "", *downloads
 
     def respond_example(
-        history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool, evt: gr.SelectData
+        history: list,
+        k: float,
+        mode: str,
+        source: str,
+        since: str,
+        until: str,
+        rerank: bool,
+        dates: bool,
+        evt: gr.SelectData,
     ):
-        return respond(text_of(evt.value), history, k, mode, source, since, until, rerank)
+        return respond(text_of(evt.value), history, k, mode, source, since, until, rerank, dates)
+
+    def respond_as_written(
+        question: str, history: list, k: float, mode: str, source: str, since: str, until: str, rerank: bool, _: bool
+    ):
+        return respond(question, history, k, mode, source, since, until, rerank, False)
 
     def read_passage(target: str) -> tuple[Any, Any]:
         article = handlers.read_passage(target)
@@ -301,6 +329,14 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
         respond_example,
         [p.chatbot, *options],
         [p.chatbot, p.message, *p.downloads],
+        api_visibility="private",
+        concurrency_id=SEARCH,
+    ).then(None, js=SHOW_ANSWER_START)
+    p.ask_as_written.click(
+        respond_as_written,
+        [p.reading, p.chatbot, *options],
+        [p.chatbot, p.message, *p.downloads],
+        js=AS_WRITTEN_JS,
         api_visibility="private",
         concurrency_id=SEARCH,
     ).then(None, js=SHOW_ANSWER_START)

@@ -72,10 +72,11 @@ class ChatHandlers:
         since: object,
         until: object,
         rerank: bool | None = None,
+        read_question: bool = True,
     ) -> list[Message]:
         """The conversation with the question and its reply appended (a blank question changes nothing). The
         search options are named in errors as the page labels them."""
-        return self.turn(message, history, k, mode, source, since, until, rerank)[0]
+        return self.turn(message, history, k, mode, source, since, until, rerank, read_question)[0]
 
     def turn(
         self,
@@ -87,13 +88,15 @@ class ChatHandlers:
         since: object,
         until: object,
         rerank: bool | None = None,
+        read_question: bool = True,
     ) -> tuple[list[Message], list[Path]]:
         """`respond`, with the answer's download files (none for a blank question or one that could not be
         searched)."""
         history = list(history or [])
         if not message or not message.strip():
             return history, []
-        reply = self.service.answer(message, user_questions(history), k, mode, source, since, until, CHAT_NAMES, rerank)
+        earlier = user_questions(history)
+        reply = self.service.answer(message, earlier, k, mode, source, since, until, CHAT_NAMES, rerank, read_question)
         files = self.service.export_files(reply.answer) if reply.answer is not None else []
         return [*history, {"role": "user", "content": message}, {"role": "assistant", "content": reply.markdown}], files
 

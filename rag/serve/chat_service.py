@@ -92,13 +92,16 @@ class ChatService:
         until: object = None,
         names: FieldNames = API_NAMES,
         rerank: bool | None = None,
+        read_question: bool = True,
     ) -> Reply:
         """Search for `message` (with the conversation's context when it is a follow-up) and render the reply.
         A question that cannot be searched gets its reason as the reply, its fields named as in `names`, rather
         than an exception."""
         query = search_text(message, earlier) if isinstance(message, str) and message.strip() else message
         try:
-            request = SearchRequest.build(query, k, mode, source, since, until, names=names, rerank=rerank)
+            request = SearchRequest.build(
+                query, k, mode, source, since, until, names=names, rerank=rerank, read_question=read_question
+            )
             answer = self.index.ask(request)
         except RagError as exc:
             return Reply(error_markdown(str(exc)), None, query, error=str(exc))

@@ -161,6 +161,12 @@ def _filters(p: argparse.ArgumentParser) -> None:
         help="the reader rescores the best passages and marks the answer words (--rerank), or is left out "
         "(--no-rerank); default: as calibrated (see docs/evaluation.md)",
     )
+    p.add_argument(
+        "--as-written",
+        action="store_true",
+        help="search the question's words as written: dates ('last week', 'in March 2025'), 'latest' and a "
+        "publication named as the source ('according to Reuters') are not read as filters",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -265,7 +271,15 @@ def _open(args: argparse.Namespace) -> Index:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     request = SearchRequest.build(
-        args.question, args.k, args.mode, args.source, args.since, args.until, names=CLI_NAMES, rerank=args.rerank
+        args.question,
+        args.k,
+        args.mode,
+        args.source,
+        args.since,
+        args.until,
+        names=CLI_NAMES,
+        rerank=args.rerank,
+        read_question=not args.as_written,
     )
     answer = _open(args).ask(request)
     kind = "json" if args.json else args.format
@@ -304,7 +318,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not question.strip():
             continue
         reply = service.answer(
-            question, earlier, args.k, args.mode, args.source, args.since, args.until, CLI_NAMES, args.rerank
+            question,
+            earlier,
+            args.k,
+            args.mode,
+            args.source,
+            args.since,
+            args.until,
+            CLI_NAMES,
+            args.rerank,
+            read_question=not args.as_written,
         )
         print(reply.text(marked, terminal=True), flush=True)
         earlier.append(question)
@@ -312,8 +335,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def format_answer(answer: Answer, width: int = 100) -> str:
     note = [answer.note] if answer.note else []
+    if answer.understood:
+        note.insert(0, f"{visible(answer.understood)} (--as-written reads none of it).")
     if not answer.passages and answer.emptied:
-        return f"Nothing to search: {answer.emptied}. Widen --since/--until or leave them out."
+        fix = (
+            "Ask about other dates, or add --as-written"
+            if answer.understood
+            else "Widen --since/--until or leave them out"
+        )
+        return "\n".join([*note, f"Nothing to search: {answer.emptied}. {fix}."])
     if not answer.passages:
         return "\n".join(["Nothing in the index matches this question.", *note])
     head = (

@@ -37,6 +37,7 @@ _SYNTAX = re.compile(
 _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 PASSAGE_ANCHOR = "verbatim-passage"
 READ_LINK = "#verbatim-read-"  # + "doc-start-end": the page's script opens that passage in the reading panel
+AS_WRITTEN_LINK = "#verbatim-as-written"  # the page's script asks the question again, dates not read from it
 CITE_LINK = "#verbatim-cite"  # the page's script copies the card's citation (`rag.citations.citation`)
 
 
@@ -192,7 +193,8 @@ def verdict(answer: Answer, shown: Sequence[ShownPassage]) -> tuple[str, str]:
     """The reply's opening, (headline, what it means): the same words in the browser, over HTTP and in the
     terminal."""
     if not shown and answer.emptied:
-        return f"Nothing to search: {answer.emptied}.", "Widen the dates or clear them."
+        fix = "Ask about other dates, or without them." if answer.understood else "Widen the dates or clear them."
+        return f"Nothing to search: {answer.emptied}.", fix
     if not shown:
         return "Nothing in the indexed articles matches this question.", "Try other words, or add articles."
     if answer.found:
@@ -216,6 +218,11 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
     lines: list[str] = []
     if searched_for:
         lines.append(f"<small>Searched for: {literal(searched_for)}</small>\n")
+    if answer.understood:  # removable: the link asks the same question again with every date
+        lines.append(
+            f'<small class="verbatim-dates">{literal(answer.understood)}. '
+            f'<a href="{AS_WRITTEN_LINK}" class="verbatim-as-written">Ask without this</a></small>\n'
+        )
     headline, meaning = verdict(answer, shown)
     lines.append(f"**{literal(headline)}**" + (f" {literal(meaning)}" if meaning else ""))
     if answer.note:
@@ -243,6 +250,8 @@ def answer_text(
         return visible(text, newlines) if terminal else text
 
     lines = [f"Searched for: {shown_as(searched_for)}", ""] if searched_for else []
+    if answer.understood:
+        lines += [f"{shown_as(answer.understood)}.", ""]
     lines.append(" ".join(x for x in verdict(answer, shown) if x))
     if answer.note:
         lines += ["", answer.note]

@@ -41,9 +41,28 @@
     return copied;
   }
 
+  // "Ask without this": that reply's question asked again as written (no dates or source read from its
+  // words), through the hidden button whose event reads the question from here.
+  let asWritten = "";
+
+  function askAsWritten(link) {
+    const row = link.closest(".bot-row");
+    const rows = [...document.querySelectorAll("#verbatim-chat .user-row, #verbatim-chat .bot-row")];
+    const before = rows.slice(0, rows.indexOf(row)).filter((r) => r.classList.contains("user-row")).pop();
+    asWritten = before?.innerText.trim() ?? "";
+    if (asWritten) document.getElementById("verbatim-ask-as-written")?.click();
+  }
+
   document.addEventListener(
     "click",
     (event) => {
+      const dates = event.target.closest?.('a[href="#verbatim-as-written"]');
+      if (dates) {
+        event.preventDefault();
+        event.stopPropagation();
+        askAsWritten(dates);
+        return;
+      }
       const cite = event.target.closest?.('a[href="#verbatim-cite"]');
       if (cite) {
         event.preventDefault();
@@ -103,6 +122,7 @@
 
   window.verbatim = {
     readTarget: () => target,
+    asWrittenQuestion: () => asWritten,
     // The newest question at the top of the conversation, its answer's first passages under it.
     showAnswerStart() {
       setTimeout(() => {
