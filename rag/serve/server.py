@@ -221,6 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     warning = exposure_warning(args.host, auth)
     if warning:
         print(warning, file=sys.stderr)
+    mcp_url = None
+    if args.mcp:  # listening before the chat is: whoever sees the chat answer can reach the MCP port too
+        from rag.serve.mcp_server import serve_mcp
+
+        try:
+            mcp_url = serve_mcp(index, args.host, args.mcp_port or args.port + 1, SignIn(*auth) if auth else None)
+        except RagError as exc:
+            print(f"error: {visible(str(exc))}", file=sys.stderr)
+            return 2
     try:
         demo.launch(
             server_name=args.host,
@@ -241,16 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    if args.mcp:
-        from rag.serve.mcp_server import serve_mcp
-
-        mcp_port = args.mcp_port or args.port + 1
-        try:
-            mcp_url = serve_mcp(index, args.host, mcp_port, SignIn(*auth) if auth else None)
-        except RagError as exc:
-            print(f"error: {visible(str(exc))}", file=sys.stderr)
-            demo.close()
-            return 2
+    if mcp_url:
         print(
             f"MCP tool server (search_articles): {mcp_url}" + (" (HTTP Basic, the --auth credentials)" if auth else "")
         )
