@@ -124,6 +124,8 @@ def test_two_readers_at_once_keep_their_own_conversations(browser, chat_server):
         assert f"Searched for: {question} and what about Japan?" in follow_up.inner_text()
         users = p.locator("#verbatim-chat .user-row").all_inner_texts()
         assert [u.strip() for u in users] == [question, "and what about Japan?"]
+        follow_up.get_by_role("link", name="Edit and ask again").click()  # the searched text, ready to change
+        assert p.locator("#verbatim-question textarea").input_value() == f"{question} and what about Japan?"
         p.context.close()
 
 

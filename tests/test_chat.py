@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, load_questions
 
 from rag import Index
 from rag.serve.chat_handlers import user_questions
@@ -61,9 +61,18 @@ def test_the_verdict_and_the_marks_agree_with_the_search(service, seed_index, qu
 def test_follow_up_is_searched_with_the_question_it_leans_on(service):
     first = "Which summit is Lee attending in Canada?"
     reply = service.answer("and what did he say about it?", earlier=[first])
-    assert reply.searched_for == f"{first} and what did he say about it?"
+    assert reply.searched_for == f"{first} and what did he say about it?"  # nothing of its own: all of the first
     assert "Searched for:" in reply.markdown
     assert any("G7" in s.passage.text or "Group of Seven" in s.passage.text for s in reply.shown[:3])
+
+
+def test_the_answer_to_a_follow_up_comes_first_not_the_answer_to_the_question_before(service):
+    """Follow-up pairs written for the seed articles: the second question's evidence must be the first passage
+    in at least 9 of 10 (the earlier question's passage used to outvote it)."""
+    pairs = load_questions("follow_ups.jsonl")
+    firsts = [service.answer(p["follow_up"], earlier=[p["first"]]).shown[0].passage.text for p in pairs]
+    hits = [p["evidence"].lower() in text.lower() for p, text in zip(pairs, firsts)]
+    assert sum(hits) >= 0.9 * len(pairs), [p["follow_up"] for p, hit in zip(pairs, hits) if not hit]
 
 
 def test_controls_k_mode_and_source_filter_apply(service):

@@ -10,19 +10,20 @@ EARLIER = ["Which summit is Lee attending in Canada?"]
 
 
 @pytest.mark.parametrize(
-    "question",
+    ("question", "searched"),
     [
-        "and what about Japan?",
-        "What about the tariffs?",
-        "How about Moon Jae-in?",
-        "When did he leave?",
-        "Why?",
-        "그럼 일본은?",
+        ("and what about Japan?", f"{EARLIER[0]} and what about Japan?"),  # the earlier question, of a new name
+        ("How about Moon Jae-in?", f"{EARLIER[0]} How about Moon Jae-in?"),
+        ("Why?", f"{EARLIER[0]} Why?"),  # nothing of its own
+        ("What about the tariffs?", "Lee Canada What about the tariffs?"),  # the earlier names, its own words
+        ("When did he leave?", "Lee Canada When did he leave?"),
+        ("그럼 일본은?", "Lee Canada 그럼 일본은?"),
+        ("and what did Trump say?", "and what did Trump say?"),  # a new subject with its own predicate
     ],
 )
-def test_follow_ups_are_searched_with_the_last_standalone_question(question):
+def test_follow_ups_lean_on_the_last_standalone_question_and_weigh_more_than_it(question, searched):
     assert is_follow_up(question)
-    assert search_text(question, EARLIER) == f"{EARLIER[0]} {question}"
+    assert search_text(question, EARLIER) == searched
 
 
 @pytest.mark.parametrize(
@@ -42,6 +43,7 @@ def test_standalone_questions_are_searched_as_typed(question):
 def test_the_anchor_is_the_last_standalone_question_not_an_earlier_follow_up():
     earlier = ["Who is Kim Moon-soo?", "and his party?", "Which summit is Lee attending?", "and when?"]
     assert search_text("what about Japan?", earlier) == "Which summit is Lee attending? what about Japan?"
+    assert search_text("and when was he pardoned?", earlier) == "Lee and when was he pardoned?"
 
 
 def test_a_follow_up_with_nothing_before_it_is_searched_alone():

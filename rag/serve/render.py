@@ -38,6 +38,7 @@ _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 PASSAGE_ANCHOR = "verbatim-passage"
 READ_LINK = "#verbatim-read-"  # + "doc-start-end": the page's script opens that passage in the reading panel
 AS_WRITTEN_LINK = "#verbatim-as-written"  # the page's script asks the question again, dates not read from it
+EDIT_SEARCH_LINK = "#verbatim-edit-search"  # the page's script puts the searched text in the question box
 CITE_LINK = "#verbatim-cite"  # the page's script copies the card's citation (`rag.citations.citation`)
 
 
@@ -217,7 +218,10 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
     typed (a follow-up with its context)."""
     lines: list[str] = []
     if searched_for:
-        lines.append(f"<small>Searched for: {literal(searched_for)}</small>\n")
+        lines.append(
+            f'<small>Searched for: <span class="verbatim-searched">{literal(searched_for)}</span> · '
+            f'<a href="{EDIT_SEARCH_LINK}" class="verbatim-edit-search">Edit and ask again</a></small>\n'
+        )
     if answer.understood:  # removable: the link asks the same question again with every date
         lines.append(
             f'<small class="verbatim-dates">{literal(answer.understood)}. '

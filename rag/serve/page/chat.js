@@ -56,6 +56,20 @@
   document.addEventListener(
     "click",
     (event) => {
+      const edit = event.target.closest?.('a[href="#verbatim-edit-search"]');
+      if (edit) {
+        // The text a follow-up was searched with, in the question box to change and ask as it is.
+        event.preventDefault();
+        event.stopPropagation();
+        const searched = edit.parentElement?.querySelector(".verbatim-searched")?.textContent ?? "";
+        const input = document.querySelector("#verbatim-question textarea");
+        if (input && searched) {
+          input.value = searched;
+          input.dispatchEvent(new Event("input", { bubbles: true }));
+          input.focus();
+        }
+        return;
+      }
       const dates = event.target.closest?.('a[href="#verbatim-as-written"]');
       if (dates) {
         event.preventDefault();
