@@ -303,3 +303,19 @@ def test_a_date_in_the_question_is_read_shown_and_removed_in_one_click(page):
         "What did the DPK leader say in January 2025?"
     )
     assert again.locator(".verbatim-dates").count() == 0, "every date searched, nothing read from the words"
+
+
+def test_passages_unlikely_to_answer_fold_under_one_line_that_opens_them(page):
+    reply = ask(page, "What did Sanders say?")
+    folded = reply.locator("details.verbatim-weaker")
+    assert folded.count() == 1
+    summary = folded.locator("> summary")
+    label = summary.inner_text()
+    weaker = int(label.split()[0])
+    assert label == f"{weaker} weaker passage{'s' * (weaker != 1)} (unlikely to answer)" and weaker >= 1
+    quotes = folded.locator("blockquote")
+    assert quotes.count() == weaker and not quotes.first.is_visible()
+    assert reply.locator("blockquote").first.is_visible()  # the answer itself stays in view
+    assert all("●○○" in s for s in folded.locator("small").all_text_contents())
+    summary.click()
+    assert quotes.first.is_visible() and quotes.nth(weaker - 1).is_visible()

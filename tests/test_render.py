@@ -264,3 +264,48 @@ def test_the_terminal_can_mark_the_sentence_without_touching_the_rest():
     p = passage("First sentence. Second one.")
     reply = answer_text(Answer("q", True, [p]), [ShownPassage(p, (16, 27), 1.0, 400)], marked=("[", "]"))
     assert "> First sentence. [Second one.]" in reply
+
+
+def ranked(*scored: tuple[str, float, float]) -> list[ShownPassage]:
+    """Shown passages in rank order from (text, probability, relevance over the bar)."""
+    return [
+        ShownPassage(Passage(**{**passage(text).__dict__, "score": score}), None, relevance, 1000)
+        for text, score, relevance in scored
+    ]
+
+
+FOLDING = [
+    ("Kim Kyoung-soo was pardoned on Liberation Day in 2024.", 0.62, 6.0),
+    ("He served as a lawmaker for Gimhae before he became governor.", 0.14, 1.3),
+    ("The party's primary will be held in three rounds across the regions.", 0.04, 0.4),
+    ("Polls closed at 8 p.m. and counting began at once.", 0.03, 0.3),
+]
+
+
+def test_passages_unlikely_to_answer_after_a_better_one_are_folded_under_one_line():
+    seen = render(answer_markdown(Answer("q", True, [s.passage for s in ranked(*FOLDING)]), ranked(*FOLDING)))
+    assert seen.tags.count(("details", {"class": "verbatim-weaker"})) == 1
+    shown = visible(seen)
+    summary = shown.index("2 weaker passages (unlikely to answer)")
+    assert shown.index(FOLDING[0][0]) < shown.index(FOLDING[1][0]) < summary < shown.index(FOLDING[2][0])
+    assert shown.index("4. ●○○") > shown.index(FOLDING[2][0])  # numbering goes on inside the fold
+    markdown = answer_markdown(Answer("q", True, []), ranked(*FOLDING))
+    fold = markdown.index('<details class="verbatim-weaker">')
+    assert markdown.index(FOLDING[1][0]) < fold < markdown.index(FOLDING[2][0]) < markdown.rindex("</details>")
+
+
+def test_nothing_is_folded_when_no_passage_is_better_or_a_stronger_one_comes_later():
+    all_weak = ranked(FOLDING[2], FOLDING[3])
+    folds = ("details", {"class": "verbatim-weaker"})
+    assert folds not in render(answer_markdown(Answer("q", False, []), all_weak)).tags
+    stronger_last = ranked(FOLDING[0], FOLDING[2], FOLDING[1])
+    assert folds not in render(answer_markdown(Answer("q", True, []), stronger_last)).tags
+    one_weak = answer_markdown(Answer("q", True, []), ranked(FOLDING[0], FOLDING[3]))
+    assert "1 weaker passage (unlikely to answer)" in visible(render(one_weak))
+
+
+def test_the_plain_text_reply_names_the_weaker_passages_and_still_carries_them_all():
+    text = answer_text(Answer("q", True, []), ranked(*FOLDING))
+    heading = text.index("2 weaker passages, unlikely to answer:")
+    assert text.index(FOLDING[1][0]) < heading < text.index("3. ●○○") < text.index(FOLDING[3][0])
+    assert "weaker" not in answer_text(Answer("q", True, []), ranked(FOLDING[0], FOLDING[1]))

@@ -77,13 +77,18 @@ class ShownPassage:
     site: str | None = None
 
 
+def below_weak_bar(probability: float, relevance: float) -> bool:
+    """Whether a passage is "unlikely to answer" (●○○): under 50% and under the bar that `found` uses."""
+    return probability < LIKELY and relevance < 1.0
+
+
 def relevance_label(probability: float, relevance: float) -> str:
     """Words that say what the number says. "likely answers" only at 50% or more (and at or above the bar that
     `found` uses); "may answer" from that bar up; "unlikely to answer" below it. `relevance` is the probability
     over the bar; "unlikely" is said only under 50%."""
     if probability >= LIKELY and relevance >= 1.0:
         return "●●● likely answers"
-    if probability >= LIKELY or relevance >= 1.0:
+    if not below_weak_bar(probability, relevance):
         return "●●○ may answer"
     return "●○○ unlikely to answer"
 
@@ -208,6 +213,21 @@ def verdict(answer: Answer, shown: Sequence[ShownPassage]) -> tuple[str, str]:
     )
 
 
+def weaker_from(shown: Sequence[ShownPassage]) -> int:
+    """Where the passages under the weak bar begin: the rank after which every passage is ●○○, when at least
+    one passage above it comes first (they are then folded away, "N weaker passages"); `len(shown)` when
+    there are none to fold. When no passage clears the bar they all stay in view: the verdict already says
+    they are only the closest."""
+    cut = len(shown)
+    while cut > 0 and below_weak_bar(shown[cut - 1].passage.score, shown[cut - 1].relevance):
+        cut -= 1
+    return cut if cut > 0 else len(shown)
+
+
+def weaker_heading(count: int) -> str:
+    return f"{count} weaker passage{'s' * (count != 1)}"
+
+
 def strength(item: ShownPassage) -> str:
     return f"{relevance_label(item.passage.score, item.relevance)} ({item.passage.score:.0%} chance)"
 
@@ -231,10 +251,16 @@ def answer_markdown(answer: Answer, shown: Sequence[ShownPassage], searched_for:
     lines.append(f"**{literal(headline)}**" + (f" {literal(meaning)}" if meaning else ""))
     if answer.note:
         lines.append(f"\n{literal(answer.note)}")
+    fold = weaker_from(shown)
     for rank, item in enumerate(shown, start=1):
+        if rank == fold + 1:  # unlikely to answer: folded, one click away
+            summary = f"{weaker_heading(len(shown) - fold)} (unlikely to answer)"
+            lines += ["", f'<details class="verbatim-weaker"><summary>{summary}</summary>']
         lines += ["", '<div class="verbatim-card">', "", f"**{rank}.** <small>{strength(item)}</small>", ""]
         lines.append(quoted(item.passage.text, item.mark))
         lines += ["", attribution(item), "</div>"]
+    if fold < len(shown):
+        lines += ["", "</details>"]
     return "\n".join(lines)
 
 
@@ -259,6 +285,7 @@ def answer_text(
     lines.append(" ".join(x for x in verdict(answer, shown) if x))
     if answer.note:
         lines += ["", answer.note]
+    fold = weaker_from(shown)
     for rank, item in enumerate(shown, start=1):
         text = item.passage.text
         if item.mark is not None and any(marked):
@@ -272,6 +299,8 @@ def answer_text(
             )
         else:
             text = shown_as(text, newlines=True)
+        if rank == fold + 1:
+            lines += ["", f"{weaker_heading(len(shown) - fold)}, unlikely to answer:"]
         lines += ["", f"{rank}. {strength(item)}"]
         lines += [f"> {line}" if line.strip() else ">" for line in text.split("\n")]
         source = [display_title(item.passage), *byline(item.passage, item.site)]
