@@ -179,9 +179,9 @@ def layout(service: ChatService) -> Page:
                 with gr.Tab("Sources", id="sources"):
                     with gr.Row():
                         source_search = gr.Textbox(
-                            placeholder="Find an article by title or file", show_label=False, scale=3, max_lines=1
+                            placeholder="Find by title or file", show_label=False, scale=3, min_width=160, max_lines=1
                         )
-                        source_page = gr.Number(value=1, minimum=1, precision=0, label="Page", scale=1)
+                        source_page = gr.Number(value=1, minimum=1, precision=0, label="Page", scale=1, min_width=80)
                     sources_caption = gr.Markdown(service.sources_caption(), elem_id="verbatim-sources-caption")
                     sources = gr.Dataframe(
                         value=service.source_rows(),
@@ -190,7 +190,7 @@ def layout(service: ChatService) -> Page:
                         interactive=False,
                         latex_delimiters=[],
                         wrap=True,
-                        column_widths=["44%", "22%", "15%", "19%"],
+                        column_widths=["40%", "21%", "15%", "24%"],
                         max_height=520,
                         elem_id="verbatim-sources",
                     )
@@ -344,7 +344,16 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
         read_passage, p.reading, [p.context, p.side], js=READ_TARGET_JS, api_visibility="private"
     ).then(None, js=SHOW_QUOTE)
     p.sources.select(open_source, [p.source_search, p.source_page], [p.context, p.side], api_visibility="private")
-    for changed in (p.source_search.submit, p.source_page.submit, p.source_page.change):
+    gr.on(  # filters as the reader types; the newest text wins when typing outruns the search
+        [p.source_search.input, p.source_search.submit],
+        handlers.find_sources,
+        p.source_search,
+        [p.sources, p.sources_caption, p.source_page],
+        trigger_mode="always_last",
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    for changed in (p.source_page.submit, p.source_page.change):
         changed(
             handlers.browse, [p.source_search, p.source_page], [p.sources, p.sources_caption], api_visibility="private"
         )

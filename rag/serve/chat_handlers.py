@@ -121,6 +121,11 @@ class ChatHandlers:
         number = max(1, int(page or 1))
         return self.service.source_rows(search, number), self.service.sources_caption(search, number)
 
+    def find_sources(self, search: str) -> tuple[list[list[Any]], str, int]:
+        """The Sources table for a search being typed: its first page, and the page box back at 1."""
+        rows, caption = self.browse(search, 1)
+        return rows, caption, 1
+
     def follow_index(self, search: str, page: float, shown: int) -> Lists | None:
         """The lists again when the index has a newer commit than the tab shows (another tab's upload, a `rag
         index` beside the app); None when they are current."""
