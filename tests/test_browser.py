@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import start_chat
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -319,3 +320,55 @@ def test_passages_unlikely_to_answer_fold_under_one_line_that_opens_them(page):
     assert all("●○○" in s for s in folded.locator("small").all_text_contents())
     summary.click()
     assert quotes.first.is_visible() and quotes.nth(weaker - 1).is_visible()
+
+
+def test_the_sources_list_filters_as_the_reader_types(page):
+    page.get_by_role("tab", name="Sources").click()
+    caption = page.locator("#verbatim-sources-caption")
+    caption.get_by_text(" articles").wait_for()
+    everything = int(caption.inner_text().split(" of ")[1].split()[0])
+    page.get_by_placeholder("Find by title or file").press_sequentially("Sejong", delay=40)  # no Enter
+    caption.get_by_text("matching “Sejong”").wait_for(timeout=10_000)
+    matching = int(caption.inner_text().split(" of ")[1].split()[0])
+    titles = page.locator("#verbatim-sources tbody td:first-child").all_text_contents()
+    assert 1 <= matching < everything and len(titles) == matching, (caption.inner_text(), titles)
+    assert all("Sejong" in title for title in titles), titles
+
+
+@pytest.mark.parametrize("width", [360, 400])
+def test_the_sources_headers_and_search_box_fit_a_phone(browser, chat_server, width):
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = context.new_page()
+    page.goto(chat_server.url)
+    page.get_by_role("tab", name="Sources").click()
+    page.locator("#verbatim-sources th span.header").first.wait_for()
+    for header in page.locator("#verbatim-sources th span.header").all():
+        name, overflow = header.evaluate("e => [e.innerText, e.scrollWidth - e.clientWidth]")
+        assert overflow <= 0 and header.evaluate(LINES_OF_TEXT) == 1, (name, overflow)  # never "Passag"
+    search = page.get_by_placeholder("Find by title or file")
+    assert search.evaluate("e => e.scrollWidth <= e.clientWidth")
+    table = page.locator("#verbatim-sources").bounding_box()
+    assert table["x"] >= 0 and table["x"] + table["width"] <= width
+    context.close()
+
+
+def test_a_wrong_password_keeps_the_user_name_and_the_right_one_then_signs_in(browser, chat_server, tmp_path):
+    server = start_chat(chat_server.corpus, chat_server.index, tmp_path / "app.log", env={"RAG_AUTH": "ana:s3cret"})
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        page = context.new_page()
+        page.goto(server.url)
+        user, password = page.locator("input[type=text]"), page.locator("input[type=password]")
+        user.fill("ana")
+        password.fill("not-it")
+        page.keyboard.press("Enter")
+        page.get_by_text("Incorrect Credentials").wait_for()
+        page.wait_for_function("() => document.querySelector('input[type=text]')?.value === 'ana'")
+        assert password.input_value() == "" and password.evaluate("e => e === document.activeElement")
+        page.keyboard.type("s3cret")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#verbatim-question textarea")  # signed in with the kept name
+        assert "Roh Moo-hyun" in ask(page, "Who was Kim Kyoung-soo's political mentor?").inner_text()
+    finally:
+        context.close()
+        server.stop()

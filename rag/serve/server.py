@@ -212,8 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             share = False
     import gradio as gr
+    from starlette.middleware import Middleware
 
     from rag.serve.chat import CSS, HEAD, build_app  # Gradio is imported here: `--help` and errors never pay for it
+    from rag.serve.sign_in_page import KeepUserName
 
     max_upload = int(args.max_upload_mb * 1_000_000)
     demo = build_app(ChatService(index, uploads_dir, max_upload, read_only=args.read_only))
@@ -246,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prevent_thread_lock=True,
             max_file_size=max_upload,
             show_error=True,  # a program calling the API gets Gradio's own reason too, never {"error": null}
+            app_kwargs={"middleware": [Middleware(KeepUserName)]} if auth else None,
         )
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
