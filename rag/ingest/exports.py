@@ -35,15 +35,19 @@ class RecordFields:
     date: tuple[str, ...] = ("date", "published", "published_at", "publish_date", "pubDate", "date_publish")
     author: tuple[str, ...] = ("author", "authors", "byline", "creator")
     site: tuple[str, ...] = ("site", "source", "publisher", "site_name", "source_domain")
+    # A Word file's own title, author and creation date: often its template's, so taken only when asked for.
+    word_properties: bool = False
 
     def with_override(self, spec: str) -> RecordFields:
         """`role=key` puts `key` first for that role (text, title, url, date, author, site)."""
         role, sep, key = spec.partition("=")
         role, key = role.strip(), key.strip()
-        if not sep or not key or role not in self.__dataclass_fields__:
-            roles = ", ".join(self.__dataclass_fields__)
-            raise IngestError(f"--field '{spec}': write ROLE=KEY with ROLE one of {roles}")
+        if not sep or not key or role not in ROLES:
+            raise IngestError(f"--field '{spec}': write ROLE=KEY with ROLE one of {', '.join(ROLES)}")
         return RecordFields(**{**self.__dict__, role: (key, *getattr(self, role))})
+
+
+ROLES = ("text", "title", "url", "date", "author", "site")
 
 
 @dataclass

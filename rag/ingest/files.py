@@ -18,15 +18,18 @@ from pathlib import Path
 from rag.errors import IngestError
 from rag.ingest.exports import RecordFields, parse_records
 from rag.ingest.html_pages import declared_charset, parse_html
+from rag.ingest.mail import MAIL_SUFFIXES, parse_mail
 from rag.ingest.pdf_files import parse_pdf
 from rag.ingest.plaintext import parse_articles
+from rag.ingest.word_files import parse_docx
 from rag.records import Document
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 PDF_SUFFIXES = frozenset({".pdf"})
 RECORD_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | RECORD_SUFFIXES
+WORD_SUFFIXES = frozenset({".docx"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | RECORD_SUFFIXES | WORD_SUFFIXES | MAIL_SUFFIXES
 MAX_FILE_BYTES = 50 * 1024 * 1024
 FALLBACK_ENCODINGS = ("cp949", "cp1252")
 
@@ -109,6 +112,13 @@ def read_documents(path: Path, source: str, fields: RecordFields | None = None) 
 def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> Ingested:
     digest = hashlib.sha256(data).hexdigest()
     kind = sniff(data)
+    if suffix in WORD_SUFFIXES:
+        if not data.startswith(b"PK\x03\x04"):
+            raise IngestError(f"{source}: not a Word file (a .docx is a ZIP archive, and this is not one)")
+        return Ingested([parse_docx(data, source, digest, fields.word_properties)])
+    if suffix in MAIL_SUFFIXES and kind is None:
+        documents, problems = parse_mail(data, source, suffix, lambda d, s, x: _attachment(d, s, x, fields))
+        return Ingested(documents, problems)
     if kind == "pdf":
         return Ingested([parse_pdf(data, source, digest)])
     if kind is not None:
@@ -123,6 +133,19 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> 
         records = parse_records(decoded.text, source, jsonl=suffix != ".json", fields=fields)
         return Ingested(records.documents, records.problems, _noted(source, decoded))
     return Ingested(parse_articles(decoded.text, source, digest), notes=_noted(source, decoded))
+
+
+def _attachment(
+    data: bytes, source: str, suffix: str, fields: RecordFields
+) -> tuple[list[Document], list[tuple[str, str]]]:
+    """A mail attachment read as the file it is, when it is a format we read (not mail again); else nothing."""
+    if suffix not in SUPPORTED_SUFFIXES or suffix in MAIL_SUFFIXES:
+        return [], []
+    try:
+        found = parse_bytes(data, source, suffix, fields)
+    except IngestError as exc:
+        return [], [(source, str(exc).removeprefix(f"{source}: "))]
+    return found.documents, found.problems
 
 
 def _noted(source: str, decoded: Decoded) -> list[tuple[str, str]]:

@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index new and changed files; unchanged ones are skipped, deleted ones removed.",
     )
     p.add_argument(
-        "paths", nargs="*", help=f"files or folders: .txt .md .html .pdf .jsonl .json (default: {CORPUS_DEFAULT})"
+        "paths",
+        nargs="*",
+        help=f"files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox (default: {CORPUS_DEFAULT})",
     )
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -71,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ROLE=KEY",
         help="JSON/JSONL key for a role (text, title, url, date, author, site), e.g. --field text=body_html",
+    )
+    p.add_argument(
+        "--word-properties",
+        action="store_true",
+        help="take a Word file's title, author and creation date from its document properties (off by default: "
+        "they are often the template's)",
     )
 
     p = sub.add_parser(
@@ -212,7 +220,7 @@ def add_precision(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    fields = RecordFields()
+    fields = RecordFields(word_properties=args.word_properties)
     for spec in args.field:
         fields = fields.with_override(spec)
     index = Index(
