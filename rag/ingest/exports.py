@@ -37,6 +37,8 @@ class RecordFields:
     site: tuple[str, ...] = ("site", "source", "publisher", "site_name", "source_domain")
     # A Word file's own title, author and creation date: often its template's, so taken only when asked for.
     word_properties: bool = False
+    # Fetch the page each feed item or sitemap entry links (the command line's choice; never a browser upload's).
+    fetch_links: bool = False
 
     def with_override(self, spec: str) -> RecordFields:
         """`role=key` puts `key` first for that role (text, title, url, date, author, site)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rag.errors import IngestError
 from rag.ingest.exports import RecordFields, parse_records
+from rag.ingest.feeds import FEED_SUFFIXES, parse_feed
 from rag.ingest.html_pages import declared_charset, parse_html
 from rag.ingest.mail import MAIL_SUFFIXES, parse_mail
 from rag.ingest.pdf_files import parse_pdf
@@ -29,7 +30,9 @@ HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 PDF_SUFFIXES = frozenset({".pdf"})
 RECORD_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 WORD_SUFFIXES = frozenset({".docx"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | RECORD_SUFFIXES | WORD_SUFFIXES | MAIL_SUFFIXES
+SUPPORTED_SUFFIXES = (
+    TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | RECORD_SUFFIXES | WORD_SUFFIXES | MAIL_SUFFIXES | FEED_SUFFIXES
+)
 MAX_FILE_BYTES = 50 * 1024 * 1024
 FALLBACK_ENCODINGS = ("cp949", "cp1252")
 
@@ -119,6 +122,9 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> 
     if suffix in MAIL_SUFFIXES and kind is None:
         documents, problems = parse_mail(data, source, suffix, lambda d, s, x: _attachment(d, s, x, fields))
         return Ingested(documents, problems)
+    if suffix in FEED_SUFFIXES and kind is None:
+        feed = parse_feed(data, source, _read_page if fields.fetch_links else None)
+        return Ingested(feed.documents, feed.problems, feed.notes)
     if kind == "pdf":
         return Ingested([parse_pdf(data, source, digest)])
     if kind is not None:
@@ -146,6 +152,11 @@ def _attachment(
     except IngestError as exc:
         return [], [(source, str(exc).removeprefix(f"{source}: "))]
     return found.documents, found.problems
+
+
+def _read_page(data: bytes, source: str) -> Document:
+    """A fetched web page read as a saved one (its declared charset, trafilatura)."""
+    return parse_html(decode(data, source, declared_charset(data)).text, source, hashlib.sha256(data).hexdigest())
 
 
 def _noted(source: str, decoded: Decoded) -> list[tuple[str, str]]:

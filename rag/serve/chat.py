@@ -198,7 +198,7 @@ def layout(service: ChatService) -> Page:
                     files = gr.File(
                         file_count="multiple",
                         file_types=sorted(SUPPORTED_SUFFIXES),
-                        label="Text, Markdown, saved pages, PDF, JSON or JSONL exports, Word files, mail (.eml, .mbox)",
+                        label="Text, Markdown, saved pages, PDF, JSON(L) exports, Word, mail, RSS/Atom feeds",
                         elem_id="verbatim-upload",
                     )
                     upload_status = gr.Markdown(elem_id="verbatim-upload-status")

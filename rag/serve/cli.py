@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "paths",
         nargs="*",
-        help=f"files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox (default: {CORPUS_DEFAULT})",
+        help="files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox .rss .atom .xml "
+        f"(default: {CORPUS_DEFAULT})",
     )
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ROLE=KEY",
         help="JSON/JSONL key for a role (text, title, url, date, author, site), e.g. --field text=body_html",
+    )
+    p.add_argument(
+        "--fetch-links",
+        action="store_true",
+        help="for a saved RSS/Atom feed, fetch the page each item links and index its article text instead of the "
+        "item's summary (pages that cannot be fetched are named); a saved sitemap's pages are read only with it",
     )
     p.add_argument(
         "--word-properties",
@@ -220,7 +227,7 @@ def add_precision(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    fields = RecordFields(word_properties=args.word_properties)
+    fields = RecordFields(word_properties=args.word_properties, fetch_links=args.fetch_links)
     for spec in args.field:
         fields = fields.with_override(spec)
     index = Index(

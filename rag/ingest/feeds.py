@@ -1,0 +1,221 @@
+"""Saved RSS/Atom feeds and sitemaps (.rss, .atom, .xml): one article per feed item, read with feedparser
+(every RSS and Atom version, RDF, bad encodings and the malformed feeds found in the wild, which a parser of
+ours would not survive).
+
+An item's article is its full content when the feed carries it, else its summary; with `fetch_links` the page
+it links is fetched and its article text (trafilatura, as for a saved page) is used instead, and each page that
+could not be fetched is named in the run's notes, the item keeping its summary. A sitemap only lists pages, so
+it is read only with `fetch_links`. Fetching is the command line's choice, never the chat's: a file uploaded
+in a browser must not make the server request addresses of the uploader's choosing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import feedparser
+import lxml.etree
+import lxml.html
+
+from rag.errors import IngestError
+from rag.ingest.dates import parse_date
+from rag.ingest.plaintext import body_segments
+from rag.records import Document
+
+FEED_SUFFIXES = frozenset({".rss", ".atom", ".xml"})
+FETCH_TIMEOUT_SECONDS = 15
+FETCH_MAX_BYTES = 10 * 1024 * 1024
+USER_AGENT = "Verbatim (news archive indexer)"
+_SPACES = re.compile(r"\s+")
+_SITEMAP_ROOT = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
+# Reads a fetched page's bytes as a saved page (given by files.py, which knows charsets: no import back).
+ReadPage = Callable[[bytes, str], Document]
+_BLOCKS = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "section", "article"}
+
+
+@dataclass
+class FeedRead:
+    documents: list[Document] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def is_sitemap(data: bytes) -> bool:
+    return _SITEMAP_ROOT.search(data[:4096]) is not None
+
+
+def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None) -> FeedRead:
+    """The articles of a saved feed or sitemap; with `read_page`, each linked page is fetched and read by it."""
+    if is_sitemap(data):
+        return parse_sitemap(data, source, read_page)
+    parsed = feedparser.parse(data)
+    if not parsed.entries:
+        if parsed.bozo:
+            raise IngestError(f"{source}: not a readable feed ({_reason(parsed.bozo_exception)})")
+        if not parsed.get("version"):
+            raise IngestError(f"{source}: not an RSS or Atom feed, nor a sitemap")
+        raise IngestError(f"{source}: the feed has no items")
+    site = " ".join(str(parsed.feed.get("title", "")).split()) or None
+    result = FeedRead()
+    if parsed.bozo:  # truncated or malformed: feedparser recovers what it can, and the run says so
+        result.notes.append(
+            (
+                source,
+                f"not a well-formed feed ({_reason(parsed.bozo_exception)}): read the items that could be recovered",
+            )
+        )
+    for number, entry in enumerate(parsed.entries, start=1):
+        name = f"{source}#{number}"
+        link = _web_link(entry.get("link"))
+        page = _fetched(link, name, result, read_page) if read_page and link else None
+        try:
+            result.documents.append(_with_entry(page, entry, site) if page else item_document(entry, name, site, link))
+        except IngestError as exc:
+            result.problems.append((name, str(exc).removeprefix(f"{name}: ")))
+    return result
+
+
+def item_document(entry: Any, source: str, site: str | None, link: str | None) -> Document:
+    """A feed item as an article: its full content, else its summary, as plain text."""
+    bodies = [c.get("value", "") for c in entry.get("content", []) or []] + [entry.get("summary", "") or ""]
+    text = max((fragment_text(b) for b in bodies), key=len, default="")
+    if not text:
+        raise IngestError(f"{source}: the item has no text (no content or summary)")
+    segments = body_segments(text)
+    if not segments:
+        raise IngestError(f"{source}: nothing but page boilerplate")
+    title = " ".join(str(entry.get("title", "")).split())
+    return Document(
+        source=source,
+        text=text,
+        title=(title or text.split("\n", 1)[0])[:200],
+        url=link,
+        published=_entry_date(entry),
+        segments=segments,
+        content_hash=hashlib.sha256(f"{link}\n{title}\n{text}".encode()).hexdigest(),
+        author=" ".join(str(entry.get("author", "")).split()) or None,
+        site=site,
+    )
+
+
+def parse_sitemap(data: bytes, source: str, read_page: ReadPage | None) -> FeedRead:
+    """The pages a sitemap (or a news sitemap) lists, fetched and read as saved pages are."""
+    if read_page is None:
+        raise IngestError(
+            f"{source}: a sitemap lists pages without their text; fetch them with `rag index --fetch-links`"
+        )
+    try:
+        root = lxml.etree.fromstring(data, parser=lxml.etree.XMLParser(resolve_entities=False, no_network=True))
+    except lxml.etree.XMLSyntaxError as exc:
+        raise IngestError(f"{source}: not a readable sitemap ({_reason(exc)})") from exc
+    result = FeedRead()
+    for number, (link, title, date) in enumerate(_sitemap_pages(root), start=1):
+        name = f"{source}#{number}"
+        page = _fetched(link, name, result, read_page, instead="not indexed")
+        if page is not None:
+            result.documents.append(replace(page, title=page.title or title or link, published=page.published or date))
+    if not result.documents and not result.notes:
+        raise IngestError(f"{source}: the sitemap lists no pages")
+    return result
+
+
+def _sitemap_pages(root: Any) -> Iterator[tuple[str, str | None, str | None]]:
+    for url in root.iter("{*}url", "{*}sitemap"):
+        link = _web_link(url.findtext("{*}loc"))
+        if link:
+            title = url.findtext(".//{*}news/{*}title")
+            date = url.findtext(".//{*}news/{*}publication_date")
+            yield link, (title or "").strip() or None, parse_date(date) if date else None
+
+
+def fetch_page(url: str) -> bytes:
+    """The page at `url` (http/https only), up to FETCH_MAX_BYTES; URLError/OSError/ValueError when it cannot be."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - http(s) only
+        data = response.read(FETCH_MAX_BYTES + 1)
+    if len(data) > FETCH_MAX_BYTES:
+        raise ValueError(f"larger than {FETCH_MAX_BYTES // 1_000_000} MB")
+    return bytes(data)
+
+
+def _fetched(
+    link: str, source: str, result: FeedRead, read_page: ReadPage, instead: str = "its summary was indexed"
+) -> Document | None:
+    """The linked page's article, or None with a note saying why it could not be had (and what was done
+    `instead`)."""
+    try:
+        page = read_page(fetch_page(link), source)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        result.notes.append((source, f"could not fetch {link} ({_reason(exc)}); {instead}"))
+        return None
+    except IngestError as exc:
+        result.notes.append((source, f"{link} has no article text ({str(exc).removeprefix(f'{source}: ')}); {instead}"))
+        return None
+    return replace(page, url=page.url or link)
+
+
+def _with_entry(page: Document, entry: Any, site: str | None) -> Document:
+    """The fetched page, with what the feed says of its item where the page did not say it."""
+    return replace(
+        page,
+        title=page.title or " ".join(str(entry.get("title", "")).split()),
+        published=page.published or _entry_date(entry),
+        author=page.author or (" ".join(str(entry.get("author", "")).split()) or None),
+        site=page.site or site,
+    )
+
+
+def fragment_text(fragment: str) -> str:
+    """The text of an HTML fragment (a feed item's content), a line per block, scripts and styles dropped."""
+    if not fragment.strip():
+        return ""
+    if "<" not in fragment:
+        return "\n".join(" ".join(line.split()) for line in fragment.splitlines() if line.strip())
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return ""
+    for bad in root.xpath("//script|//style"):
+        bad.drop_tree()
+    for element in root.iter():  # the source's own line breaks are spaces, as a browser shows them
+        element.text = _SPACES.sub(" ", element.text) if element.text else element.text
+        element.tail = _SPACES.sub(" ", element.tail) if element.tail else element.tail
+        if isinstance(element.tag, str) and element.tag.lower() in _BLOCKS:
+            element.tail = "\n" + (element.tail or "")
+            element.text = "\n" + (element.text or "")
+    lines = (" ".join(line.split()) for line in root.text_content().split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _entry_date(entry: Any) -> str | None:
+    """The item's day as written (the publisher's own day, not converted to UTC), else feedparser's reading."""
+    for key in ("published", "updated"):
+        written = entry.get(key)
+        if written:
+            day = parse_date(str(written))
+            if day:
+                return day
+        parsed = entry.get(f"{key}_parsed")
+        if parsed:
+            return time.strftime("%Y-%m-%d", parsed)
+    return None
+
+
+def _web_link(link: object) -> str | None:
+    text = str(link or "").strip()
+    return text if text.startswith(("http://", "https://")) else None
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
