@@ -155,6 +155,9 @@ class IndexReport:
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (file, how it was read): a legacy encoding, bad bytes
+    added_sources: list[str] = field(default_factory=list)  # the articles added, updated and removed, by source
+    updated_sources: list[str] = field(default_factory=list)
+    removed_sources: list[str] = field(default_factory=list)
     chunks: int = 0
     embedded: int = 0
     reembedded: int = 0  # stored passages embedded again because the model's precision changed

@@ -173,6 +173,7 @@ class Changes:
     new: list[tuple[str, Document]] = field(default_factory=list)
     changed: list[tuple[int, str, Document]] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
+    removed_sources: list[str] = field(default_factory=list)
     unchanged: int = 0
 
     def empty(self) -> bool:
@@ -205,6 +206,7 @@ def diff(reader: Reader | None, found: ScanResult) -> Changes:
         kept = file in found.unreadable or file in found.deferred  # failed to read, or read later in batches
         if d.root in found.scanned_roots and key not in found.documents and not kept:
             changes.removed.append(d.id)
+            changes.removed_sources.append(d.source)
     return changes
 
 
@@ -262,6 +264,9 @@ def update_index(
         report.chunks = writer.reader.counts().chunks
     report.added, report.updated = len(changes.new), len(changes.changed)
     report.removed, report.unchanged = len(changes.removed), changes.unchanged
+    report.added_sources = [doc.source for _, doc in changes.new]
+    report.updated_sources = [doc.source for _, _, doc in changes.changed]
+    report.removed_sources = changes.removed_sources
     report.seconds = time.perf_counter() - started
     return report
 

@@ -95,7 +95,7 @@ class Page:
     reading: gr.Textbox
     open_reading: gr.Button
     ask_as_written: gr.Button
-    shown_commit: gr.State
+    shown_commit: gr.State  # the lists_version the tab shows
     downloads: tuple[gr.DownloadButton, ...] = ()  # the last answer as Markdown, JSON, CSL-JSON
 
 
@@ -205,7 +205,7 @@ def layout(service: ChatService) -> Page:
         reading = gr.Textbox(visible="hidden")  # not a State: a State's value never comes from the page
         open_reading = gr.Button(visible="hidden", elem_id="verbatim-open")
         ask_as_written = gr.Button(visible="hidden", elem_id="verbatim-ask-as-written")
-        shown_commit = gr.State(service.commit())
+        shown_commit = gr.State(service.lists_version())
     return Page(
         demo,
         chatbot,
@@ -274,7 +274,7 @@ def wire(page: Page, handlers: ChatHandlers) -> None:
         article = handlers.open_source(search, page_number, str(clicked) if clicked else None, int(row))
         return gr.skip() if article is None else article, gr.Tabs(selected="article")
 
-    def follow_index(search: str, page_number: float, shown: int) -> tuple[Any, Any, Any, Any]:
+    def follow_index(search: str, page_number: float, shown: str) -> tuple[Any, Any, Any, Any]:
         lists = handlers.follow_index(search, page_number, shown)
         if lists is None:
             return gr.skip(), gr.skip(), gr.skip(), shown

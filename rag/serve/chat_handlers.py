@@ -44,7 +44,7 @@ class Lists:
     rows: list[list[Any]]
     caption: str
     choices: list[tuple[str, str]]
-    commit: int
+    commit: str  # ChatService.lists_version
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,10 @@ class ChatHandlers:
         rows, caption = self.browse(search, 1)
         return rows, caption, 1
 
-    def follow_index(self, search: str, page: float, shown: int) -> Lists | None:
+    def follow_index(self, search: str, page: float, shown: str) -> Lists | None:
         """The lists again when the index has a newer commit than the tab shows (another tab's upload, a `rag
-        index` beside the app); None when they are current."""
-        newest = self.service.commit()
+        index` beside the app, the folder watch); None when they are current."""
+        newest = self.service.lists_version()
         if newest == shown:
             return None
         rows, caption = self.browse(search, page)

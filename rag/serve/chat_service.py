@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ from rag.api import Index
 from rag.citations import SUFFIXES, export
 from rag.errors import IndexWriteError, RagError
 from rag.index import DocumentSummary
-from rag.records import Answer
+from rag.records import Answer, IndexReport
 from rag.search.relevance import load_calibration
 from rag.search.request import API_NAMES, DEFAULT_K, FieldNames, SearchRequest
 from rag.serve.conversation import search_text
@@ -80,6 +81,36 @@ class ChatService:
         self.read_only = read_only  # a replica: it answers from the index as published, and adds nothing
         self._writing = threading.Lock()
         self._exports: Path | None = None  # a temporary folder of answers' download files, made when first used
+        self.watched: str | None = None  # what the folder watch last indexed, for the Sources caption
+        self.watch_batches = 0
+
+    def watch(
+        self, folder: Path, ready: threading.Event | None = None, stop: threading.Event | None = None
+    ) -> threading.Thread:
+        """Index what is added, changed or removed in `folder` from now on (until `stop`), in a background thread,
+        one writer with the chat's uploads; each batch is printed and named under the Sources list."""
+        from rag.build.watch import batch_line, watch_folders
+
+        def said(report: IndexReport) -> None:
+            line = batch_line(report) + "".join(f"; skipped {name}: {why}" for name, why in report.skipped)
+            self.watched = f"{time.strftime('%H:%M')}, from {folder.name}/: {line}"
+            self.watch_batches += 1
+            print(f"watch: {visible(line)}", flush=True)
+
+        def failed(reason: str) -> None:
+            self.watched = f"{time.strftime('%H:%M')}, from {folder.name}/: not indexed yet ({reason})"
+            self.watch_batches += 1
+            print(f"watch: error: {visible(reason)}", file=sys.stderr, flush=True)
+
+        thread = threading.Thread(
+            target=watch_folders,
+            args=(self.index, [folder], said, failed, stop),
+            kwargs={"lock": self._writing, "ready": ready},
+            daemon=True,
+            name="watch",
+        )
+        thread.start()
+        return thread
 
     def answer(
         self,
@@ -153,11 +184,12 @@ class ChatService:
             + [(f"{d.title or d.source} ({d.source})", d.source) for d in articles]
         )
 
-    def commit(self) -> int:
-        """The number of the index's newest commit (any writer's): a tab whose lists are older redraws them."""
+    def lists_version(self) -> str:
+        """What the Sources list and its caption show, as a version: the index's newest commit (any writer's)
+        and the folder watch's batches. A tab whose lists are of another version redraws them."""
         searcher = self.index.searcher
         searcher.catch_up()
-        return searcher.store.manifest.seq
+        return f"{searcher.store.manifest.seq}/{self.watch_batches}"
 
     def article_by_source(self, source: str, search: str = "", page: int = 1) -> str:
         """The article a Sources row names, found by its source rather than its row number, which another
@@ -175,9 +207,10 @@ class ChatService:
         _, total = self.articles(search, page, limit=1)
         first = (max(1, page) - 1) * SOURCES_PAGE
         shown = max(0, min(SOURCES_PAGE, total - first))
-        return f"{first + 1 if shown else 0}–{first + shown} of {total:,} articles" + (
+        caption = f"{first + 1 if shown else 0}–{first + shown} of {total:,} articles" + (
             f" matching “{literal(search)}”" if search.strip() else ""
         )
+        return caption + (f"  \nLast indexed {literal(self.watched)}" if self.watched else "")
 
     def examples(self) -> list[str]:
         """Seed questions whose article is indexed, then other articles' headlines, up to MAX_EXAMPLES."""

@@ -8,12 +8,13 @@ import json
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from rag.api import Index, default_folders, default_index, default_index_dir, default_uploads_dir
 from rag.citations import export
-from rag.errors import RagError
+from rag.errors import PathNotFoundError, RagError
 from rag.ingest.exports import RecordFields
 from rag.models.embed import DEVICES
 from rag.models.onnx_encoder import PRECISIONS
@@ -34,8 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "index",
-        help="index (or update the index of) folders and files of articles",
-        description="Index new and changed files; unchanged ones are skipped, deleted ones removed.",
+        aliases=["watch"],
+        help="index (or update the index of) folders and files of articles; `rag watch` keeps doing it",
+        description="Index new and changed files; unchanged ones are skipped, deleted ones removed. `rag watch` "
+        "(or --watch) then keeps watching the folders and indexes what is added, changed or removed within "
+        "seconds, a line per batch, until Ctrl-C.",
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="after indexing, keep watching the folders and index each change (the same as `rag watch`)",
     )
     p.add_argument(
         "paths",
@@ -197,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
         "index": cmd_index,
+        "watch": cmd_index,
         "ask": cmd_ask,
         "chat": cmd_chat,
         "eval": cmd_eval,
@@ -254,6 +264,31 @@ def cmd_index(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(summary_line(report, index))
+    if args.watch or args.command == "watch":
+        return watch(index, paths, fields)
+    return 0
+
+
+def watch(index: Index, paths: Sequence[str | Path], fields: RecordFields) -> int:
+    """`rag watch`: a line per batch of changes under the folders, until Ctrl-C."""
+    from rag.build.watch import batch_line, watch_folders
+
+    folders = [Path(p).expanduser() for p in paths if Path(p).expanduser().is_dir()]
+    if not folders:
+        raise PathNotFoundError("rag watch needs a folder to watch, not only files: name the folder the files are in")
+    print(f"watching {', '.join(visible(str(f)) for f in folders)} (Ctrl-C to stop)", flush=True)
+
+    def said(report: IndexReport) -> None:
+        for name, why in report.skipped:
+            say_skipped(name, why)
+        print(f"{time.strftime('%H:%M:%S')} {visible(batch_line(report))} ({report.seconds:.1f}s)", flush=True)
+
+    def failed(reason: str) -> None:
+        print(f"error: {visible(reason)} (watching goes on)", file=sys.stderr, flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends; a write it cut short changed nothing
+        watch_folders(index, folders, said, failed, fields=fields)
+    print("stopped watching", file=sys.stderr)
     return 0
 
 

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mcp-port", type=int, default=None, help="port of the MCP server (default: --port + 1)")
     p.add_argument(
+        "--watch",
+        action="store_true",
+        help="index files added, changed or removed in the corpus folder within seconds, while the chat runs",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=DEFAULT_UPLOAD_MB,
@@ -192,6 +197,12 @@ def warm_up(index: Index) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.watch and args.read_only:
+        print(
+            "error: --watch indexes the corpus folder, and --read-only serves the index as it is: use one",
+            file=sys.stderr,
+        )
+        return 2
     corpus_dir = args.corpus or default_corpus_dir()
     index_dir = args.index or (default_index_dir() if args.corpus is None else corpus_dir.resolve().parent / "index")
     uploads_dir = args.uploads or default_uploads_dir(index_dir)
@@ -218,7 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rag.serve.sign_in_page import KeepUserName
 
     max_upload = int(args.max_upload_mb * 1_000_000)
-    demo = build_app(ChatService(index, uploads_dir, max_upload, read_only=args.read_only))
+    service = ChatService(index, uploads_dir, max_upload, read_only=args.read_only)
+    if args.watch:
+        service.watch(corpus_dir)
+        print(f"Watching {corpus_dir}: files added, changed or removed there are indexed within seconds")
+    demo = build_app(service)
     demo.queue(default_concurrency_limit=8)
     warning = exposure_warning(args.host, auth)
     if warning:
