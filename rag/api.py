@@ -136,7 +136,7 @@ class Index:
         report = update_index(self.path, found, self.embedder, progress=progress, cluster=cluster, multilingual=arm)
         if found.streamed:
             self.reload()  # searches see the rest while the large exports are read a batch at a time
-            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report, cluster, arm)
+            index_exports(self.path, found, self.embedder, fields, on_skip, progress, report, cluster, arm, on_note)
             report.seconds = time.perf_counter() - started
         self.reload()
         return report

@@ -544,3 +544,33 @@ def test_a_large_export_killed_halfway_resumes_where_it_stopped(tmp_path: Path, 
     write_feed(corpus / "feed.jsonl", 2_000)  # the export shrank: its last 1,000 records are gone
     report = Index(idx).add([corpus])
     assert report.removed == 1_000 and state(idx)["chunks"] == 2_000
+
+
+def test_a_web_archive_killed_halfway_resumes_at_its_last_committed_record(tmp_path: Path, monkeypatch):
+    """A crawl is read a record at a time and committed ten pages at a time here; killed after the first
+    commit, the next run starts at the last committed record (reading 21 pages, not 30) and ends where a
+    clean build does."""
+    from tests.warc_pages import write_crawl
+
+    corpus, idx = tmp_path / "crawls", tmp_path / "idx"
+    corpus.mkdir()
+    write_crawl(corpus / "crawl.warc.gz", 30)
+    child = subprocess.run(
+        [sys.executable, "-c", STREAMING.replace("1_000", "10"), "index", str(corpus), "--index", str(idx)]
+        + ["--model", "hashing"],
+        env={**os.environ, CRASH_ENV: "export-batch-committed"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL
+    assert "crawl.warc.gz" in child.stderr, "no progress shown while the archive was read"
+    assert len(Index(idx).info().documents) == 10, "the first batch was committed before the kill"
+    monkeypatch.setattr(rag.build.update, "EXPORT_BATCH", 10)
+    notes: list[tuple[str, str]] = []
+    report = Index(idx).add([corpus], on_note=lambda *n: notes.append(n))
+    assert (report.added, report.unchanged) == (20, 1), report
+    assert notes and notes[0][1].startswith("21 article pages read"), notes
+    assert state(idx) == state_of_clean_build(tmp_path / "clean", corpus)
+    answer = Index(idx).search("How many container ships did the harbour load on day 23?", k=1, mode="keyword")
+    assert answer.passages[0].title == "Harbour report 23"

@@ -43,7 +43,9 @@ def watching(tmp_path: Path):
     errors: list[str] = []
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(
-        target=watch_folders, args=(index, [folder], batches.put, errors.append, stop), kwargs={"ready": ready}
+        target=watch_folders,
+        args=(lambda: index.add([folder]), [folder], batches.put, errors.append, stop),
+        kwargs={"ready": ready},
     )
     thread.start()
     assert ready.wait(ARRIVES_WITHIN)

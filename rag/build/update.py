@@ -45,7 +45,8 @@ from rag.ingest.dedup import (
     text_fingerprint,
 )
 from rag.ingest.exports import RecordFields, stream_records
-from rag.ingest.files import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents
+from rag.ingest.files import RECORD_SUFFIXES, Ingested, iter_files, not_a_plain_file, read_documents, read_page
+from rag.ingest.web_archives import ArchiveCounts, is_web_archive, stream_archive
 from rag.models.embed import Encoder
 from rag.models.hashing import HASHING_MODEL
 from rag.models.multilingual import get_multilingual
@@ -128,7 +129,8 @@ def scan(
             if stat is not None and known.get(key) == stat:
                 result.unchanged_files.add(key)
                 continue
-            if stat is not None and stat.size > STREAM_BYTES and file.suffix.lower() in RECORD_SUFFIXES:
+            large_export = stat is not None and stat.size > STREAM_BYTES and file.suffix.lower() in RECORD_SUFFIXES
+            if stat is not None and (large_export or is_web_archive(file.name)):  # a web archive, at any size
                 result.streamed.append((str(root), source, file, stat if stat.mtime_ns < settled * 1e9 else None))
                 result.deferred.add(key)
                 continue
@@ -281,11 +283,12 @@ def index_exports(
     report: IndexReport | None = None,
     cluster: RayCluster | None = None,
     multilingual: bool | None = None,
+    on_note: Callable[[str, str], None] | None = None,
 ) -> IndexReport:
-    """Index the exports `scan` left for streaming, EXPORT_BATCH records per commit, so memory stays flat and a
-    run stopped halfway (killed, restarted) reads the file again but embeds only the records it had not
-    committed. Once a file is read to its end, its records that are gone are removed and its size and time
-    recorded."""
+    """Index the exports and web archives `scan` left for streaming, EXPORT_BATCH records per commit, so memory
+    stays flat and a run stopped halfway (killed, restarted) reads an export again but embeds only the records
+    it had not committed, and an archive from its last committed record on. Once a file is read to its end, its
+    records that are gone are removed and its size and time recorded. `on_note` hears what an archive held."""
     report = report or IndexReport()
     for root, source, path, stat in found.streamed:
         seen = _stream_export(
@@ -300,6 +303,7 @@ def index_exports(
             report,
             cluster,
             multilingual,
+            on_note,
         )
         with open_writer(index_dir, embedder.name, embedder.dimension) as writer:
             decide_multilingual(writer, embedder, multilingual)
@@ -325,13 +329,22 @@ def _stream_export(
     report: IndexReport,
     cluster: RayCluster | None = None,
     multilingual: bool | None = None,
+    on_note: Callable[[str, str], None] | None = None,
 ) -> set[str]:
-    """Commit an export's records a batch at a time; returns the sources of the records it holds now."""
+    """Commit an export's (or a web archive's) records a batch at a time; returns the sources of the records it
+    holds now."""
     bar = tqdm(total=path.stat().st_size, desc=source, unit="B", unit_scale=True, disable=not progress, file=sys.stderr)
     seen: set[str] = set()
     batch = ScanResult()
-    jsonl = path.suffix.lower() != ".json"
-    for item in stream_records(path, source, jsonl, fields, at=lambda n: bar.update(n - bar.n)):
+    counts = ArchiveCounts()
+    if is_web_archive(path.name):
+        start, seen = _archive_resumes_at(index_dir, root, source)
+        bar.update(start)
+        items = stream_archive(path, source, read_page, start, at=lambda n: bar.update(n - bar.n), counts=counts)
+    else:
+        jsonl = path.suffix.lower() != ".json"
+        items = stream_records(path, source, jsonl, fields, at=lambda n: bar.update(n - bar.n))
+    for item in items:
         if isinstance(item, Document):
             seen.add(item.source)
             batch.documents[(root, item.source)] = item
@@ -347,7 +360,23 @@ def _stream_export(
             batch = ScanResult()
     _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster, multilingual=multilingual))
     bar.close()
+    if is_web_archive(path.name):
+        report.notes.append((source, counts.line()))
+        if on_note:
+            on_note(source, counts.line())
     return seen
+
+
+def _archive_resumes_at(index_dir: Path, root: str, source: str) -> tuple[int, set[str]]:
+    """Where a web archive's reading starts again: the byte offset of its last committed record (the records
+    before it were committed or passed over by the run that committed it), and the articles read before it."""
+    if not has_index(index_dir):
+        return 0, set()
+    with Store(index_dir).read() as reader:
+        known = reader.known_documents_of_file(root, source)
+    offsets = {d.source: int(d.source.rpartition("#")[2]) for d in known if d.source.rpartition("#")[2].isdigit()}
+    start = max(offsets.values(), default=0)
+    return start, {name for name, offset in offsets.items() if offset < start}
 
 
 def wants_multilingual(meta: IndexMeta, embedder: Encoder, asked: bool | None) -> bool:

@@ -15,17 +15,12 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import watchfiles
 
 from rag.errors import RagError
-from rag.ingest.files import SUPPORTED_SUFFIXES
+from rag.ingest.files import SUPPORTED_SUFFIXES, file_suffix
 from rag.records import IndexReport
-
-if TYPE_CHECKING:
-    from rag.api import Index
-    from rag.ingest.exports import RecordFields
 
 QUIET_MS = 800  # a batch ends once nothing has changed for this long
 LONGEST_BATCH_MS = 10_000  # and is indexed after this long even while changes keep coming
@@ -40,20 +35,20 @@ def watched_change(change: watchfiles.Change, path: str) -> bool:
     name = Path(path).name
     if name.startswith("."):
         return False
-    return change == watchfiles.Change.deleted or Path(path).suffix.lower() in SUPPORTED_SUFFIXES
+    return change == watchfiles.Change.deleted or file_suffix(path) in SUPPORTED_SUFFIXES
 
 
 def watch_folders(
-    index: Index,
+    add: Callable[[], IndexReport],
     folders: Sequence[Path],
     on_batch: Callable[[IndexReport], None],
     on_error: Callable[[str], None],
     stop: threading.Event | None = None,
-    fields: RecordFields | None = None,
     lock: threading.Lock | None = None,
     ready: threading.Event | None = None,
 ) -> None:
-    """Index each batch of changes under `folders` until `stop` is set (or Ctrl-C): `on_batch` hears what each
+    """Index each batch of changes under `folders` with `add` (an `Index.add` of those folders) until `stop` is
+    set (or Ctrl-C): `on_batch` hears what each
     batch did (its `skipped`: the files and records of this batch that could not be read), `on_error` of a
     batch that could not be written (the index is then as it was; the next change tries again). Once the watch
     is on, one catch-up batch indexes whatever changed before it (after the caller's own run); then `ready` is
@@ -75,7 +70,7 @@ def watch_folders(
         touched = changed_names(batch, folders)
         try:
             with lock or nullcontext():
-                report = index.add(list(folders), fields=fields)
+                report = add()
             report.skipped = [(name, why) for name, why in report.skipped if is_touched(name, touched)]
         except RagError as exc:
             on_error(str(exc))

@@ -22,6 +22,7 @@ from rag.ingest.html_pages import declared_charset, parse_html
 from rag.ingest.mail import MAIL_SUFFIXES, parse_mail
 from rag.ingest.pdf_files import parse_pdf
 from rag.ingest.plaintext import parse_articles
+from rag.ingest.web_archives import WARC_SUFFIXES, ArchiveCounts, is_web_archive, stream_archive
 from rag.ingest.word_files import parse_docx
 from rag.records import Document
 
@@ -31,7 +32,14 @@ PDF_SUFFIXES = frozenset({".pdf"})
 RECORD_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 WORD_SUFFIXES = frozenset({".docx"})
 SUPPORTED_SUFFIXES = (
-    TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | RECORD_SUFFIXES | WORD_SUFFIXES | MAIL_SUFFIXES | FEED_SUFFIXES
+    TEXT_SUFFIXES
+    | HTML_SUFFIXES
+    | PDF_SUFFIXES
+    | RECORD_SUFFIXES
+    | WORD_SUFFIXES
+    | MAIL_SUFFIXES
+    | FEED_SUFFIXES
+    | frozenset(WARC_SUFFIXES)
 )
 MAX_FILE_BYTES = 50 * 1024 * 1024
 FALLBACK_ENCODINGS = ("cp949", "cp1252")
@@ -90,11 +98,18 @@ def not_a_plain_file(path: Path, root: Path) -> str | None:
     return None
 
 
+def file_suffix(name: str) -> str:
+    """What a file name says it is: its last suffix, or `.warc.gz` (which a crawl's file ends in)."""
+    return ".warc.gz" if name.lower().endswith(".warc.gz") else Path(name).suffix.lower()
+
+
 def read_documents(path: Path, source: str, fields: RecordFields | None = None) -> Ingested:
     """Read one file into its documents, or raise IngestError naming the file and the reason."""
-    suffix = path.suffix.lower()
+    suffix = file_suffix(path.name)
     if suffix not in SUPPORTED_SUFFIXES:
         raise IngestError(f"{source}: unsupported file type '{suffix or '(none)'}'")
+    if is_web_archive(path.name):  # read a record at a time, whatever its size
+        return read_archive(path, source)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -123,7 +138,7 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> 
         documents, problems = parse_mail(data, source, suffix, lambda d, s, x: _attachment(d, s, x, fields))
         return Ingested(documents, problems)
     if suffix in FEED_SUFFIXES and kind is None:
-        feed = parse_feed(data, source, _read_page if fields.fetch_links else None)
+        feed = parse_feed(data, source, read_page if fields.fetch_links else None)
         return Ingested(feed.documents, feed.problems, feed.notes)
     if kind == "pdf":
         return Ingested([parse_pdf(data, source, digest)])
@@ -154,9 +169,24 @@ def _attachment(
     return found.documents, found.problems
 
 
-def _read_page(data: bytes, source: str) -> Document:
-    """A fetched web page read as a saved one (its declared charset, trafilatura)."""
-    return parse_html(decode(data, source, declared_charset(data)).text, source, hashlib.sha256(data).hexdigest())
+def read_page(data: bytes, source: str, charset: str | None = None) -> Document:
+    """A fetched or archived web page read as a saved one: the charset its HTTP header gave, else the one the
+    page declares; trafilatura for the article."""
+    text = decode(data, source, charset or declared_charset(data)).text
+    return parse_html(text, source, hashlib.sha256(data).hexdigest())
+
+
+def read_archive(path: Path, source: str) -> Ingested:
+    """A whole web archive's articles (`rag.build.update` streams them instead, a batch per commit)."""
+    counts = ArchiveCounts()
+    found = Ingested()
+    for item in stream_archive(path, source, read_page, counts=counts):
+        if isinstance(item, Document):
+            found.documents.append(item)
+        else:
+            found.problems.append(item)
+    found.notes.append((source, counts.line()))
+    return found
 
 
 def _noted(source: str, decoded: Decoded) -> list[tuple[str, str]]:

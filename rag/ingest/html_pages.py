@@ -29,7 +29,12 @@ def declared_charset(data: bytes) -> str | None:
     match = _META_CHARSET.search(data[:4096])
     if not match:
         return None
-    name = match.group(1).decode("ascii", "replace").lower()
+    return codec_for(match.group(1).decode("ascii", "replace"))
+
+
+def codec_for(charset: str) -> str:
+    """The codec browsers really use for a declared charset (EUC-KR pages are cp949, Latin-1 ones cp1252)."""
+    name = charset.strip().strip('"').lower()
     return _ALIASES.get(name, name)
 
 

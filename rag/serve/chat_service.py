@@ -104,7 +104,7 @@ class ChatService:
 
         thread = threading.Thread(
             target=watch_folders,
-            args=(self.index, [folder], said, failed, stop),
+            args=(lambda: self.index.add([folder]), [folder], said, failed, stop),
             kwargs={"lock": self._writing, "ready": ready},
             daemon=True,
             name="watch",

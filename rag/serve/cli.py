@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "paths",
         nargs="*",
-        help="files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox .rss .atom .xml "
+        help="files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox .rss .atom .xml .warc .warc.gz "
         f"(default: {CORPUS_DEFAULT})",
     )
     _common(p)
@@ -287,7 +287,7 @@ def watch(index: Index, paths: Sequence[str | Path], fields: RecordFields) -> in
         print(f"error: {visible(reason)} (watching goes on)", file=sys.stderr, flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends; a write it cut short changed nothing
-        watch_folders(index, folders, said, failed, fields=fields)
+        watch_folders(lambda: index.add(folders, fields=fields), folders, said, failed)
     print("stopped watching", file=sys.stderr)
     return 0
 

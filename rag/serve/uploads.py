@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import IngestError
-from rag.ingest.files import SUPPORTED_SUFFIXES, read_documents
+from rag.ingest.files import SUPPORTED_SUFFIXES, file_suffix, read_documents
 
 DEFAULT_UPLOAD_MB = 50
 
@@ -33,7 +33,7 @@ def save_uploads(files: list[Path], folder: Path, max_bytes: int = DEFAULT_UPLOA
         if name.startswith("."):
             result.rejected.append((name, "a hidden file's name (it starts with '.'): rename it to add it"))
             continue
-        if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        if file_suffix(name) not in SUPPORTED_SUFFIXES:
             kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
             result.rejected.append((name, f"not an article file: only {kinds} files can be added"))
             continue
