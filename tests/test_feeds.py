@@ -28,8 +28,8 @@ def site() -> Iterator[str]:
     class Pages(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the standard library's name
             REQUESTED.append(self.path)
-            if self.path == "/busan-port.html":
-                body = BUSAN_PAGE.encode()
+            if self.path in ("/busan-port.html", "/feed.xml"):
+                body = BUSAN_PAGE.encode() if self.path == "/busan-port.html" else rss(self.site).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -38,10 +38,13 @@ def site() -> Iterator[str]:
             else:
                 self.send_error(404)
 
+        site = ""
+
         def log_message(self, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Pages)
+    Pages.site = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -235,3 +238,22 @@ def test_rag_index_fetch_links_reads_the_pages_and_names_the_one_it_could_not_fe
     assert f"coastal.rss#2: could not fetch {site}/gone.html (HTTP 404); its summary was indexed" in said.out + said.err
     busan = Index(tmp_path / "index").search("How many containers did Busan port handle in February?", k=1)
     assert busan.passages[0].source == "coastal.rss#1" and "2.21 million" in busan.passages[0].text
+
+
+def test_rag_index_of_a_feed_address_keeps_the_feed_in_the_uploads_folder_and_indexes_it(
+    tmp_path: Path, site, capsys, monkeypatch
+):
+    from rag.serve.cli import main
+
+    monkeypatch.delenv("RAG_UPLOADS", raising=False)
+    index = tmp_path / "index"
+    assert main(["index", f"{site}/feed.xml", "--index", str(index), "--fetch-links", "--quiet"]) == 0
+    said = capsys.readouterr().err
+    kept = list((tmp_path / "index-uploads" / "feeds").iterdir())
+    assert len(kept) == 1 and kept[0].read_text(encoding="utf-8") == rss(site)
+    assert f"fetched {site}/feed.xml into {kept[0]}" in said
+    busan = Index(index).search("How many containers did Busan port handle in February?", k=1).passages[0]
+    assert busan.source == f"feeds/{kept[0].name}#1" and "2.21 million" in busan.text
+    assert main(["index", f"{site}/feed.xml", "--index", str(index), "--quiet"]) == 0  # fetched again: the same
+    assert main(["index", f"{site}/no-feed-here.xml", "--index", str(index), "--quiet"]) == 2
+    assert f"error: {site}/no-feed-here.xml: cannot fetch it (HTTP 404)" in capsys.readouterr().err

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import feedparser
@@ -133,6 +134,25 @@ def _sitemap_pages(root: Any) -> Iterator[tuple[str, str | None, str | None]]:
             title = url.findtext(".//{*}news/{*}title")
             date = url.findtext(".//{*}news/{*}publication_date")
             yield link, (title or "").strip() or None, parse_date(date) if date else None
+
+
+def save_feed(url: str, folder: Path) -> Path:
+    """Fetch the feed or sitemap at `url` and keep it in `folder` (under a name made from its address, replaced
+    when fetched again), where it is indexed like a saved one; IngestError naming the address when it cannot
+    be fetched or is not a feed."""
+    try:
+        data = fetch_page(url)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise IngestError(f"{url}: cannot fetch it ({_reason(exc)})") from exc
+    if not is_sitemap(data) and not feedparser.parse(data).entries:
+        raise IngestError(f"{url}: not an RSS or Atom feed with items, nor a sitemap")
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", url.split("://", 1)[1]).strip("_.")[:150] or "feed"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.xml"
+    partial = target.with_name(f".{target.name}.partial")  # hidden: never read while it is being written
+    partial.write_bytes(data)
+    partial.replace(target)
+    return target
 
 
 def fetch_page(url: str) -> bytes:

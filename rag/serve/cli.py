@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "paths",
         nargs="*",
-        help="files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox .rss .atom .xml .warc .warc.gz "
-        f"(default: {CORPUS_DEFAULT})",
+        help="files or folders: .txt .md .html .pdf .jsonl .json .docx .eml .mbox .rss .atom .xml .warc .warc.gz; "
+        f"or the web address of a feed, fetched and kept in the uploads folder (default: {CORPUS_DEFAULT})",
     )
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -243,7 +243,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = Index(
         args.index, model=args.model, multilingual=args.multilingual, precision=args.precision, device=args.device
     )
-    paths = args.paths or default_folders(index.path)
+    paths = [p for p in args.paths if not is_web_address(p)] or ([] if args.paths else default_folders(index.path))
+    feeds = [p for p in args.paths if is_web_address(p)]
+    if feeds:  # kept in the uploads folder, which the chat indexes too, and indexed from there
+        from rag.ingest.feeds import save_feed
+
+        uploads = default_uploads_dir(index.path)
+        for url in feeds:
+            saved = save_feed(url, uploads / "feeds")
+            print(f"fetched {visible(url)} into {visible(str(saved))}", file=sys.stderr)
+        paths.append(uploads)
     cluster = None
     if args.ray:
         from rag.build.cluster import RayCluster
@@ -290,6 +299,10 @@ def watch(index: Index, paths: Sequence[str | Path], fields: RecordFields) -> in
         watch_folders(lambda: index.add(folders, fields=fields), folders, said, failed)
     print("stopped watching", file=sys.stderr)
     return 0
+
+
+def is_web_address(path: str | Path) -> bool:
+    return str(path).startswith(("http://", "https://"))
 
 
 def say_skipped(name: str, why: str) -> None:
