@@ -511,9 +511,24 @@ def test_a_reader_open_across_many_writes_stays_current_and_holds_no_old_files(
 
 # --- a large export ---------------------------------------------------------------------------------------
 STREAMING = (
-    "import rag.build.update as i; i.STREAM_BYTES = 100_000; i.EXPORT_BATCH = 1_000; "
+    "import rag.build.update as i; i.STREAM_BYTES = 100_000; i.EXPORT_BATCH = {batch}; "
     "from rag.serve.cli import main; main()"
 )
+
+
+def index_killed_after_first_batch(corpus: Path, idx: Path, batch: int) -> subprocess.CompletedProcess:
+    """`rag index` of a streamed file (exports over 100 kB, any web archive), `batch` records a commit, killed
+    just after its first commit."""
+    child = subprocess.run(
+        [sys.executable, "-c", STREAMING.format(batch=batch), "index", str(corpus), "--index", str(idx)]
+        + ["--model", "hashing"],
+        env={**os.environ, CRASH_ENV: "export-batch-committed"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL
+    return child
 
 
 def write_feed(path: Path, records: int) -> None:
@@ -527,14 +542,7 @@ def test_a_large_export_killed_halfway_resumes_where_it_stopped(tmp_path: Path, 
     corpus, idx = tmp_path / "feeds", tmp_path / "idx"
     corpus.mkdir()
     write_feed(corpus / "feed.jsonl", 3_000)
-    child = subprocess.run(
-        [sys.executable, "-c", STREAMING, "index", str(corpus), "--index", str(idx), "--model", "hashing"],
-        env={**os.environ, CRASH_ENV: "export-batch-committed"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == -signal.SIGKILL
+    child = index_killed_after_first_batch(corpus, idx, batch=1_000)
     assert "feed.jsonl" in child.stderr, "no progress shown while the export was read"
     assert state(idx)["chunks"] == 1_000, "the first batch was committed before the kill"
     monkeypatch.setattr(rag.build.update, "STREAM_BYTES", 100_000)
@@ -558,15 +566,7 @@ def test_a_web_archive_killed_halfway_resumes_at_its_last_committed_record(tmp_p
     corpus, idx = tmp_path / "crawls", tmp_path / "idx"
     corpus.mkdir()
     write_crawl(corpus / "crawl.warc.gz", 30)
-    child = subprocess.run(
-        [sys.executable, "-c", STREAMING.replace("1_000", "10"), "index", str(corpus), "--index", str(idx)]
-        + ["--model", "hashing"],
-        env={**os.environ, CRASH_ENV: "export-batch-committed"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == -signal.SIGKILL
+    child = index_killed_after_first_batch(corpus, idx, batch=10)
     assert "crawl.warc.gz" in child.stderr, "no progress shown while the archive was read"
     assert len(Index(idx).info().documents) == 10, "the first batch was committed before the kill"
     monkeypatch.setattr(rag.build.update, "EXPORT_BATCH", 10)

@@ -143,26 +143,6 @@ def test_a_sitemap_is_read_only_by_fetching_its_pages(tmp_path: Path, site):
     assert dict(found.notes)["sitemap.xml#2"] == f"could not fetch {site}/missing.html (HTTP 404); not indexed"
 
 
-@pytest.mark.parametrize(
-    ("name", "data", "reason"),
-    [
-        ("broken.rss", b"\x00\x01 not XML at all", "not a readable feed"),
-        ("config.xml", b"<?xml version='1.0'?><settings><colour>blue</colour></settings>", "not an RSS or Atom feed"),
-        (
-            "empty.rss",
-            b"<rss version='2.0'><channel><title>Nothing yet</title></channel></rss>",
-            "the feed has no items",
-        ),
-    ],
-)
-def test_a_bad_feed_is_one_named_line(tmp_path: Path, name, data, reason):
-    path = tmp_path / name
-    path.write_bytes(data)
-    with pytest.raises(IngestError) as info:
-        read_documents(path, name)
-    assert str(info.value).startswith(f"{name}: ") and reason in str(info.value) and "\n" not in str(info.value)
-
-
 def test_a_feed_is_indexed_answered_and_sliced_exactly(tmp_path: Path, site):
     folder = tmp_path / "news"
     folder.mkdir()

@@ -82,14 +82,26 @@ def test_a_utf8_article_with_a_stray_byte_stays_utf8():
         ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "the file is a PNG image, not a .txt article"),
         ("nul.txt", b"text\x00with NUL bytes", "binary file"),
         ("photo.jpg", b"\xff\xd8\xff\xe0", "unsupported file type"),
+        ("broken.docx", b"PK\x03\x04" + b"\x00" * 200, "not a readable Word file"),
+        ("notes.docx", b"Just some text saved with the wrong name.", "not a Word file"),
+        ("empty.mbox", b"", "no messages in the mailbox"),
+        ("noise.eml", b"\n\nno headers, just words", "not an e-mail message"),
+        ("broken.rss", b"\x00\x01 not XML at all", "not a readable feed"),
+        ("config.xml", b"<?xml version='1.0'?><settings><colour>blue</colour></settings>", "not an RSS or Atom feed"),
+        (
+            "empty.rss",
+            b"<rss version='2.0'><channel><title>Nothing yet</title></channel></rss>",
+            "the feed has no items",
+        ),
     ],
 )
 def test_bad_files_raise_with_name_and_reason(tmp_path: Path, name, data, reason):
+    """One line naming the file, whatever the format (Word files, mail and feeds included)."""
     path = tmp_path / name
     path.write_bytes(data)
     with pytest.raises(IngestError, match=reason) as info:
         read_documents(path, name)
-    assert str(info.value).startswith(name)
+    assert str(info.value).startswith(f"{name}: ") and "\n" not in str(info.value)
 
 
 def test_dates_parsed_only_when_unambiguous():
