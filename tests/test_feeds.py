@@ -237,3 +237,22 @@ def test_rag_index_of_a_feed_address_keeps_the_feed_in_the_uploads_folder_and_in
     assert main(["index", f"{site}/feed.xml", "--index", str(index), "--quiet"]) == 0  # fetched again: the same
     assert main(["index", f"{site}/no-feed-here.xml", "--index", str(index), "--quiet"]) == 2
     assert f"error: {site}/no-feed-here.xml: cannot fetch it (HTTP 404)" in capsys.readouterr().err
+
+
+def test_an_item_whose_page_is_saved_beside_the_feed_is_that_pages_article(tmp_path: Path):
+    folder = tmp_path / "news"
+    folder.mkdir()
+    canonical = "https://www.coastaltimes.example/business/2025/03/14/busan-port-record"
+    (folder / "coastal.rss").write_text(
+        rss("http://unused.example").replace(
+            "http://unused.example/busan-port.html", canonical.replace("https://", "http://") + "/"
+        ),
+        encoding="utf-8",
+    )
+    found = read_documents(folder / "coastal.rss", "coastal.rss")
+    assert found.documents[0].text == "Busan port had its busiest February."  # no page saved yet: the summary
+    (folder / "busan_port.html").write_text(BUSAN_PAGE, encoding="utf-8")
+    (folder / ".hidden.html").write_text(BUSAN_PAGE.replace("2.21 million", "9.99 million"), encoding="utf-8")
+    busan, ferry = read_documents(folder / "coastal.rss", "coastal.rss").documents
+    assert busan.source == "coastal.rss#1" and "2.21 million" in busan.text and busan.url == canonical
+    assert ferry.text.startswith("Ferry operators serving Jeju")  # its page is not saved: its own text

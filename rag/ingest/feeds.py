@@ -38,6 +38,12 @@ _SPACES = re.compile(r"\s+")
 _SITEMAP_ROOT = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
 # Reads a fetched page's bytes as a saved page (given by files.py, which knows charsets: no import back).
 ReadPage = Callable[[bytes, str], Document]
+# The article of the page an item links, when that page is saved beside the feed: (link, source) -> it or None.
+SavedPage = Callable[[str, str], Document | None]
+_PAGE_ADDRESS = re.compile(
+    rb"""<(?:link[^>]+rel=["']canonical["'][^>]+href|meta[^>]+property=["']og:url["'][^>]+content)=["']([^"']+)["']""",
+    re.IGNORECASE,
+)
 _BLOCKS = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "section", "article"}
 
 
@@ -52,8 +58,9 @@ def is_sitemap(data: bytes) -> bool:
     return _SITEMAP_ROOT.search(data[:4096]) is not None
 
 
-def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None) -> FeedRead:
-    """The articles of a saved feed or sitemap; with `read_page`, each linked page is fetched and read by it."""
+def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None, saved: SavedPage | None = None) -> FeedRead:
+    """The articles of a saved feed or sitemap: an item's page when `saved` has it (saved beside the feed),
+    else, with `read_page`, the page fetched and read by it, else the item's own text."""
     if is_sitemap(data):
         return parse_sitemap(data, source, read_page)
     parsed = feedparser.parse(data)
@@ -75,12 +82,58 @@ def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None) -> F
     for number, entry in enumerate(parsed.entries, start=1):
         name = f"{source}#{number}"
         link = _web_link(entry.get("link"))
-        page = _fetched(link, name, result, read_page) if read_page and link else None
+        page = saved(link, name) if saved and link else None
+        if page is None and read_page and link:
+            page = _fetched(link, name, result, read_page)
         try:
             result.documents.append(_with_entry(page, entry, site) if page else item_document(entry, name, site, link))
         except IngestError as exc:
             result.problems.append((name, str(exc).removeprefix(f"{name}: ")))
     return result
+
+
+def pages_saved_in(folder: Path, read_page: ReadPage) -> SavedPage:
+    """Finds, by its address, a page saved in `folder` (its canonical or og:url address), and reads its article;
+    the folder is looked through once, at the first question, a page's first 64 kB each."""
+    found: dict[str, Path] | None = None
+
+    def saved(link: str, source: str) -> Document | None:
+        nonlocal found
+        if found is None:
+            found = _addresses(folder)
+        path = found.get(_same_page(link))
+        if path is None:
+            return None
+        try:
+            return read_page(path.read_bytes(), source)
+        except (IngestError, OSError):
+            return None
+
+    return saved
+
+
+def _addresses(folder: Path) -> dict[str, Path]:
+    pages: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in (".html", ".htm") or path.is_symlink():
+            continue  # a link is never followed here: it may lead out of the corpus folder
+        try:
+            with path.open("rb") as f:
+                head = f.read(65536)
+        except OSError:
+            continue
+        match = _PAGE_ADDRESS.search(head)
+        if match:
+            pages.setdefault(_same_page(match.group(1).decode("utf-8", "replace")), path)
+    return pages
+
+
+def _same_page(url: str) -> str:
+    """An address as compared with another: no fragment, no trailing slash, http as https, case-blind host."""
+    url = url.strip().split("#", 1)[0].rstrip("/")
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"https://{host.lower()}/{path}" if scheme.lower() in ("http", "https") else url
 
 
 def item_document(entry: Any, source: str, site: str | None, link: str | None) -> Document:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rag.errors import IngestError
 from rag.ingest.exports import RecordFields, parse_records
-from rag.ingest.feeds import FEED_SUFFIXES, parse_feed
+from rag.ingest.feeds import FEED_SUFFIXES, pages_saved_in, parse_feed
 from rag.ingest.html_pages import declared_charset, parse_html
 from rag.ingest.mail import MAIL_SUFFIXES, parse_mail
 from rag.ingest.pdf_files import parse_pdf
@@ -118,7 +118,7 @@ def read_documents(path: Path, source: str, fields: RecordFields | None = None) 
     except OSError as exc:
         raise IngestError(f"{source}: unreadable ({exc.strerror or exc})") from exc
     try:
-        return parse_bytes(data, source, suffix, fields or RecordFields())
+        return parse_bytes(data, source, suffix, fields or RecordFields(), beside=path.parent)
     except IngestError:
         raise
     except RecursionError as exc:
@@ -127,7 +127,9 @@ def read_documents(path: Path, source: str, fields: RecordFields | None = None) 
         raise IngestError(f"{source}: could not be read ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
-def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> Ingested:
+def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields, beside: Path | None = None) -> Ingested:
+    """What `data` holds, read as `suffix` says (or as its first bytes say); `beside` is the folder the file is
+    in, where a feed's linked pages may be saved."""
     digest = hashlib.sha256(data).hexdigest()
     kind = sniff(data)
     if suffix in WORD_SUFFIXES:
@@ -138,7 +140,8 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields) -> 
         documents, problems = parse_mail(data, source, suffix, lambda d, s, x: _attachment(d, s, x, fields))
         return Ingested(documents, problems)
     if suffix in FEED_SUFFIXES and kind is None:
-        feed = parse_feed(data, source, read_page if fields.fetch_links else None)
+        saved = pages_saved_in(beside, read_page) if beside is not None else None
+        feed = parse_feed(data, source, read_page if fields.fetch_links else None, saved)
         return Ingested(feed.documents, feed.problems, feed.notes)
     if kind == "pdf":
         return Ingested([parse_pdf(data, source, digest)])
