@@ -41,6 +41,8 @@ def article_words(passage: Passage) -> str:
     if passage.author:
         parts.append(passage.author)
     parts.append(date_in_words(passage.published) or NO_DATE)
+    if passage.crawled:  # a page from a web archive: the day it was saved, said as such
+        parts.append(f"crawled {date_in_words(passage.crawled)}")
     return ", ".join(parts)
 
 
@@ -105,6 +107,9 @@ def csl_items(answer: Answer) -> list[dict[str, Any]]:
             item["issued"] = {"raw": first.published}
         if first.url:
             item["URL"] = first.url
+        if day_in_words(first.crawled):  # the day the page was saved is the day it was seen: CSL's "accessed"
+            year, month, day = (int(x) for x in (first.crawled or "")[:10].split("-"))
+            item["accessed"] = {"date-parts": [[year, month, day]]}
         item["note"] = "Quoted: " + "; ".join(position(p) for p in quoted) + f" (file {first.source})"
         items.append(item)
     return items

@@ -25,6 +25,7 @@ class Document:
     author: str | None = None
     site: str | None = None
     pages: tuple[int, ...] = ()  # for PDFs: the offset in `text` where each page begins, page 1 first
+    crawled: str | None = None  # for a page from a web archive: the day it was saved (not its publication date)
 
     def page_at(self, offset: int) -> int | None:
         """The 1-based page holding `offset`, for documents that have pages."""
@@ -83,6 +84,7 @@ class Passage:
     asked_in: str | None = None  # the question's language where it differs from the passage's (a cross-language match)
     site: str | None = None  # the publication: the name the article gave, or its web host
     article_length: int = 0  # characters in the whole article, for "characters 120–480 of 4,035"
+    crawled: str | None = None  # the day a web archive saved the page: shown as such, never as `published`
 
     @property
     def answer_in_passage(self) -> tuple[int, int] | None:
@@ -109,6 +111,7 @@ class Passage:
             "end": self.end,
             "article_length": self.article_length,
             "published": self.published,
+            "crawled": self.crawled,
             "author": self.author,
             "page": self.page,
             "copies": [c.to_dict() for c in self.copies],

@@ -11,7 +11,7 @@ from rag.serve.cli import build_parser
 
 KEYS = [
     *("text", "score", "doc_id", "title", "source", "site", "url", "start", "end", "article_length"),
-    *("published", "author", "page"),
+    *("published", "crawled", "author", "page"),
     *("copies", "answer", "language", "across_languages"),
 ]
 

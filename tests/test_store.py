@@ -243,13 +243,22 @@ def test_a_format_2_index_is_upgraded_without_embedding(tmp_path: Path, corpus_c
 
 
 def landed_format_3(folder: Path) -> None:
-    """Make an index's metadata what the versions before numbered migrations wrote: format 3, no package
-    version, keys written one by one (no ann_trained_rows until an IVF was trained)."""
+    """Make an index what the versions before numbered migrations wrote: format 3, no package version, keys
+    written one by one (no ann_trained_rows until an IVF was trained), documents without `crawled`."""
     conn = sqlite3.connect(folder / "rag.sqlite")
     with conn:
         conn.execute("DELETE FROM meta WHERE key IN ('package_version', 'ann_trained_rows')")
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'format_version'")
+        conn.execute("ALTER TABLE documents DROP COLUMN crawled")
     conn.close()
+
+
+def document_columns(folder: Path) -> set[str]:
+    conn = sqlite3.connect(folder / "rag.sqlite")
+    try:
+        return {row[1] for row in conn.execute("PRAGMA table_info(documents)")}
+    finally:
+        conn.close()
 
 
 def test_an_index_of_the_format_before_migrations_opens_and_its_next_write_records_the_version(
@@ -262,9 +271,12 @@ def test_an_index_of_the_format_before_migrations_opens_and_its_next_write_recor
     index = Index(tmp_path / "idx")
     info = index.info()
     assert (info.manifest.format_version, info.manifest.package_version, info.document_count) == (3, None, 7)
-    assert index.search("Busan", k=1, mode="keyword").query == "Busan"
+    hit = index.search("Sejong", k=1, mode="keyword").passages[0]  # read as it is: no crawl day, no error
+    assert hit.crawled is None and index.document(hit.doc_id).crawled is None
+    assert "crawled" not in document_columns(tmp_path / "idx")
     (corpus_copy / "new.txt").write_text(f"Busan port strike ends\n\n{WIRE}\n")
     assert index.add([corpus_copy]).added == 1
+    assert "crawled" in document_columns(tmp_path / "idx")  # migration 4, in that write's transaction
     after = Index(tmp_path / "idx").info().to_dict()
     assert (after["format_version"], after["package_version"]) == (FORMAT_VERSION, package_version())
     assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["package_version"] == package_version()

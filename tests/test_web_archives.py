@@ -3,6 +3,7 @@ dated only by the page itself; everything else in the crawl counted; a cut-off a
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from rag import Index
+from rag.citations import citation, csl_items
 from rag.ingest.files import read_documents
+from rag.serve.render import ShownPassage, answer_text
 from tests.warc_pages import write_crawl
 
 
@@ -65,5 +68,16 @@ def test_a_crawl_is_indexed_with_progress_answered_and_sliced_exactly(tmp_path: 
     hit = index.search("How many container ships did the harbour at Busan load on day 7?", k=1).passages[0]
     assert hit.title == "Harbour report 7" and hit.url == "https://coastal.example/harbour/7" and hit.published is None
     assert index.document(hit.doc_id).text[hit.start : hit.end] == hit.text
+    # The day of the crawl travels with the page, said as what it is: never as its publication date.
+    assert hit.crawled == "2026-11-30" and index.document(hit.doc_id).crawled == "2026-11-30"
+    assert main(["ask", "Harbour report 7 container ships on day 7", "--index", str(tmp_path / "index"), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["passages"][0]
+    assert (first["published"], first["crawled"]) == (None, "2026-11-30")
+    answer = index.search("How many container ships did the harbour at Busan load on day 7?", k=1)
+    shown = answer_text(answer, [ShownPassage(hit, None, 1.0, 0)])
+    assert "date unknown · crawled 2026-11-30" in shown
+    assert "date unknown, crawled 30 November 2026" in citation(hit)
+    [item] = csl_items(answer)
+    assert item["accessed"] == {"date-parts": [[2026, 11, 30]]} and "issued" not in item
     assert main(["index", str(folder), "--index", str(tmp_path / "index"), "--quiet"]) == 0  # unchanged: not read
     assert "12 unchanged" in capsys.readouterr().out

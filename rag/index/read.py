@@ -113,6 +113,14 @@ class Reader:
     def __init__(self, conn: sqlite3.Connection, index_dir: Path) -> None:
         self.conn = conn
         self.index_dir = index_dir
+        self._crawled: str | None = None
+
+    def crawled_column(self) -> str:
+        """`d.crawled`, or NULL in an index of format 3, which has no such column until its next write."""
+        if self._crawled is None:
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(documents)")}
+            self._crawled = "d.crawled" if "crawled" in columns else "NULL"
+        return self._crawled
 
     # --- metadata --------------------------------------------------------------------------------------
     def meta(self) -> IndexMeta:
@@ -208,12 +216,12 @@ class Reader:
     def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
         rows = self.conn.execute(
             'SELECT c.id, c.doc_id, d.title, d.source, d.url, c.start, c."end", d.published, d.author, d.pages, '
-            "d.cluster FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"d.cluster, {self.crawled_column()} FROM chunks c JOIN documents d ON d.id = c.doc_id "
             "WHERE c.id IN (SELECT value FROM json_each(?))",
             (json.dumps([int(i) for i in ids]),),
         ).fetchall()
         return {
-            r[0]: ChunkHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), r[10])
+            r[0]: ChunkHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), r[10], r[11])
             for r in rows
         }
 
@@ -230,13 +238,13 @@ class Reader:
     def document(self, doc_id: int) -> Document | None:
         """A document as the index stores it (segments and pages decoded), or None when there is no such id."""
         row = self.conn.execute(
-            "SELECT source, text, title, url, published, content_hash, author, site, segments, pages "
-            "FROM documents WHERE id = ?",
+            "SELECT source, text, title, url, published, content_hash, author, site, segments, pages, "
+            f"{self.crawled_column()} FROM documents d WHERE id = ?",
             (doc_id,),
         ).fetchone()
         if row is None:
             return None
-        source, text, title, url, published, content_hash, author, site, segments, pages = row
+        source, text, title, url, published, content_hash, author, site, segments, pages, crawled = row
         return Document(
             source=source,
             text=text,
@@ -248,6 +256,7 @@ class Reader:
             author=author,
             site=site,
             pages=tuple(json.loads(pages)),
+            crawled=crawled,
         )
 
     def documents_page(self, offset: int = 0, limit: int = 50, search: str = "") -> list[DocumentSummary]:

@@ -135,6 +135,7 @@ class ChunkHit:
     author: str | None
     pages: tuple[int, ...]
     cluster: int
+    crawled: str | None = None  # the day a web archive saved the page
 
 
 @dataclass(frozen=True)

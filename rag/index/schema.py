@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
-FORMAT_VERSION = 3  # 3: one database in place, vectors in an append-only file, lexical index in tantivy
+FORMAT_VERSION = 4  # 3: one database in place, vectors in an append-only file, lexical index in tantivy; 4: crawled
 DB_NAME = "rag.sqlite"
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS documents (
     published TEXT,
     author TEXT,
     site TEXT,
+    crawled TEXT,                    -- the day a web archive saved the page (not a publication date)
     text TEXT NOT NULL,              -- the one stored copy of the text; chunks are offsets into it
     segments TEXT NOT NULL,          -- JSON [[start, end], ...]: the content ranges chunking reads
     pages TEXT NOT NULL,             -- JSON [offset, ...]: where each PDF page begins; [] otherwise
@@ -84,8 +85,14 @@ class Migration:
     apply: Callable[[sqlite3.Connection], None]
 
 
-# Format N+1's step is MIGRATIONS[N + 1]; FORMAT_VERSION is the last one's number (3: none yet).
-MIGRATIONS: dict[int, Migration] = {}
+def _add_crawled(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE documents ADD COLUMN crawled TEXT")
+
+
+# Format N+1's step is MIGRATIONS[N + 1]; FORMAT_VERSION is the last one's number.
+MIGRATIONS: dict[int, Migration] = {
+    4: Migration(4, "documents.crawled: the day a web archive saved a page", _add_crawled),
+}
 
 
 def pending(version: int) -> list[Migration]:

@@ -87,9 +87,9 @@ class Writer:
     # --- documents -------------------------------------------------------------------------------------
     def insert_document(self, root: str, file: str, doc: Document, text_hash: str, signature: bytes) -> int:
         cur = self.conn.execute(
-            "INSERT INTO documents (root, source, file, content_hash, title, url, published, author, site, text, "
-            "segments, pages, text_hash, minhash, cluster, indexed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            "INSERT INTO documents (root, source, file, content_hash, title, url, published, author, site, crawled, "
+            "text, segments, pages, text_hash, minhash, cluster, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (root, doc.source, file, *_doc_values(doc), text_hash, signature, time.time()),
         )
         assert cur.lastrowid is not None  # an INSERT's
@@ -100,8 +100,8 @@ class Writer:
     def update_document(self, doc_id: int, file: str, doc: Document, text_hash: str, signature: bytes) -> None:
         self.conn.execute(
             "UPDATE documents SET file = ?, content_hash = ?, title = ?, url = ?, published = ?, author = ?, "
-            "site = ?, text = ?, segments = ?, pages = ?, text_hash = ?, minhash = ?, dup_of = NULL, cluster = id, "
-            "indexed_at = ? WHERE id = ?",
+            "site = ?, crawled = ?, text = ?, segments = ?, pages = ?, text_hash = ?, minhash = ?, dup_of = NULL, "
+            "cluster = id, indexed_at = ? WHERE id = ?",
             (file, *_doc_values(doc), text_hash, signature, time.time(), doc_id),
         )
 
@@ -337,6 +337,7 @@ def _doc_values(doc: Document) -> tuple:
         doc.published,
         doc.author,
         doc.site,
+        doc.crawled,
         doc.text,
         json.dumps(doc.segments),
         json.dumps(doc.pages),

@@ -14,6 +14,7 @@ without reading the first part again.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from rag.records import Document
 WARC_SUFFIXES = (".warc", ".warc.gz")
 MAX_PAGE_BYTES = 10 * 1024 * 1024  # a response larger than this is not an article page
 BLOCK = 1 << 16
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # Reads a page's bytes (with the charset its HTTP header declares, if any) as a saved page; given by files.py.
 ReadPage = Callable[[bytes, str, str | None], Document]
@@ -131,10 +133,12 @@ def _article(record: ArcWarcRecord, name: str, read_page: ReadPage, counts: Arch
         return None
     counts.pages += 1
     url = record.rec_headers.get_header("WARC-Target-URI")
+    saved = record.rec_headers.get_header("WARC-Date") or ""
     return replace(
         page,
         url=url if url and url.startswith(("http://", "https://")) else page.url,
         content_hash=hashlib.sha256(body).hexdigest(),
+        crawled=saved[:10] if _ISO_DAY.match(saved) else None,
     )
 
 

@@ -261,6 +261,7 @@ class SearchCall:
                     chunk_id=h.row.id,
                     similarity=h.similarity,
                     author=h.row.author,
+                    crawled=h.row.crawled,
                     page=page_at(h.row.pages, h.start),
                     copies=self.searcher.copies(reader, h.row.doc_id, h.row.cluster),
                     language=language,

@@ -133,6 +133,8 @@ def byline(passage: Passage, site: str | None) -> list[str]:
     if passage.author:
         parts.append("by " + passage.author)
     parts.append(passage.published or NO_DATE)
+    if passage.crawled:  # from a web archive: the day it was saved, never shown as a publication date
+        parts.append(f"crawled {passage.crawled}")
     if passage.page:
         parts.append(f"page {passage.page}")
     return parts
