@@ -87,6 +87,8 @@ def test_feed_items_become_articles_with_their_metadata_and_the_empty_one_is_nam
         "The transport ministry approved the rise on Friday."
     )
     assert found.problems == [("coastal.rss#3", "the item has no text (no content or summary)")]
+    only_summary = "1 of its 3 items gave only a summary (the pages they link were not fetched)"
+    assert found.notes == [("coastal.rss", only_summary)]
 
 
 def test_with_fetch_links_an_item_is_its_pages_article_and_an_unreachable_page_is_named(tmp_path: Path, site):

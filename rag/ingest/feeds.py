@@ -79,6 +79,7 @@ def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None, save
                 f"not a well-formed feed ({_reason(parsed.bozo_exception)}): read the items that could be recovered",
             )
         )
+    summaries_only = 0
     for number, entry in enumerate(parsed.entries, start=1):
         name = f"{source}#{number}"
         link = _web_link(entry.get("link"))
@@ -89,6 +90,17 @@ def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None, save
             result.documents.append(_with_entry(page, entry, site) if page else item_document(entry, name, site, link))
         except IngestError as exc:
             result.problems.append((name, str(exc).removeprefix(f"{name}: ")))
+            continue
+        full_text = any(c.get("value") for c in entry.get("content", []) or [])
+        summaries_only += page is None and read_page is None and link is not None and not full_text
+    if summaries_only:  # said without a flag's name: the chat shows this line too
+        result.notes.append(
+            (
+                source,
+                f"{summaries_only} of its {len(parsed.entries)} items gave only a summary (the pages they link were "
+                "not fetched)",
+            )
+        )
     return result
 
 
