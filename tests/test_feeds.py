@@ -145,6 +145,7 @@ def test_a_sitemap_is_read_only_by_fetching_its_pages(tmp_path: Path, site):
     assert dict(found.notes)["sitemap.xml#2"] == f"could not fetch {site}/missing.html (HTTP 404); not indexed"
 
 
+@pytest.mark.slow  # the real model
 def test_a_feed_is_indexed_answered_and_sliced_exactly(tmp_path: Path, site):
     folder = tmp_path / "news"
     folder.mkdir()
@@ -195,6 +196,7 @@ def test_an_entity_naming_a_file_outside_the_corpus_is_never_read(tmp_path: Path
         assert "SECRET" not in everything
 
 
+@pytest.mark.slow  # the real model
 def test_a_feed_added_in_the_chat_never_makes_the_server_fetch(tmp_path: Path, site):
     from rag.serve.chat_service import ChatService
 
@@ -209,6 +211,7 @@ def test_a_feed_added_in_the_chat_never_makes_the_server_fetch(tmp_path: Path, s
     assert fares.source == "coastal.rss#2"
 
 
+@pytest.mark.slow  # the real model
 def test_rag_index_fetch_links_reads_the_pages_and_names_the_one_it_could_not_fetch(tmp_path: Path, site, capsys):
     from rag.serve.cli import main
 
@@ -222,6 +225,7 @@ def test_rag_index_fetch_links_reads_the_pages_and_names_the_one_it_could_not_fe
     assert busan.passages[0].source == "coastal.rss#1" and "2.21 million" in busan.passages[0].text
 
 
+@pytest.mark.slow  # the real model
 def test_rag_index_of_a_feed_address_keeps_the_feed_in_the_uploads_folder_and_indexes_it(
     tmp_path: Path, site, capsys, monkeypatch
 ):

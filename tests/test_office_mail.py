@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import docx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,7 @@ def test_a_mailbox_gives_one_article_per_message_and_names_the_one_it_cannot_rea
     assert found.problems == [("letters.mbox#2", "no text in the message")]
 
 
+@pytest.mark.slow  # the real model
 def test_word_and_mail_articles_are_indexed_answered_and_sliced_exactly(tmp_path: Path):
     folder = tmp_path / "news"
     folder.mkdir()

@@ -20,6 +20,7 @@ from rag.build.watch import batch_line, watch_folders
 from rag.records import IndexReport
 from tests.conftest import ROOT, start_chat
 
+pytestmark = pytest.mark.slow  # the real model, watcher threads and processes
 ARRIVES_WITHIN = 30  # seconds: a batch is indexed about a second after its last change; the model may load first
 KELP = "Wando kelp harvest hits record\nFishers on Wando island landed 31,000 tonnes of kelp this spring.\n"
 TRAM = "Daegu tram budget set\nThe Daegu city council set the tram line's budget at 412 million won on Monday.\n"

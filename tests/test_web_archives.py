@@ -53,6 +53,7 @@ def test_an_archive_cut_off_midway_gives_what_came_before_and_names_the_cut(tmp_
     assert read_documents(noise, "noise.warc").problems[0][1].startswith("damaged or cut off")
 
 
+@pytest.mark.slow  # the real model
 def test_a_crawl_is_indexed_with_progress_answered_and_sliced_exactly(tmp_path: Path, capsys):
     from rag.serve.cli import main
 
