@@ -30,7 +30,7 @@ from rag.index.rows import (
     StoredVector,
     TextTwin,
 )
-from rag.index.schema import DB_NAME, FIRST_READABLE, LEGACY_POINTER, newest_format
+from rag.index.schema import CRAWLED_SINCE, DB_NAME, FIRST_READABLE, LEGACY_POINTER, newest_format
 from rag.index.vectors import DenseLayout
 from rag.records import Copy, Document
 
@@ -110,17 +110,18 @@ _PASSAGE_ROWS = (
 class Reader:
     """Read statements over one connection; inside `Store.read()` they all see one committed state."""
 
-    def __init__(self, conn: sqlite3.Connection, index_dir: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, index_dir: Path, format_version: int | None = None) -> None:
+        """`format_version`: the index's format when the caller knows it (a store knows it from its manifest),
+        which tells which columns there are without asking the database at each search."""
         self.conn = conn
         self.index_dir = index_dir
-        self._crawled: str | None = None
+        self._crawled = None if format_version is None else format_version >= CRAWLED_SINCE
 
     def crawled_column(self) -> str:
         """`d.crawled`, or NULL in an index of format 3, which has no such column until its next write."""
         if self._crawled is None:
-            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(documents)")}
-            self._crawled = "d.crawled" if "crawled" in columns else "NULL"
-        return self._crawled
+            self._crawled = any(row[1] == "crawled" for row in self.conn.execute("PRAGMA table_info(documents)"))
+        return "d.crawled" if self._crawled else "NULL"
 
     # --- metadata --------------------------------------------------------------------------------------
     def meta(self) -> IndexMeta:

@@ -85,13 +85,16 @@ class Migration:
     apply: Callable[[sqlite3.Connection], None]
 
 
+CRAWLED_SINCE = 4  # the first format whose documents have `crawled`
+
+
 def _add_crawled(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE documents ADD COLUMN crawled TEXT")
 
 
 # Format N+1's step is MIGRATIONS[N + 1]; FORMAT_VERSION is the last one's number.
 MIGRATIONS: dict[int, Migration] = {
-    4: Migration(4, "documents.crawled: the day a web archive saved a page", _add_crawled),
+    CRAWLED_SINCE: Migration(CRAWLED_SINCE, "documents.crawled: the day a web archive saved a page", _add_crawled),
 }
 
 

@@ -93,13 +93,14 @@ class Store:
         """One consistent committed state for every statement inside, while writers go on. A database error is
         an `IndexCorruptError` naming the index, never SQLite's own exception."""
         conn = self._conn()
+        format_version = self.manifest.format_version  # never ahead of what this read sees: a commit wrote it
         if conn.in_transaction:  # a read inside a read: the outer one already holds the snapshot
-            yield Reader(conn, self.index_dir)
+            yield Reader(conn, self.index_dir, format_version)
             return
         try:
             conn.execute("BEGIN")
             try:
-                yield Reader(conn, self.index_dir)
+                yield Reader(conn, self.index_dir, format_version)
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
