@@ -1,6 +1,12 @@
 """Errors of our own, so callers can catch one family and users read a message they can act on."""
 
 
+def in_one_line(exc: BaseException | None, limit: int = 160) -> str:
+    """What an exception of a library says, on one line and cut at `limit` characters (its class when it says
+    nothing), to go inside a message of ours."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
 class RagError(Exception):
     """Base class for every error Verbatim raises on purpose."""
 

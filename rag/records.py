@@ -149,6 +149,15 @@ class Answer:
 
 
 @dataclass
+class Ingested:
+    """What one file gave: its documents, and the records inside it that could not be read."""
+
+    documents: list[Document] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, what the run should say of how it was read)
+
+
+@dataclass
 class IndexReport:
     """What one `rag index` run did, for the closing summary."""
 

@@ -2,9 +2,9 @@
 (every RSS and Atom version, RDF, bad encodings and the malformed feeds found in the wild, which a parser of
 ours would not survive).
 
-An item's article is its full content when the feed carries it, else its summary; with `fetch_links` the page
-it links is fetched and its article text (trafilatura, as for a saved page) is used instead, and each page that
-could not be fetched is named in the run's notes, the item keeping its summary. A sitemap only lists pages, so
+An item's article is the page it links when that page is saved beside the feed; else, with `fetch_links`, that
+page fetched and read as a saved page (trafilatura), each page that could not be fetched named in the run's
+notes; else the item's full content when the feed carries it, else its summary. A sitemap only lists pages, so
 it is read only with `fetch_links`. Fetching is the command line's choice, never the chat's: a file uploaded
 in a browser must not make the server request addresses of the uploader's choosing.
 """
@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ import feedparser
 import lxml.etree
 import lxml.html
 
-from rag.errors import IngestError
+from rag.errors import IngestError, in_one_line
 from rag.ingest.dates import parse_date
 from rag.ingest.plaintext import body_segments
-from rag.records import Document
+from rag.records import Document, Ingested
 
 FEED_SUFFIXES = frozenset({".rss", ".atom", ".xml"})
 FETCH_TIMEOUT_SECONDS = 15
@@ -47,18 +47,11 @@ _PAGE_ADDRESS = re.compile(
 _BLOCKS = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "section", "article"}
 
 
-@dataclass
-class FeedRead:
-    documents: list[Document] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)
-
-
 def is_sitemap(data: bytes) -> bool:
     return _SITEMAP_ROOT.search(data[:4096]) is not None
 
 
-def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None, saved: SavedPage | None = None) -> FeedRead:
+def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None, saved: SavedPage | None = None) -> Ingested:
     """The articles of a saved feed or sitemap: an item's page when `saved` has it (saved beside the feed),
     else, with `read_page`, the page fetched and read by it, else the item's own text."""
     if is_sitemap(data):
@@ -70,8 +63,8 @@ def parse_feed(data: bytes, source: str, read_page: ReadPage | None = None, save
         if not parsed.get("version"):
             raise IngestError(f"{source}: not an RSS or Atom feed, nor a sitemap")
         raise IngestError(f"{source}: the feed has no items")
-    site = " ".join(str(parsed.feed.get("title", "")).split()) or None
-    result = FeedRead()
+    site = _field(parsed.feed, "title")
+    result = Ingested()
     if parsed.bozo:  # truncated or malformed: feedparser recovers what it can, and the run says so
         result.notes.append(
             (
@@ -157,7 +150,7 @@ def item_document(entry: Any, source: str, site: str | None, link: str | None) -
     segments = body_segments(text)
     if not segments:
         raise IngestError(f"{source}: nothing but page boilerplate")
-    title = " ".join(str(entry.get("title", "")).split())
+    title = _field(entry, "title") or ""
     return Document(
         source=source,
         text=text,
@@ -166,12 +159,12 @@ def item_document(entry: Any, source: str, site: str | None, link: str | None) -
         published=_entry_date(entry),
         segments=segments,
         content_hash=hashlib.sha256(f"{link}\n{title}\n{text}".encode()).hexdigest(),
-        author=" ".join(str(entry.get("author", "")).split()) or None,
+        author=_field(entry, "author"),
         site=site,
     )
 
 
-def parse_sitemap(data: bytes, source: str, read_page: ReadPage | None) -> FeedRead:
+def parse_sitemap(data: bytes, source: str, read_page: ReadPage | None) -> Ingested:
     """The pages a sitemap (or a news sitemap) lists, fetched and read as saved pages are."""
     if read_page is None:
         raise IngestError(
@@ -181,7 +174,7 @@ def parse_sitemap(data: bytes, source: str, read_page: ReadPage | None) -> FeedR
         root = lxml.etree.fromstring(data, parser=lxml.etree.XMLParser(resolve_entities=False, no_network=True))
     except lxml.etree.XMLSyntaxError as exc:
         raise IngestError(f"{source}: not a readable sitemap ({_reason(exc)})") from exc
-    result = FeedRead()
+    result = Ingested()
     for number, (link, title, date) in enumerate(_sitemap_pages(root), start=1):
         name = f"{source}#{number}"
         page = _fetched(link, name, result, read_page, instead="not indexed")
@@ -231,7 +224,7 @@ def fetch_page(url: str) -> bytes:
 
 
 def _fetched(
-    link: str, source: str, result: FeedRead, read_page: ReadPage, instead: str = "its summary was indexed"
+    link: str, source: str, result: Ingested, read_page: ReadPage, instead: str = "its summary was indexed"
 ) -> Document | None:
     """The linked page's article, or None with a note saying why it could not be had (and what was done
     `instead`)."""
@@ -250,9 +243,9 @@ def _with_entry(page: Document, entry: Any, site: str | None) -> Document:
     """The fetched page, with what the feed says of its item where the page did not say it."""
     return replace(
         page,
-        title=page.title or " ".join(str(entry.get("title", "")).split()),
+        title=page.title or _field(entry, "title") or "",
         published=page.published or _entry_date(entry),
-        author=page.author or (" ".join(str(entry.get("author", "")).split()) or None),
+        author=page.author or _field(entry, "author"),
         site=page.site or site,
     )
 
@@ -293,6 +286,11 @@ def _entry_date(entry: Any) -> str | None:
     return None
 
 
+def _field(item: Any, key: str) -> str | None:
+    """A feed's or item's field on one line; None when it is missing or blank."""
+    return " ".join(str(item.get(key, "") or "").split()) or None
+
+
 def _web_link(link: object) -> str | None:
     text = str(link or "").strip()
     return text if text.startswith(("http://", "https://")) else None
@@ -303,4 +301,4 @@ def _reason(exc: BaseException | None) -> str:
         return f"HTTP {exc.code}"
     if isinstance(exc, urllib.error.URLError):
         return str(exc.reason)
-    return " ".join(str(exc).split())[:160] or type(exc).__name__
+    return in_one_line(exc)

@@ -12,7 +12,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import IngestError
@@ -24,7 +24,7 @@ from rag.ingest.pdf_files import parse_pdf
 from rag.ingest.plaintext import parse_articles
 from rag.ingest.web_archives import WARC_SUFFIXES, ArchiveCounts, is_web_archive, stream_archive
 from rag.ingest.word_files import parse_docx
-from rag.records import Document
+from rag.records import Document, Ingested
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
@@ -57,15 +57,6 @@ _MAGIC = (
 _HTML_START = re.compile(
     rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.I | re.S
 )
-
-
-@dataclass
-class Ingested:
-    """What one file gave: its documents, and the records inside it that could not be read."""
-
-    documents: list[Document] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, what the run should say of how it was read)
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -137,12 +128,10 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields, bes
             raise IngestError(f"{source}: not a Word file (a .docx is a ZIP archive, and this is not one)")
         return Ingested([parse_docx(data, source, digest, fields.word_properties)])
     if suffix in MAIL_SUFFIXES and kind is None:
-        documents, problems = parse_mail(data, source, suffix, lambda d, s, x: _attachment(d, s, x, fields))
-        return Ingested(documents, problems)
+        return parse_mail(data, source, suffix, lambda d, name: _attachment(d, name, fields))
     if suffix in FEED_SUFFIXES and kind is None:
         saved = pages_saved_in(beside, read_page) if beside is not None else None
-        feed = parse_feed(data, source, read_page if fields.fetch_links else None, saved)
-        return Ingested(feed.documents, feed.problems, feed.notes)
+        return parse_feed(data, source, read_page if fields.fetch_links else None, saved)
     if kind == "pdf":
         return Ingested([parse_pdf(data, source, digest)])
     if kind is not None:
@@ -159,17 +148,17 @@ def parse_bytes(data: bytes, source: str, suffix: str, fields: RecordFields, bes
     return Ingested(parse_articles(decoded.text, source, digest), notes=_noted(source, decoded))
 
 
-def _attachment(
-    data: bytes, source: str, suffix: str, fields: RecordFields
-) -> tuple[list[Document], list[tuple[str, str]]]:
-    """A mail attachment read as the file it is, when it is a format we read (not mail again); else nothing."""
-    if suffix not in SUPPORTED_SUFFIXES or suffix in MAIL_SUFFIXES:
-        return [], []
+def _attachment(data: bytes, source: str, fields: RecordFields) -> Ingested:
+    """A mail attachment (`source` ends in its file name) read as the file it is, when it is a format we read
+    (not mail again, nor a web crawl, which is read a record at a time from a file of its own); else nothing."""
+    suffix = file_suffix(source)
+    if suffix not in SUPPORTED_SUFFIXES or suffix in MAIL_SUFFIXES or is_web_archive(source):
+        return Ingested()
     try:
         found = parse_bytes(data, source, suffix, fields)
     except IngestError as exc:
-        return [], [(source, str(exc).removeprefix(f"{source}: "))]
-    return found.documents, found.problems
+        return Ingested(problems=[(source, str(exc).removeprefix(f"{source}: "))])
+    return Ingested(found.documents, found.problems)
 
 
 def read_page(data: bytes, source: str, charset: str | None = None) -> Document:

@@ -14,36 +14,35 @@ import re
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import getaddresses
 
 import trafilatura
 
 from rag.errors import IngestError
+from rag.ingest.dates import parse_date
 from rag.ingest.plaintext import body_segments
-from rag.records import Document
+from rag.records import Document, Ingested
 
 MAIL_SUFFIXES = frozenset({".eml", ".mbox"})
 _MBOX_FROM = re.compile(rb"^From [^\r\n]*\r?\n", re.MULTILINE)
 _FROM_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)  # a body line "From ..." as the mailbox quoted it
 
-# The reader of an attachment's bytes: (data, source, suffix) -> documents, problems. Given by files.py, which
+# The reader of an attachment's bytes: (data, `message/filename`) -> what it gave. Given by files.py, which
 # knows every format, so that this module need not import it back.
-ReadAttachment = Callable[[bytes, str, str], tuple[list[Document], list[tuple[str, str]]]]
+ReadAttachment = Callable[[bytes, str], Ingested]
 
 
 def mbox_messages(data: bytes) -> list[bytes]:
     """The messages of an mbox file: each begins at a line starting "From "; a body line that did was written
     ">From " by the mail program, and is given back its own words."""
-    starts = [m.end() for m in _MBOX_FROM.finditer(data)]
-    if not starts:
+    lines = list(_MBOX_FROM.finditer(data))
+    if not lines:
         return [data] if data.strip() else []
-    heads = [m.start() for m in _MBOX_FROM.finditer(data)][1:] + [len(data)]
-    return [_FROM_QUOTED.sub(rb"\1", data[a:b]) for a, b in zip(starts, heads)]
+    ends = [m.start() for m in lines[1:]] + [len(data)]
+    return [_FROM_QUOTED.sub(rb"\1", data[m.end() : end]) for m, end in zip(lines, ends)]
 
 
-def parse_mail(
-    data: bytes, source: str, suffix: str, read_attachment: ReadAttachment
-) -> tuple[list[Document], list[tuple[str, str]]]:
+def parse_mail(data: bytes, source: str, suffix: str, read_attachment: ReadAttachment) -> Ingested:
     """The articles of an .eml or .mbox file, and the messages or attachments that could not be read."""
     if suffix == ".mbox":
         raw = mbox_messages(data)
@@ -52,8 +51,7 @@ def parse_mail(
         named = [(f"{source}#{n}", message) for n, message in enumerate(raw, start=1)]
     else:
         named = [(source, data)]
-    documents: list[Document] = []
-    problems: list[tuple[str, str]] = []
+    found = Ingested()
     for name, raw_message in named:
         try:
             message = message_from_bytes(raw_message, policy=policy.default)
@@ -61,18 +59,18 @@ def parse_mail(
                 raise IngestError(f"{name}: not an e-mail message (no headers)")
             body = message_document(message, name, hashlib.sha256(raw_message).hexdigest())
             if body is not None:
-                documents.append(body)
+                found.documents.append(body)
             for filename, content in attachments(message):
-                found, trouble = read_attachment(content, f"{name}/{filename}", _suffix(filename))
-                documents += found
-                problems += trouble
-            if body is None and not any(d.source.startswith(f"{name}/") for d in documents):
+                attached = read_attachment(content, f"{name}/{filename}")
+                found.documents += attached.documents
+                found.problems += attached.problems
+            if body is None and not any(d.source.startswith(f"{name}/") for d in found.documents):
                 raise IngestError(f"{name}: no text in the message")
         except IngestError as exc:
-            problems.append((name, str(exc).removeprefix(f"{name}: ")))
-    if len(named) == 1 and not documents and problems:
-        raise IngestError(f"{source}: {problems[0][1]}")
-    return documents, problems
+            found.problems.append((name, str(exc).removeprefix(f"{name}: ")))
+    if len(named) == 1 and not found.documents and found.problems:
+        raise IngestError(f"{source}: {found.problems[0][1]}")
+    return found
 
 
 def message_document(message: EmailMessage, source: str, content_hash: str) -> Document | None:
@@ -88,7 +86,7 @@ def message_document(message: EmailMessage, source: str, content_hash: str) -> D
         source=source,
         text=text,
         title=(subject or text.split("\n", 1)[0])[:200],
-        published=_date(message),
+        published=parse_date(str(message.get("date", "") or "")),  # the day as the sender's clock wrote it
         segments=segments,
         content_hash=content_hash,
         author=_sender(message),
@@ -123,24 +121,9 @@ def attachments(message: EmailMessage) -> list[tuple[str, bytes]]:
     return found
 
 
-def _suffix(filename: str) -> str:
-    dot = filename.rfind(".")
-    return filename[dot:].lower() if dot > 0 else ""
-
-
 def _sender(message: EmailMessage) -> str | None:
     addresses = getaddresses([str(message.get("from", "") or "")])
     if not addresses:
         return None
     name, address = addresses[0]
     return (name or address).strip() or None
-
-
-def _date(message: EmailMessage) -> str | None:
-    header = message.get("date")
-    if not header:
-        return None
-    try:
-        return parsedate_to_datetime(str(header)).date().isoformat()
-    except (TypeError, ValueError, IndexError):
-        return None

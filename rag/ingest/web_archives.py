@@ -14,7 +14,6 @@ without reading the first part again.
 from __future__ import annotations
 
 import hashlib
-import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -24,14 +23,14 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 
-from rag.errors import IngestError
+from rag.errors import IngestError, in_one_line
+from rag.ingest.dates import parse_date
 from rag.ingest.html_pages import codec_for
 from rag.records import Document
 
 WARC_SUFFIXES = (".warc", ".warc.gz")
 MAX_PAGE_BYTES = 10 * 1024 * 1024  # a response larger than this is not an article page
 BLOCK = 1 << 16
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # Reads a page's bytes (with the charset its HTTP header declares, if any) as a saved page; given by files.py.
 ReadPage = Callable[[bytes, str, str | None], Document]
@@ -100,8 +99,10 @@ def stream_archive(
             if records.offset != size:
                 raise ArchiveLoadFailed(f"no whole record at byte {records.offset:,}")
         except (ArchiveLoadFailed, EOFError, zlib.error, ValueError, OSError) as exc:
-            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-            yield source, f"damaged or cut off after byte {records.offset:,} ({reason}); the records before were read"
+            yield (
+                source,
+                f"damaged or cut off after byte {records.offset:,} ({in_one_line(exc)}); the records before were read",
+            )
 
 
 class _Records(ArchiveIterator):
@@ -138,7 +139,7 @@ def _article(record: ArcWarcRecord, name: str, read_page: ReadPage, counts: Arch
         page,
         url=url if url and url.startswith(("http://", "https://")) else page.url,
         content_hash=hashlib.sha256(body).hexdigest(),
-        crawled=saved[:10] if _ISO_DAY.match(saved) else None,
+        crawled=parse_date(saved),
     )
 
 
