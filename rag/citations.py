@@ -100,19 +100,23 @@ def csl_items(answer: Answer) -> list[dict[str, Any]]:
             item["container-title"] = first.site
         if first.author:
             item["author"] = [{"literal": first.author}]
-        if day_in_words(first.published):
-            year, month, day = (int(x) for x in (first.published or "")[:10].split("-"))
-            item["issued"] = {"date-parts": [[year, month, day]]}
-        elif first.published:
-            item["issued"] = {"raw": first.published}
+        if first.published:
+            item["issued"] = csl_date(first.published)
         if first.url:
             item["URL"] = first.url
-        if day_in_words(first.crawled):  # the day the page was saved is the day it was seen: CSL's "accessed"
-            year, month, day = (int(x) for x in (first.crawled or "")[:10].split("-"))
-            item["accessed"] = {"date-parts": [[year, month, day]]}
+        if first.crawled:  # the day the page was saved is the day it was seen: CSL's "accessed"
+            item["accessed"] = csl_date(first.crawled)
         item["note"] = "Quoted: " + "; ".join(position(p) for p in quoted) + f" (file {first.source})"
         items.append(item)
     return items
+
+
+def csl_date(iso: str) -> dict[str, Any]:
+    """A date as CSL-JSON writes it: date-parts for a whole day, else the text as it is."""
+    if not day_in_words(iso):
+        return {"raw": iso}
+    year, month, day = (int(x) for x in iso[:10].split("-"))
+    return {"date-parts": [[year, month, day]]}
 
 
 def csl_json_export(answer: Answer) -> str:

@@ -337,7 +337,8 @@ def _stream_export(
     seen: set[str] = set()
     batch = ScanResult()
     counts = ArchiveCounts()
-    if is_web_archive(path.name):
+    archive = is_web_archive(path.name)
+    if archive:
         start, seen = _archive_resumes_at(index_dir, root, source)
         bar.update(start)
         items = stream_archive(path, source, read_page, start, at=lambda n: bar.update(n - bar.n), counts=counts)
@@ -360,10 +361,10 @@ def _stream_export(
             batch = ScanResult()
     _merge(report, update_index(index_dir, batch, embedder, progress=False, cluster=cluster, multilingual=multilingual))
     bar.close()
-    if is_web_archive(path.name):
+    if archive:
         report.notes.append((source, counts.line()))
         if on_note:
-            on_note(source, counts.line())
+            on_note(*report.notes[-1])
     return seen
 
 
@@ -374,7 +375,8 @@ def _archive_resumes_at(index_dir: Path, root: str, source: str) -> tuple[int, s
         return 0, set()
     with Store(index_dir).read() as reader:
         known = reader.known_documents_of_file(root, source)
-    offsets = {d.source: int(d.source.rpartition("#")[2]) for d in known if d.source.rpartition("#")[2].isdigit()}
+    numbers = {d.source: d.source.rpartition("#")[2] for d in known}
+    offsets = {name: int(number) for name, number in numbers.items() if number.isdigit()}
     start = max(offsets.values(), default=0)
     return start, {name for name, offset in offsets.items() if offset < start}
 

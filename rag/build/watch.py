@@ -3,7 +3,7 @@ within seconds of the last write.
 
 The file system's own change events come through watchfiles (inotify, FSEvents, ReadDirectoryChangesW in Rust;
 a poller on file systems that give no events), rather than a polling loop of ours. A burst of changes (a
-folder copied in, an editor's save-rename) is one batch: it ends when nothing has changed for `quiet_ms`. Each
+folder copied in, an editor's save-rename) is one batch: it ends when nothing has changed for QUIET_MS. Each
 batch is one `Index.add` of the watched folders, which reads only the files whose size or time changed and
 removes the articles of deleted files; the index's own writer lock keeps it to one writer at a time, across
 processes too, and `lock` orders it with this process's other writers (the chat's uploads).
@@ -48,11 +48,10 @@ def watch_folders(
     ready: threading.Event | None = None,
 ) -> None:
     """Index each batch of changes under `folders` with `add` (an `Index.add` of those folders) until `stop` is
-    set (or Ctrl-C): `on_batch` hears what each
-    batch did (its `skipped`: the files and records of this batch that could not be read), `on_error` of a
-    batch that could not be written (the index is then as it was; the next change tries again). Once the watch
-    is on, one catch-up batch indexes whatever changed before it (after the caller's own run); then `ready` is
-    set."""
+    set (or Ctrl-C): `on_batch` hears what each batch did (its `skipped`: the files and records of this batch
+    that could not be read), `on_error` of a batch that could not be written (the index is then as it was; the
+    next change tries again). Once the watch is on, one catch-up batch indexes whatever changed before it (after
+    the caller's own run); then `ready` is set."""
     changes = watchfiles.watch(
         *folders,
         watch_filter=watched_change,

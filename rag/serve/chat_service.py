@@ -91,15 +91,17 @@ class ChatService:
         one writer with the chat's uploads; each batch is printed and named under the Sources list."""
         from rag.build.watch import batch_line, watch_folders
 
-        def said(report: IndexReport) -> None:
-            line = batch_line(report) + "".join(f"; skipped {name}: {why}" for name, why in report.skipped)
+        def heard(line: str) -> None:  # for the Sources caption, which open tabs then redraw
             self.watched = f"{time.strftime('%H:%M')}, from {folder.name}/: {line}"
             self.watch_batches += 1
+
+        def said(report: IndexReport) -> None:
+            line = batch_line(report) + "".join(f"; skipped {name}: {why}" for name, why in report.skipped)
+            heard(line)
             print(f"watch: {visible(line)}", flush=True)
 
         def failed(reason: str) -> None:
-            self.watched = f"{time.strftime('%H:%M')}, from {folder.name}/: not indexed yet ({reason})"
-            self.watch_batches += 1
+            heard(f"not indexed yet ({reason})")
             print(f"watch: error: {visible(reason)}", file=sys.stderr, flush=True)
 
         thread = threading.Thread(
