@@ -260,6 +260,39 @@ def test_a_gpu_asked_for_where_there_is_none_is_an_error_and_auto_takes_the_cpu(
     assert not (tmp_path / "idx" / "rag.sqlite").exists()
 
 
+def test_on_a_gpu_without_onnxruntime_gpu_torch_runs_the_packaged_model_in_batches(monkeypatch: pytest.MonkeyPatch):
+    """Where torch sees a GPU and ONNX Runtime has no CUDA provider (the [torch] extra on a GPU machine), the
+    packaged model runs in torch on the GPU, float32, in batches of 512; int8 stays with ONNX Runtime. Nothing
+    is loaded here: the choice is made from what the machine offers."""
+    torch = pytest.importorskip("torch")
+    from rag.models import embed
+
+    if onnx_encoder.cuda_available():
+        pytest.skip("this machine has onnxruntime-gpu")
+    monkeypatch.setattr(embed, "_EMBEDDERS", {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = get_embedder(device="auto")
+    assert isinstance(on_gpu, TorchEmbedder) and on_gpu.device == "cuda"
+    assert on_gpu.batch_size == embed.TORCH_GPU_BATCH == 512 and on_gpu.precision == "fp32"
+    assert on_gpu.name == get_embedder(device="cpu").name  # the index records the same model either way
+    int8 = get_embedder(precision="int8", device="auto")
+    assert isinstance(int8, OnnxEmbedder) and int8.device == "cpu"
+    with pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
+        get_embedder(precision="int8", device="cuda")
+
+
+def test_the_packaged_model_in_torch_gives_the_onnx_graphs_vectors():
+    """What a GPU without onnxruntime-gpu runs (above), run on the CPU: torch loads the float16 weights into
+    float32, so its vectors are the default encoder's, and an index built on such a GPU is searched on a CPU
+    with the same vectors."""
+    pytest.importorskip("sentence_transformers")
+    passages = seed_passages()[:24]
+    in_torch = TorchEmbedder(None, device="cpu")
+    assert str(next(in_torch.model.parameters()).dtype) == "torch.float32"
+    cosine = (in_torch.encode(passages) * get_embedder(device="cpu").encode(passages)).sum(axis=1)
+    assert cosine.min() > 0.99999
+
+
 def test_the_next_start_reads_the_cached_graph_and_old_graphs_are_pruned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -143,8 +143,13 @@ class TorchEmbedder:
                 f"out: {TORCH_EXTRA}"
             ) from exc
         try:
+            import torch
+
             transformers.utils.logging.disable_progress_bar()
-            return SentenceTransformer(self._location, device=self.device)
+            # Float32 whatever the checkpoint holds: the packaged weights are stored in float16, and its vectors
+            # must equal the ONNX graph's, which computes in float32 (tests/test_embed.py).
+            with _quiet_transformers():
+                return SentenceTransformer(self._location, device=self.device, model_kwargs={"dtype": torch.float32})
         except Exception as exc:
             raise ModelLoadError(f"cannot load embedding model '{self.name}': {exc}") from exc
 
@@ -253,6 +258,21 @@ class TorchEmbedder:
 
 
 @contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' load report (a pooler the sentence model never uses, "MISSING") kept off the user's
+    terminal while a model loads."""
+    import transformers
+
+    logging = transformers.utils.logging
+    before = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
+
+
+@contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
     """torch's intra-op thread count set to `count` for a block, then put back (it is process-wide: callers
     hold the model's lock)."""
@@ -265,6 +285,10 @@ def _torch_threads(count: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
 
+
+# Passages per torch call on a GPU: float32 ran fastest at 512 on an H200 (8.2k passages/s against 7.4k at 128;
+# bench/encode_gpu.py, bench/RESULTS.md).
+TORCH_GPU_BATCH = 512
 
 _EMBEDDERS: dict[tuple[str, str, str], Encoder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
@@ -280,11 +304,12 @@ def get_embedder(model: str | None = None, precision: str | None = None, device:
         raise ModelLoadError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
     key, location = resolve_model(model)
     pipeline = bert_pipeline(Path(location)) if key != HASHING_MODEL else None
+    in_torch = pipeline is None and key != HASHING_MODEL
     if key == HASHING_MODEL:
         device = "cpu"
     elif device != "cpu":
-        device = _gpu_or_cpu(device, torch_model=pipeline is None)
-    if pipeline is None:
+        device, in_torch = _gpu_or_cpu(device, bert=pipeline is not None, precision=precision)
+    if in_torch:
         if precision not in (None, "fp32"):
             raise ModelLoadError(f"the model '{key}' runs in float32 only: int8 needs a BERT model in a local folder")
         precision = "fp32"
@@ -295,29 +320,33 @@ def get_embedder(model: str | None = None, precision: str | None = None, device:
         if found is None:
             if key == HASHING_MODEL:
                 found = HashingEmbedder()
-            elif pipeline is not None:
+            elif pipeline is not None and not in_torch:
                 found = OnnxEmbedder(key, Path(location), *pipeline, precision, device)
             else:
-                found = TorchEmbedder(model, device=device)
+                found = TorchEmbedder(model, TORCH_GPU_BATCH if device == "cuda" else 32, device)
             _EMBEDDERS[(key, precision, device)] = found
         return found
 
 
-def _gpu_or_cpu(device: str, torch_model: bool) -> str:
-    """ "cuda" when the runtime that will run the model can use a GPU here (ONNX Runtime's CUDA provider, from the
-    onnxruntime-gpu package; torch's CUDA for a torch model), else "cpu" for "auto" and an error for "cuda"."""
-    if torch_model:
+def _gpu_or_cpu(device: str, bert: bool, precision: str | None) -> tuple[str, bool]:
+    """Where passages are embedded ("cuda" or "cpu"; "cuda" asked for and none usable is an error) and whether
+    torch runs the model. A BERT model takes ONNX Runtime's CUDA provider when the onnxruntime-gpu package is
+    installed, else torch's CUDA when torch sees a GPU (float32; int8 graphs run in ONNX Runtime only), else the
+    CPU through ONNX Runtime; any other model runs in torch, on its GPU when it sees one."""
+    onnx_gpu = bert and cuda_available()
+    torch_gpu = False
+    if not onnx_gpu and (not bert or precision in (None, "fp32")):
         try:
             import torch
 
-            available = bool(torch.cuda.is_available())
+            torch_gpu = bool(torch.cuda.is_available())
         except ImportError:
-            available = False
-    else:
-        available = cuda_available()
-    if device == "cuda" and not available:
+            torch_gpu = False
+    if device == "cuda" and not (onnx_gpu or torch_gpu):
         raise ModelLoadError(
-            "no GPU is usable here: building on a GPU needs an NVIDIA GPU and the onnxruntime-gpu package "
-            "(pip install onnxruntime-gpu; for a torch model, torch built with CUDA)"
+            "no GPU is usable here: building on a GPU needs an NVIDIA GPU and either the onnxruntime-gpu package "
+            "(pip install onnxruntime-gpu) or torch built with CUDA (float32 only: int8 needs onnxruntime-gpu)"
         )
-    return "cuda" if available else "cpu"
+    if onnx_gpu:
+        return "cuda", False
+    return ("cuda" if torch_gpu else "cpu"), torch_gpu or not bert
