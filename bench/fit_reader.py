@@ -1,7 +1,7 @@
 """Choose how the reader is used (depth, weights, `found` bar, Korean or not) by leave-one-dataset-out.
 
     python bench/fit_reader.py collect [--limit N]   # search every question once, reader off; cache the heads
-    python bench/fit_reader.py read                   # the reader's logit and span for every head, cached
+    python bench/fit_reader.py read [--reader DIR]    # the reader's logit and span for every head, cached
     python bench/fit_reader.py fit [--write]          # left-out figures; --write puts the choice in calibration.json
 
 For each question of SQuAD, KorQuAD, SciFact and the news set (bench/news/), the product's own search (hybrid,
@@ -16,6 +16,7 @@ beside the reader-less ones of the same records.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -29,14 +30,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from fit_relevance import REFUSAL_COST, fit_logistic  # noqa: E402
-from news import load_news  # noqa: E402
+if "--alone" not in sys.argv:  # `read --alone` runs where only numpy, onnxruntime and tokenizers are installed
+    from fit_relevance import REFUSAL_COST, fit_logistic  # noqa: E402
+    from news import load_news  # noqa: E402
 
-from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
-from rag.models.reader import PassageReader  # noqa: E402
-from rag.search import SearchRequest  # noqa: E402
-from rag.search.call import FOUND_DEPTH  # noqa: E402
-from rag.search.rerank import ReaderCalibration, log_odds  # noqa: E402
+    from rag.evaluate import Benchmark, benchmark_index, default_cache, load_benchmark, score_rankings  # noqa: E402
+    from rag.search import SearchRequest  # noqa: E402
+    from rag.search.call import FOUND_DEPTH  # noqa: E402
+    from rag.search.rerank import ReaderCalibration, log_odds  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "eval"
 WORK = Path("/tmp/fit-reader")
@@ -76,10 +77,10 @@ def heads(index, text: str, exclude: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def collect(limit: int) -> None:
-    WORK.mkdir(parents=True, exist_ok=True)
+def collect(work: Path, limit: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
     for name, bench in benchmarks(limit).items():
-        target = WORK / f"{name}.json"
+        target = work / f"{name}.json"
         if target.exists():
             continue
         began = time.time()
@@ -99,9 +100,24 @@ def collect(limit: int) -> None:
         print(f"{name}: {len(records)} questions in {time.time() - began:.0f} s", flush=True)
 
 
-def read() -> None:
-    reader = PassageReader()
-    for path in sorted(WORK.glob("*.json")):
+def passage_reader(folder: Path | None, threads: int | None):
+    """The product's `PassageReader` for the reader in `folder`. With --alone its module is loaded by itself:
+    it needs only numpy, onnxruntime and tokenizers, so the GPU machine can read without the product's other
+    dependencies."""
+    if "--alone" not in sys.argv:
+        from rag.models.reader import PassageReader
+
+        return PassageReader(folder, threads)
+    spec = importlib.util.spec_from_file_location("reader_alone", HERE.parent / "rag" / "models" / "reader.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.PassageReader(folder, threads)
+
+
+def read(work: Path, folder: Path | None, threads: int | None) -> None:
+    reader = passage_reader(folder, threads)
+    for path in sorted(work.glob("*.json")):
         if path.name.endswith(".read.json"):
             continue
         target = path.with_suffix(".read.json")
@@ -228,8 +244,8 @@ def choose(sets: dict[str, list[dict]]) -> dict:
     return {"depth": depth, "model": model, "bar": bar, "wide": wide}
 
 
-def fit(write: bool) -> None:
-    sets = {p.name.split(".")[0]: json.loads(p.read_text()) for p in sorted(WORK.glob("*.read.json"))}
+def fit(work: Path, write: bool) -> None:
+    sets = {p.name.split(".")[0]: json.loads(p.read_text()) for p in sorted(work.glob("*.read.json"))}
     rows = []
     for name in sets:
         rest = {n: r for n, r in sets.items() if n != name}
@@ -276,13 +292,17 @@ def main() -> None:
     parser.add_argument("step", choices=("collect", "read", "fit"))
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--work", type=Path, default=WORK, help="where the records are (collect writes them there)")
+    parser.add_argument("--reader", type=Path, help="read with the reader in this folder (default: the packaged one)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime's threads for reading")
+    parser.add_argument("--alone", action="store_true", help="read without importing the product (GPU machine)")
     args = parser.parse_args()
     if args.step == "collect":
-        collect(args.limit)
+        collect(args.work, args.limit)
     elif args.step == "read":
-        read()
+        read(args.work, args.reader, args.threads)
     else:
-        fit(args.write)
+        fit(args.work, args.write)
 
 
 if __name__ == "__main__":
