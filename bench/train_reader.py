@@ -29,9 +29,8 @@ Usage:
 It runs on a GPU when torch sees one (bf16 autocast; the shipped reader, 3 epochs at batch 64, took 76 s on an
 H200) and on the CPU otherwise (2 cores: about 4 examples a second, so about 6 hours for those 93k examples).
 The TyDi QA and PubMedQA files are read from their repositories' snapshots (`fetch`; RAG_MIRRORS names where).
-It writes `reader.onnx` (int8
-weights, dynamic quantization, per channel), `tokenizer.json` and `training.json` (data counts, settings,
-monitoring figures) to --out; `--every-epoch` writes one such folder per epoch as well.
+It writes `reader.onnx` (int8 weights, dynamic quantization, per channel), `tokenizer.json` and `training.json`
+(data counts, settings, monitoring figures) to --out; `--every-epoch` writes one such folder per epoch as well.
 """
 
 from __future__ import annotations

@@ -271,6 +271,9 @@ def test_on_a_gpu_without_onnxruntime_gpu_torch_runs_the_packaged_model_in_batch
         pytest.skip("this machine has onnxruntime-gpu")
     monkeypatch.setattr(embed, "_EMBEDDERS", {})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    if not embed.nvidia_driver():  # "auto" looks for a GPU only where an NVIDIA driver is loaded
+        assert get_embedder(device="auto").device == "cpu"
+        monkeypatch.setattr(embed, "nvidia_driver", lambda: True)
     on_gpu = get_embedder(device="auto")
     assert isinstance(on_gpu, TorchEmbedder) and on_gpu.device == "cuda"
     assert on_gpu.batch_size == embed.TORCH_GPU_BATCH == 512 and on_gpu.precision == "fp32"

@@ -328,6 +328,12 @@ def get_embedder(model: str | None = None, precision: str | None = None, device:
         return found
 
 
+def nvidia_driver() -> bool:
+    """Whether this machine has an NVIDIA driver loaded (Linux's /proc entry or device node): without one no
+    GPU can be used, and torch need not be imported to be sure."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
 def _gpu_or_cpu(device: str, bert: bool, precision: str | None) -> tuple[str, bool]:
     """Where passages are embedded ("cuda" or "cpu"; "cuda" asked for and none usable is an error) and whether
     torch runs the model. A BERT model takes ONNX Runtime's CUDA provider when the onnxruntime-gpu package is
@@ -335,7 +341,8 @@ def _gpu_or_cpu(device: str, bert: bool, precision: str | None) -> tuple[str, bo
     CPU through ONNX Runtime; any other model runs in torch, on its GPU when it sees one."""
     onnx_gpu = bert and cuda_available()
     torch_gpu = False
-    if not onnx_gpu and (not bert or precision in (None, "fp32")):
+    # Importing torch costs a second or two: for "auto" it is asked only where an NVIDIA driver is loaded.
+    if not onnx_gpu and (not bert or precision in (None, "fp32")) and (device == "cuda" or nvidia_driver()):
         try:
             import torch
 
