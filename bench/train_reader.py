@@ -223,7 +223,7 @@ class LexicalPool:
 
     def nearest(self, question: str, k: int) -> list[int]:
         scores: Counter[int] = Counter()
-        for w in _words(question):
+        for w in sorted(_words(question)):  # a fixed order: ties between paragraphs fall the same way every run
             weight = self.idf.get(w)
             if weight:
                 for i in self.postings[w]:
