@@ -29,10 +29,6 @@ BASE = ROOT / "rag" / "models" / "minilm"
 WINDOW = 256
 
 
-def tokenized(tokenizer, texts: list[str]) -> list:
-    return tokenizer.encode_batch(texts)
-
-
 def batches(encodings: list, size: int):
     for i in range(0, len(encodings), size):
         chunk = encodings[i : i + size]
@@ -88,7 +84,7 @@ def main() -> None:
     tokenizer.no_padding()
     tokenizer.enable_truncation(WINDOW)
     began = time.perf_counter()
-    encodings = sorted(tokenized(tokenizer, texts), key=lambda e: -len(e.ids))
+    encodings = sorted(tokenizer.encode_batch(texts), key=lambda e: -len(e.ids))
     tokenize_s = time.perf_counter() - began
     tokens = sum(len(e.ids) for e in encodings) / len(encodings)
     print(f"{len(texts)} passages, {tokens:.0f} tokens each on average; tokenizing {len(texts) / tokenize_s:.0f}/s")

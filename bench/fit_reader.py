@@ -100,11 +100,11 @@ def collect(work: Path, limit: int) -> None:
         print(f"{name}: {len(records)} questions in {time.time() - began:.0f} s", flush=True)
 
 
-def passage_reader(folder: Path | None, threads: int | None):
-    """The product's `PassageReader` for the reader in `folder`. With --alone its module is loaded by itself:
-    it needs only numpy, onnxruntime and tokenizers, so the GPU machine can read without the product's other
+def passage_reader(folder: Path | None, threads: int | None, alone: bool):
+    """The product's `PassageReader` for the reader in `folder`. `alone`: its module is loaded by itself: it
+    needs only numpy, onnxruntime and tokenizers, so the GPU machine can read without the product's other
     dependencies."""
-    if "--alone" not in sys.argv:
+    if not alone:
         from rag.models.reader import PassageReader
 
         return PassageReader(folder, threads)
@@ -115,8 +115,8 @@ def passage_reader(folder: Path | None, threads: int | None):
     return module.PassageReader(folder, threads)
 
 
-def read(work: Path, folder: Path | None, threads: int | None) -> None:
-    reader = passage_reader(folder, threads)
+def read(work: Path, folder: Path | None, threads: int | None, alone: bool) -> None:
+    reader = passage_reader(folder, threads, alone)
     for path in sorted(work.glob("*.json")):
         if path.name.endswith(".read.json"):
             continue
@@ -300,7 +300,7 @@ def main() -> None:
     if args.step == "collect":
         collect(args.work, args.limit)
     elif args.step == "read":
-        read(args.work, args.reader, args.threads)
+        read(args.work, args.reader, args.threads, args.alone)
     else:
         fit(args.work, args.write)
 

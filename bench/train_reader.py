@@ -142,8 +142,8 @@ def _article_examples(title: str, passages: list[str], qas: list[dict], rng: ran
     return out
 
 
-def squad_examples(rng: random.Random) -> list[list[Example]]:
-    data = json.loads((TRAIN / "squad-v2.0-train-first10.json").read_text())["data"]
+def squad_examples(rng: random.Random, data: list[dict]) -> list[list[Example]]:
+    """SQuAD 2.0's articles (`data`, its "data" list)."""
     everything = [p["context"] for a in data for p in a["paragraphs"]]
     articles = []
     for article in data:
@@ -231,11 +231,10 @@ class LexicalPool:
         return [i for i, _ in scores.most_common(k)]
 
 
-def tydi_examples(rng: random.Random, pool: LexicalPool, part: str) -> list[list[Example]]:
-    """TyDi QA GoldP English (`part` train or dev): one paragraph per question, written without seeing it.
-    Negatives: a paragraph of the same Wikipedia article asked about by another question, the pool's nearest
+def tydi_examples(rng: random.Random, pool: LexicalPool, data: list[dict]) -> list[list[Example]]:
+    """TyDi QA GoldP English (`data`, a split's "data" list): one paragraph per question, written without seeing
+    it. Negatives: a paragraph of the same Wikipedia article asked about by another question, the pool's nearest
     paragraph that is not the question's own, and (40%) one at random."""
-    data = json.loads(FETCHED[f"tydiqa-{part}"].read())["data"]
     by_title: dict[str, list[str]] = defaultdict(list)
     for a in data:
         by_title[a["title"]].append(a["paragraphs"][0]["context"])
@@ -264,12 +263,13 @@ def tydi_examples(rng: random.Random, pool: LexicalPool, part: str) -> list[list
     return groups
 
 
-def pubmedqa_examples(rng: random.Random, pool: LexicalPool) -> list[list[Example]]:
-    """PubMedQA's 1,000 expert-labelled questions: the abstract's conclusion (its long answer, a verbatim
-    part of the paper) is a positive; the background section, on the topic but written before the finding, is
-    a negative; so is the conclusion of the paper nearest by rare words, and (40%) one at random."""
-    data = json.loads(FETCHED["pubmedqa"].read())
+def pubmedqa_examples(rng: random.Random, data: dict) -> list[list[Example]]:
+    """PubMedQA's 1,000 expert-labelled questions (`data`, by PubMed id): the abstract's conclusion (its long
+    answer, a verbatim part of the paper) is a positive; the background section, on the topic but written
+    before the finding, is a negative; so is the conclusion of the paper nearest by rare words, and (40%) one
+    at random."""
     conclusions = [v["LONG_ANSWER"] for v in data.values()]
+    pool = LexicalPool(conclusions)
     groups = []
     for pmid, v in data.items():
         question, group = v["QUESTION"], f"pubmedqa:{pmid}"
@@ -291,19 +291,15 @@ def prepare(path: Path) -> dict:
     """Every example, train and monitoring, written to `path` (gzip JSON): training then needs no product
     code and no data files, only this file (what travels to a GPU machine)."""
     rng = random.Random(SEED)
-    squad = squad_examples(rng)
+    squad_data = json.loads((TRAIN / "squad-v2.0-train-first10.json").read_text())["data"]
+    squad = squad_examples(rng, squad_data)
     covid = covid_examples(rng)
-    tydi_train_data = json.loads(FETCHED["tydiqa-train"].read())["data"]
-    squad_paragraphs = [
-        p["context"]
-        for a in json.loads((TRAIN / "squad-v2.0-train-first10.json").read_text())["data"]
-        for p in a["paragraphs"]
-    ]
-    pool = LexicalPool([a["paragraphs"][0]["context"] for a in tydi_train_data] + squad_paragraphs)
-    tydi = tydi_examples(rng, pool, "train")
-    tydi_dev = tydi_examples(rng, pool, "dev")
-    pubmed_data = json.loads(FETCHED["pubmedqa"].read())
-    pubmed = pubmedqa_examples(rng, LexicalPool([v["LONG_ANSWER"] for v in pubmed_data.values()]))
+    tydi_train, tydi_dev_data = (json.loads(FETCHED[f"tydiqa-{part}"].read())["data"] for part in ("train", "dev"))
+    squad_paragraphs = [p["context"] for a in squad_data for p in a["paragraphs"]]
+    pool = LexicalPool([a["paragraphs"][0]["context"] for a in tydi_train] + squad_paragraphs)
+    tydi = tydi_examples(rng, pool, tydi_train)
+    tydi_dev = tydi_examples(rng, pool, tydi_dev_data)
+    pubmed = pubmedqa_examples(rng, json.loads(FETCHED["pubmedqa"].read()))
     # Monitoring only: SQuAD's last article, every tenth COVID article, TyDi's dev split and every tenth
     # PubMedQA question are kept out of training.
     dev = squad[-1] + [e for n, a in enumerate(covid) if n % 10 == 9 for e in a]
