@@ -285,7 +285,7 @@ _HAN = re.compile(r"[\u3400-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _ENGLISH_WORDS = frozenset(
     "the of and to in a is that for on was with as by at from it he she they said his her has have had be are "
-    "were not but an this which who will would been its their".split()
+    "were not but an this which who will would been its their what when where why how did does many".split()
 )
 LANGUAGE_NAMES = {"en": "English", "ko": "Korean", "ja": "Japanese", "zh": "Chinese"}
 WIDE_LANGUAGES = frozenset({"ko", "ja", "zh"})
@@ -294,8 +294,9 @@ WIDE_LANGUAGES = frozenset({"ko", "ja", "zh"})
 def language_of(text: str) -> str | None:
     """The language a text is written in, as far as its letters tell: "ko", "ja" or "zh" by script (Hangul,
     kana, ideographs alone), "en" when its Latin words are English (a fifth of them among the commonest English
-    words), None when it cannot tell (another Latin-script language, too few letters). Script decides first:
-    an English headline in a Korean article is an English line, a Korean article with English names Korean."""
+    words, question words among them), None when it cannot tell (another Latin-script language, too few
+    letters). Script decides first: an English headline in a Korean article is an English line, a Korean
+    article with English names Korean."""
     hangul, kana, han = len(_HANGUL.findall(text)), len(_KANA.findall(text)), len(_HAN.findall(text))
     words = _LATIN_WORD.findall(text)
     latin = sum(len(w) for w in words)
