@@ -10,8 +10,13 @@ The settings, chosen on different sets because they serve different passages:
   cosine placed at two cosines: `rank_cut`, where it goes among the fused passages (chosen on nDCG@10 over
   Korean questions about English news `ko-en`, English questions about Korean news `en-ko` (bench/crosslang/),
   the English news set, whose collection holds Korean blurbs, and SQuAD's English and KorQuAD's Korean
-  questions over their mixed paragraphs); and `cut`, where it clears the bar for `found` (chosen on found's
-  errors over ko-en, en-ko and the news set).
+  questions over their mixed paragraphs); and where it clears the bar for `found`, by the question's script:
+  `cut` for English questions (chosen on found's errors over en-ko and the news set), `cut_wide` for Korean
+  ones (over ko-en, and KorQuAD's questions over its paragraphs mixed with SQuAD's, where an English passage
+  must not answer);
+- `name_bonus`, what each name an other-script passage shares with the question adds to its cosine for its
+  order and place (not for `found`), chosen on the rank_cut group at the rank cut calibrated before it; the
+  rank cut and found's cut are then chosen again at the bonus chosen.
 SQuAD and SciFact alone hold no Korean/CJK passage: their questions never meet the arm.
 
 Each setting is run through the product's own search (`Index.ask`, the calibration swapped in memory). For
@@ -55,11 +60,14 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 CALIBRATION = Path(__file__).resolve().parent.parent / "rag" / "search" / "calibration.json"
 WEIGHTS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5)
 RANK_CUTS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 1.0)  # 1.0: no other-script passage ever goes first
+NAME_BONUSES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)  # added to the cosine per name shared across scripts
 FOUND_CUTS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 1.0)  # 1.0: no other-script passage ever answers
-FOUND_SETS = ("ko-en", "en-ko", "news")  # where other-script passages can answer
+FOUND_SETS = ("en-ko", "news")  # where passages in Hangul can answer English questions (`cut`)
+FOUND_SETS_WIDE = ("ko-en", "mixed-ko")  # where English passages can answer Korean questions (`cut_wide`)
 MAX_SAME_LANGUAGE_DROP = 0.005
 SAME_LANGUAGE = {"korquad", "news", "mixed-en", "mixed-ko"}  # questions in the language of their passages
 GROUPS = {"weight": ("korquad", "mixed-ko"), "rank_cut": ("ko-en", "en-ko", "news", "mixed-en", "mixed-ko")}
+GROUPS["name_bonus"] = GROUPS["rank_cut"]
 
 
 def with_setting(index, base, **setting: float) -> None:
@@ -157,8 +165,10 @@ def choose_found(figures: dict, fitting: list[str], off: str) -> str:
 
 def cross_cosines(bench: Benchmark) -> list[tuple[float, bool]]:
     """(multilingual cosine, relevant) of each passage among the first ten in another script than the
-    question, searched as configured now."""
+    question, searched as configured now but with no name counted: the probability is of the cosine alone,
+    and the fit must not move with the name bonus it is followed by (a second run would start elsewhere)."""
     index = benchmark_index(bench, None, default_cache(), False)
+    with_setting(index, index.searcher.calibration, name_bonus=0.0)
     rows = []
     for qid, text in bench.queries:
         asked = Question.of(text)
@@ -189,7 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200, help="SQuAD and KorQuAD questions (spread evenly)")
     parser.add_argument("--itn", type=Path, default=DEFAULT_CLONE, help="clone of shizhao/ITN-corpus")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/fit-multilingual-2.json"))
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/fit-multilingual-3.json"))
     parser.add_argument("--write", action="store_true", help="write the settings fitted on all sets")
     args = parser.parse_args()
     korquad = load_benchmark(SHARED / "korquad-v1.0-dev.json").limited(args.limit)
@@ -221,22 +231,47 @@ def main() -> None:
         slope = round(fit_slope(rows), 3)
         print(json.dumps({"slope": slope, "passages": len(rows), "relevant": sum(r for _, r in rows)}))
         if figures.get("slope") != slope:
-            figures["rank_cut"], figures["found"], figures["slope"] = {}, {}, slope
+            figures["name_bonus"], figures["rank_cut"], figures["found"], figures["found_wide"] = {}, {}, {}, {}
+            figures["slope"] = slope
+        # The bonus for names shared across scripts, at the rank cut calibrated before it; then the rank cut
+        # and found's cut at the bonus chosen.
+        before = table["multilingual"]["rank_cut"]
+        figures.setdefault("name_bonus", {})
+        for name in GROUPS["name_bonus"]:
+            known = figures["name_bonus"].get(name, {})
+            figures["name_bonus"][name] = sweep(
+                benches[name], "name_bonus", NAME_BONUSES, known, ranking, weight=weight, slope=slope, rank_cut=before
+            )
+            args.cache.write_text(json.dumps(figures))
+        name_bonus = float(lodo(figures["name_bonus"], GROUPS["name_bonus"], "0.0"))
+        if figures.get("chosen_name_bonus") != name_bonus:
+            figures["rank_cut"], figures["found"], figures["found_wide"] = {}, {}, {}
+            figures["chosen_name_bonus"] = name_bonus
         for name in GROUPS["rank_cut"]:
             known = figures["rank_cut"].get(name, {})
             figures["rank_cut"][name] = sweep(
-                benches[name], "rank_cut", RANK_CUTS, known, ranking, weight=weight, slope=slope
+                benches[name], "rank_cut", RANK_CUTS, known, ranking, weight=weight, slope=slope, name_bonus=name_bonus
             )
             args.cache.write_text(json.dumps(figures))
         rank_cut = float(lodo(figures["rank_cut"], GROUPS["rank_cut"], "1.0"))
-        for name in FOUND_SETS:
-            known = figures["found"].get(name, {})
-            figures["found"][name] = sweep(
-                benches[name], "cut", FOUND_CUTS, known, found, weight=weight, slope=slope, rank_cut=rank_cut
-            )
-            args.cache.write_text(json.dumps(figures))
-        cut = float(lodo(figures["found"], FOUND_SETS, "1.0", choose_found))
-        table["multilingual"].update({"slope": slope, "cut": cut, "rank_cut": rank_cut})
+        cuts = {}
+        for key, setting, sets in (("found", "cut", FOUND_SETS), ("found_wide", "cut_wide", FOUND_SETS_WIDE)):
+            figures.setdefault(key, {})
+            for name in sets:
+                figures[key][name] = sweep(
+                    benches[name],
+                    setting,
+                    FOUND_CUTS,
+                    figures[key].get(name, {}),
+                    found,
+                    weight=weight,
+                    slope=slope,
+                    rank_cut=rank_cut,
+                    name_bonus=name_bonus,
+                )
+                args.cache.write_text(json.dumps(figures))
+            cuts[setting] = float(lodo(figures[key], sets, "1.0", choose_found))
+        table["multilingual"].update({"slope": slope, **cuts, "rank_cut": rank_cut, "name_bonus": name_bonus})
         CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")
     finally:
         if not args.write:

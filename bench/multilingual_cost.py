@@ -6,13 +6,15 @@ Builds the same English collection four times in this process, the arm off and o
 are loaded, keeping the faster build of each (SQuAD dev paragraphs,
 Wikipedia text of news length, and the ITN English news blurbs), and prints build time, disk per passage and
 question time: English questions on the English collection (the arm stays out), Korean questions about it
-(the arm runs), and English questions once Korean passages join the collection (the arm runs for them too).
-Ratios against the arm off, and the load average beside every timing.
+(the arm runs), and English questions once Korean passages join the collection (the arm runs for them too),
+each with the arm on also timed with no names counted across scripts. Ratios against the arm off, and the load
+average beside every timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -43,6 +45,18 @@ def p50_ms(index: Index, questions: list[str]) -> float:
             index.search(q, k=5)
             times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
+
+
+def without_names(index: Index) -> Index:
+    """The same index searched with no name bonus (what counting names across scripts costs), in a second
+    `Index` over the same folder."""
+    twin = Index(index.path)
+    arm = twin.searcher.calibration.multilingual
+    assert arm is not None
+    twin.searcher.calibration = dataclasses.replace(
+        twin.searcher.calibration, multilingual=dataclasses.replace(arm, name_bonus=0.0)
+    )
+    return twin
 
 
 def main() -> None:
@@ -82,8 +96,12 @@ def main() -> None:
                 "korean_p50_ms": p50_ms(index, korean_questions),
                 "load": load,
             }
+            if arm:
+                figures[arm]["korean_unnamed_p50_ms"] = p50_ms(without_names(index), korean_questions)
             index.add_documents(korean)
             figures[arm]["english_mixed_p50_ms"] = p50_ms(index, english_questions)
+            if arm:
+                figures[arm]["english_mixed_unnamed_p50_ms"] = p50_ms(without_names(index), english_questions)
             figures[arm]["load_after"] = os.getloadavg()
         off, on = figures[False], figures[True]
         print(f"collection: {off['passages']} English passages (SQuAD dev paragraphs and ITN blurbs)")
@@ -101,6 +119,12 @@ def main() -> None:
             ("english_mixed_p50_ms", "English questions once Korean passages are in (the arm runs)"),
         ):
             print(f"{what}: p50 off {off[key]:.1f} ms, on {on[key]:.1f} ms (+{on[key] - off[key]:.1f} ms)")
+        for key, what in (("korean", "Korean questions"), ("english_mixed", "English questions, mixed collection")):
+            unnamed = on[f"{key}_unnamed_p50_ms"]
+            print(
+                f"{what}, arm on, names across scripts not counted: p50 {unnamed:.1f} ms "
+                f"(counting them: +{on[f'{key}_p50_ms'] - unnamed:.1f} ms)"
+            )
         print(f"load average at the end: off {off['load_after']}, on {on['load_after']}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -82,6 +82,9 @@ class Passage:
     answer: tuple[int, int] | None = None  # the words the reader marks as the answer: document offsets
     language: str | None = None  # "en", "ko", "ja", "zh" (`rag.text.language_of`); None when its letters do not tell
     asked_in: str | None = None  # the question's language where it differs from the passage's (a cross-language match)
+    names_across: tuple[
+        tuple[str, str], ...
+    ] = ()  # names it shares with the question across scripts: (Hangul, English)
     site: str | None = None  # the publication: the name the article gave, or its web host
     article_length: int = 0  # characters in the whole article, for "characters 120–480 of 4,035"
     crawled: str | None = None  # the day a web archive saved the page: shown as such, never as `published`
@@ -118,6 +121,7 @@ class Passage:
             "answer": answer,
             "language": self.language,
             "across_languages": self.asked_in is not None,
+            "names_across": [{"hangul": hangul, "latin": latin} for hangul, latin in self.names_across],
         }
 
 

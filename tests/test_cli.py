@@ -12,7 +12,7 @@ from rag.serve.cli import build_parser
 KEYS = [
     *("text", "score", "doc_id", "title", "source", "site", "url", "start", "end", "article_length"),
     *("published", "crawled", "author", "page"),
-    *("copies", "answer", "language", "across_languages"),
+    *("copies", "answer", "language", "across_languages", "names_across"),
 ]
 
 

@@ -74,17 +74,22 @@ def test_a_korean_question_finds_the_english_article_and_says_it_crossed_languag
     assert "eleven kilometres" in first.text  # verbatim, untranslated
     assert first.language == "en" and first.asked_in == "ko"
     assert across_languages(first) == (
-        "Matched across languages: a Korean question, a passage in English (shown as written)."
+        "Matched across languages: a Korean question, a passage in English (shown as written); named in both: "
+        "리버사이드 = Riverside."
     )
     assert first.to_dict()["language"] == "en" and first.to_dict()["across_languages"] is True
+    assert first.to_dict()["names_across"] == [{"hangul": "리버사이드", "latin": "Riverside"}]
     assert answer.note is None  # the arm ran: no "cannot match" note
 
 
 def test_an_english_question_finds_the_korean_article(mixed: Index):
-    answer = mixed.search("How many tourists came to the squid festival?", k=3)
-    assert "festival.txt" in [p.source for p in answer.passages]
-    korean = next(p for p in answer.passages if p.source == "festival.txt")
-    assert korean.language == "ko" and korean.asked_in == "en"
+    """First, though the first model's cosine to a Korean passage is noise: a passage in another script is
+    placed by the multilingual arm alone (it came last of four while the first arm's ranking placed it)."""
+    for question in ("How many tourists came to the squid festival?", "What did the fishermen sell at the festival?"):
+        answer = mixed.search(question, k=3)
+        korean = answer.passages[0]
+        assert korean.source == "festival.txt", question
+        assert korean.language == "ko" and korean.asked_in == "en"
 
 
 def test_a_question_in_the_passages_language_is_not_called_a_cross_language_match(mixed: Index):
@@ -207,7 +212,45 @@ def test_an_other_script_passage_clears_the_bar_at_its_cut_and_is_placed_at_its_
     assert arm is not None
     bar = calibration.dense.threshold
     assert arm.probability(arm.cut, bar) == pytest.approx(bar)
+    for wide in (True, False):  # each direction clears the bar at its own cut
+        assert arm.probability(arm.found_cut(wide), bar, arm.found_cut(wide)) == pytest.approx(bar)
     assert arm.placement(arm.rank_cut, bar) == pytest.approx(bar)
     cosines = np.linspace(-1, 1, 41)
     scores = [arm.probability(float(c), bar) for c in cosines]
     assert all(0 < a <= b < 1 for a, b in zip(scores, scores[1:]))  # a probability, rising with the cosine
+
+
+MAYORS = {
+    "bridge.txt": (
+        "A harbour crossing opens to traffic\n"
+        "The new crossing in Port Alder opened to traffic on Friday. Mayor Gwendolyn Ortiz cut the ribbon and "
+        "said it would save commuters twenty minutes a day."
+    ),
+    "tunnel.txt": (
+        "A river crossing opens to traffic\n"
+        "The new crossing in Eastbrook opened to traffic on Friday. Mayor Theodore Quill cut the ribbon and "
+        "said it would save commuters half an hour a day."
+    ),
+}
+
+
+@pytest.mark.slow
+def test_a_korean_question_naming_someone_finds_the_english_passage_that_names_them(tmp_path: Path):
+    """Two English articles alike but for their names and places: the multilingual encoder alone cannot tell
+    which one a Korean question means; the names, spelt alike across scripts, do."""
+    index = Index(tmp_path / "index")
+    index.add([write(tmp_path / "corpus", MAYORS)])
+    for question, source in [
+        ("그웬돌린 오르티스 시장이 개통식에서 한 말은?", "bridge.txt"),
+        ("테오도르 퀼 시장은 통근 시간이 얼마나 줄어든다고 했나?", "tunnel.txt"),
+        ("포트 앨더에 새로 생긴 것은?", "bridge.txt"),
+        ("이스트브룩에서 금요일에 개통한 것은?", "tunnel.txt"),
+    ]:
+        assert index.search(question, k=2).passages[0].source == source, question
+    first = index.search("그웬돌린 오르티스 시장이 개통식에서 한 말은?", k=2).passages[0]
+    assert first.names_across == (("그웬돌린", "Gwendolyn"), ("오르티스", "Ortiz"))
+    assert across_languages(first) == (
+        "Matched across languages: a Korean question, a passage in English (shown as written); named in both: "
+        "그웬돌린 = Gwendolyn, 오르티스 = Ortiz."
+    )
+    assert first.to_dict()["names_across"][0] == {"hangul": "그웬돌린", "latin": "Gwendolyn"}

@@ -31,19 +31,23 @@ def convex_fusion(
 
 
 Ranking = list[tuple[int, float]]
+NamePairs = tuple[tuple[str, str], ...]  # names a passage shares with the question across scripts: (Hangul, English)
 
 
 @dataclass(frozen=True)
 class Arms:
     """The rankings of one search: each lexical arm with its ceiling, the dense arm (None when the question
     was not encoded), and the multilingual arm (None when it did not run): its passages in the question's
-    script with their share of the fusion, and those in another script apart."""
+    script with their share of the fusion, and those in another script apart (ordered by their cosine with
+    the names they share with the question counted, `crossing`; their own cosines kept apart for `found`)."""
 
     lexical: list[tuple[Ranking, float]]
     dense: Ranking | None
     multilingual: Ranking | None = None  # its passages in the question's script, ranked beside the others
     multilingual_weight: float = 0.0
     crossing: Ranking | None = None  # its passages in another script: placed by probability, not fused
+    crossing_cosines: dict[int, float] | None = None  # their cosines, before names shared across scripts count
+    crossing_names: dict[int, NamePairs] | None = None  # the names each shares with the question
 
     @cached_property
     def lexical_strengths(self) -> dict[int, float]:

@@ -124,8 +124,17 @@ class MultilingualCalibration:
 
     weight: float
     slope: float
-    cut: float
+    cut: float  # for a question in a Latin script and a passage in Hangul/CJK
     rank_cut: float
+    name_bonus: float = 0.0  # added to the cosine per name the passage shares with the question across scripts
+    cut_wide: float | None = None  # for a question in Hangul/CJK and a Latin passage (None: `cut`)
+
+    def found_cut(self, wide_question: bool) -> float:
+        """The cosine at which a passage in the other script clears the bar, by the question's script: each
+        direction was chosen on its own sets (English questions about Korean news, Korean questions about
+        English news), since what goes wrong differs (unrelated Korean blurbs answering English news
+        questions; English passages answering Korean ones)."""
+        return self.cut_wide if wide_question and self.cut_wide is not None else self.cut
 
     def probability(self, cosine: float, bar: float, cut: float | None = None) -> float:
         bar = min(max(bar, 1e-6), 1 - 1e-6)
@@ -138,7 +147,14 @@ class MultilingualCalibration:
 
     @classmethod
     def from_dict(cls, entry: dict) -> MultilingualCalibration:
-        return cls(entry["weight"], entry["slope"], entry["cut"], entry["rank_cut"])
+        return cls(
+            entry["weight"],
+            entry["slope"],
+            entry["cut"],
+            entry["rank_cut"],
+            entry.get("name_bonus", 0.0),
+            entry.get("cut_wide"),
+        )
 
 
 @dataclass(frozen=True)

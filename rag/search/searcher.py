@@ -8,7 +8,9 @@ One question's search is `rag.search.call.SearchCall`; fusion and merging are th
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 
@@ -32,10 +34,13 @@ from rag.models.embed import Encoder, get_embedder
 from rag.models.multilingual import MultilingualEncoder, get_multilingual
 from rag.models.reader import PassageReader, reader_folder
 from rag.records import Copy
-from rag.search.fusion import Arms, Ranking, fuse_mode
+from rag.search.fusion import Arms, NamePairs, Ranking, fuse_mode
 from rag.search.relevance import load_calibration
 from rag.search.request import Mode, Question
+from rag.search.transliteration import NameBridge
 from rag.text import WIDE_LANGUAGES, language_of
+
+MAX_NAMES_CREDITED = 2  # an other-script passage gains the name bonus for this many shared names at most
 
 
 class Searcher:
@@ -216,22 +221,28 @@ class Searcher:
         dense = self.dense(q_vec, depth, keep) if q_vec is not None else None
         multilingual = None
         index = self.multilingual_index() if m_vec is not None else None
-        crossing = None
+        crossing = cosines = names = None
         calibration = self.calibration.multilingual
         if index is not None and m_vec is not None and calibration is not None:
             with self._dense_lock:
                 found = index.search(m_vec, depth, None if keep is None else keep.chunks)
-            same, crossing = self._split_by_script(asked, found)
+            same, crossing, names = self._split_by_script(asked, found, calibration.name_bonus)
+            cosines = dict(found)
             multilingual = same if asked.language in WIDE_LANGUAGES else None
         weight = calibration.weight if calibration else 0.0
-        return Arms(lexical, dense, multilingual, weight, crossing)
+        return Arms(lexical, dense, multilingual, weight, crossing, cosines, names)
 
-    def _split_by_script(self, asked: Question, ranking: Ranking) -> tuple[Ranking, Ranking]:
+    def _split_by_script(
+        self, asked: Question, ranking: Ranking, name_bonus: float = 0.0
+    ) -> tuple[Ranking, Ranking, dict[int, NamePairs]]:
         """The multilingual arm's ranking split in two: passages in the question's script (Hangul/CJK or not),
         which it ranks beside the other arms, and passages in the other, which no other arm can see and which
-        join the answer by their calibrated probability (`rag.search.call`)."""
+        join the answer by their calibrated probability (`rag.search.call`). Those gain `name_bonus` on their
+        cosine for each name they share with the question across scripts (`NameBridge`), and are ordered
+        again: the encoder reads names poorly."""
+        names: dict[int, NamePairs] = {}
         if not ranking:
-            return [], []
+            return [], [], names
         with self.store.read() as reader:
             texts = {row.id: row.text for row in reader.passage_rows([cid for cid, _ in ranking])}
         wide = asked.language in WIDE_LANGUAGES
@@ -239,7 +250,15 @@ class Searcher:
         other: Ranking = []
         for cid, score in ranking:
             (same if (language_of(texts.get(cid, "")) in WIDE_LANGUAGES) == wide else other).append((cid, score))
-        return same, other
+        if name_bonus and other:
+            bridge = NameBridge(asked.text)
+            if bridge:
+                shared = [bridge.shared(texts.get(cid, "")) for cid, _ in other]
+                names.update(
+                    (cid, tuple(sorted(set(found.values())))) for (cid, _), found in zip(other, shared) if found
+                )
+                other = _credit_names(other, shared, name_bonus)
+        return same, other, names
 
     def dated_span(self, reader: Reader) -> tuple[date, date] | None:
         """The oldest and newest publication dates in the collection, as of the reader's commit; None when no
@@ -319,6 +338,20 @@ class Searcher:
         if doc_id not in self._holders and cluster not in self._shared_clusters:
             return ()
         return tuple(reader.copies(doc_id, cluster))
+
+
+def _credit_names(ranking: Ranking, shared: list[dict[str, tuple[str, str]]], bonus: float) -> Ranking:
+    """`ranking` with `bonus` added to each passage's cosine for each name it shares with the question, weighed
+    by how few of the passages name it (a name every passage gives, as the seed articles give Lee Jae-myung,
+    tells them apart no more than the encoder does), for MAX_NAMES_CREDITED names at most; ordered again."""
+    total = len(ranking) + 1
+    counts = Counter(name for names in shared for name in names)
+    weight = {name: math.log(total / count) / math.log(total) for name, count in counts.items()}
+    credited = [
+        (cid, score + bonus * sum(sorted((weight[n] for n in names), reverse=True)[:MAX_NAMES_CREDITED]))
+        for (cid, score), names in zip(ranking, shared)
+    ]
+    return sorted(credited, key=lambda item: -item[1])
 
 
 def _follow(

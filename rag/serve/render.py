@@ -150,13 +150,17 @@ def copies_line(passage: Passage) -> str | None:
 
 
 def across_languages(passage: Passage) -> str | None:
-    """One line saying that the passage matched a question in another language, or None. The passage itself
-    stays as written: nothing is translated."""
+    """One line saying that the passage matched a question in another language, or None, with the names it
+    shares with the question spelt in both scripts (what placed it). The passage itself stays as written:
+    nothing is translated."""
     if passage.asked_in is None or passage.language is None:
         return None
     asked = LANGUAGE_NAMES.get(passage.asked_in, passage.asked_in)
     written = LANGUAGE_NAMES.get(passage.language, passage.language)
-    return f"Matched across languages: a {asked} question, a passage in {written} (shown as written)."
+    line = f"Matched across languages: a {asked} question, a passage in {written} (shown as written)"
+    if passage.names_across:
+        line += "; named in both: " + ", ".join(f"{hangul} = {latin}" for hangul, latin in passage.names_across)
+    return line + "."
 
 
 def file_details(passage: Passage, article_chars: int) -> str:
@@ -313,7 +317,7 @@ def answer_text(
             lines.append(f"  {shown_as(copies)}")
         crossed = across_languages(item.passage)
         if crossed:
-            lines.append(f"  {crossed}")
+            lines.append(f"  {shown_as(crossed)}")
     return "\n".join(lines)
 
 
