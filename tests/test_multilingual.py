@@ -14,6 +14,7 @@ import pytest
 from rag import Index
 from rag.ingest.plaintext import parse_document
 from rag.search.relevance import load_calibration
+from rag.search.request import Question
 from rag.serve.render import across_languages
 from rag.text import language_of
 
@@ -254,3 +255,38 @@ def test_a_korean_question_naming_someone_finds_the_english_passage_that_names_t
         "그웬돌린 = Gwendolyn, 오르티스 = Ortiz."
     )
     assert first.to_dict()["names_across"][0] == {"hangul": "그웬돌린", "latin": "Gwendolyn"}
+
+
+@pytest.mark.slow
+def test_a_passage_naming_someone_by_surname_counts_the_names_its_title_gives(tmp_path: Path):
+    """News names someone in full once, then by surname: a passage of the article counts the names its
+    title gives, so the passage that answers is not outranked by the one that spells the name out."""
+    first = (
+        "Gwendolyn Ortiz won the mayoral race in Port Alder on Sunday with 54 percent of the vote, ending twelve "
+        "years of rule by the Harbour Party. Gwendolyn Ortiz, a former schoolteacher, thanked volunteers at a rally "
+        "near the fish market and said the count had been slow because of heavy rain in the northern districts. "
+        "Turnout was the highest in two decades, the election office said, at 71 percent. The outgoing mayor "
+        "conceded before midnight and promised an orderly handover of the town hall."
+    )
+    second = (
+        "Her first act in office, Ortiz told reporters, will be to reopen the harbour library, closed since a storm "
+        "damaged its roof three winters ago. The repairs will cost about two million dollars, paid from a fund the "
+        "council set aside last year. She also plans to cut bus fares for pupils and to hold an open meeting in "
+        "every ward before the summer. The new council sits for the first time next month."
+    )
+    index = Index(tmp_path / "index")
+    index.add(
+        [
+            write(
+                tmp_path / "corpus",
+                {"ortiz.txt": f"Gwendolyn Ortiz wins the Port Alder mayoral race\n{first}\n\n{second}"},
+            )
+        ]
+    )
+    asked = Question.of("그웬돌린 오르티스 시장이 취임 후 가장 먼저 하겠다는 일은?")
+    searcher = index.searcher
+    arms = searcher.arms(asked, 100, None, None, searcher.multilingual_vector(asked))
+    with searcher.store.read() as reader:
+        texts = {row.id: row.text for row in reader.passage_rows([cid for cid, _ in arms.crossing or []])}
+    surname_only = next(cid for cid, text in texts.items() if text.startswith("Her first act"))
+    assert (arms.crossing_names or {})[surname_only] == (("그웬돌린", "Gwendolyn"), ("오르티스", "Ortiz"))

@@ -244,7 +244,8 @@ class Searcher:
         if not ranking:
             return [], [], names
         with self.store.read() as reader:
-            texts = {row.id: row.text for row in reader.passage_rows([cid for cid, _ in ranking])}
+            rows = {row.id: row for row in reader.passage_rows([cid for cid, _ in ranking])}
+        texts = {cid: row.text for cid, row in rows.items()}
         wide = asked.language in WIDE_LANGUAGES
         same: Ranking = []
         other: Ranking = []
@@ -253,7 +254,11 @@ class Searcher:
         if name_bonus and other:
             bridge = NameBridge(asked.text)
             if bridge:
-                shared = [bridge.shared(texts.get(cid, "")) for cid, _ in other]
+                # Read with its article's title: news names someone in full once, then by surname ("Kim's
+                # choice of Sejong"), and the title names whom the article is about.
+                shared = [
+                    bridge.shared(f"{rows[cid].title}\n{rows[cid].text}" if cid in rows else "") for cid, _ in other
+                ]
                 names.update(
                     (cid, tuple(sorted(set(found.values())))) for (cid, _), found in zip(other, shared) if found
                 )
