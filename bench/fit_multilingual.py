@@ -107,6 +107,26 @@ def sweep(
     return out
 
 
+def sweep_group(
+    figures: dict,
+    key: str,
+    sets: tuple[str, ...],
+    benches: dict,
+    values: tuple[float, ...],
+    figures_of: Callable,
+    cache: Path,
+    setting: str | None = None,
+    **fixed: float,
+) -> dict:
+    """`sweep` of the setting (`key` unless `setting` names it) over each set of a group, kept in
+    `figures[key]` and written to `cache` after each set; the group's figures."""
+    swept = figures.setdefault(key, {})
+    for name in sets:
+        swept[name] = sweep(benches[name], setting or key, values, swept.get(name, {}), figures_of, **fixed)
+        cache.write_text(json.dumps(figures))
+    return swept
+
+
 def choose(figures: dict, fitting: list[str], off: str) -> str:
     """The value with the best mean nDCG@10 over `fitting`, among those that cost no same-language set there
     more than MAX_SAME_LANGUAGE_DROP against `off`."""
@@ -236,41 +256,20 @@ def main() -> None:
         # The bonus for names shared across scripts, at the rank cut calibrated before it; then the rank cut
         # and found's cut at the bonus chosen.
         before = table["multilingual"]["rank_cut"]
-        figures.setdefault("name_bonus", {})
-        for name in GROUPS["name_bonus"]:
-            known = figures["name_bonus"].get(name, {})
-            figures["name_bonus"][name] = sweep(
-                benches[name], "name_bonus", NAME_BONUSES, known, ranking, weight=weight, slope=slope, rank_cut=before
-            )
-            args.cache.write_text(json.dumps(figures))
-        name_bonus = float(lodo(figures["name_bonus"], GROUPS["name_bonus"], "0.0"))
+        swept = sweep_group(figures, "name_bonus", GROUPS["name_bonus"], benches, NAME_BONUSES, ranking, args.cache,
+                            weight=weight, slope=slope, rank_cut=before)  # fmt: skip
+        name_bonus = float(lodo(swept, GROUPS["name_bonus"], "0.0"))
         if figures.get("chosen_name_bonus") != name_bonus:
             figures["rank_cut"], figures["found"], figures["found_wide"] = {}, {}, {}
             figures["chosen_name_bonus"] = name_bonus
-        for name in GROUPS["rank_cut"]:
-            known = figures["rank_cut"].get(name, {})
-            figures["rank_cut"][name] = sweep(
-                benches[name], "rank_cut", RANK_CUTS, known, ranking, weight=weight, slope=slope, name_bonus=name_bonus
-            )
-            args.cache.write_text(json.dumps(figures))
-        rank_cut = float(lodo(figures["rank_cut"], GROUPS["rank_cut"], "1.0"))
+        swept = sweep_group(figures, "rank_cut", GROUPS["rank_cut"], benches, RANK_CUTS, ranking, args.cache,
+                            weight=weight, slope=slope, name_bonus=name_bonus)  # fmt: skip
+        rank_cut = float(lodo(swept, GROUPS["rank_cut"], "1.0"))
         cuts = {}
         for key, setting, sets in (("found", "cut", FOUND_SETS), ("found_wide", "cut_wide", FOUND_SETS_WIDE)):
-            figures.setdefault(key, {})
-            for name in sets:
-                figures[key][name] = sweep(
-                    benches[name],
-                    setting,
-                    FOUND_CUTS,
-                    figures[key].get(name, {}),
-                    found,
-                    weight=weight,
-                    slope=slope,
-                    rank_cut=rank_cut,
-                    name_bonus=name_bonus,
-                )
-                args.cache.write_text(json.dumps(figures))
-            cuts[setting] = float(lodo(figures[key], sets, "1.0", choose_found))
+            swept = sweep_group(figures, key, sets, benches, FOUND_CUTS, found, args.cache, setting=setting,
+                                weight=weight, slope=slope, rank_cut=rank_cut, name_bonus=name_bonus)  # fmt: skip
+            cuts[setting] = float(lodo(swept, sets, "1.0", choose_found))
         table["multilingual"].update({"slope": slope, **cuts, "rank_cut": rank_cut, "name_bonus": name_bonus})
         CALIBRATION.write_text(json.dumps(table, indent=2) + "\n")
     finally:
