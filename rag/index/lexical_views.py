@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
+VIEW_PREFIX = "verbatim-filtered-"
 VIEWS_KEPT = 8  # each holds one bit per passage on disk and a tantivy reader (one thread) while kept
 _FOOTER_MAGIC = 1337
 _FOOTER_READ = 4096  # a footer is a short JSON text: its file's tail holds it
@@ -45,6 +46,7 @@ class FilteredViews:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.parent: Path | None = None  # where views are made; None: the system's temporary folder
         self._chunk_ids: dict[str, np.ndarray] = {}  # segment id -> chunk id of each passage (-1: the marker)
         self._views: OrderedDict[int, _View] = OrderedDict()
         self._lock = threading.Lock()
@@ -84,7 +86,7 @@ class FilteredViews:
         source = self.folder.resolve()  # a replica's `current` may move to a newer snapshot meanwhile
         try:
             meta = json.loads((source / "meta.json").read_bytes())
-            view = _View(Path(tempfile.mkdtemp(prefix="verbatim-filtered-")), keep, seq)
+            view = _View(Path(tempfile.mkdtemp(prefix=VIEW_PREFIX, dir=self.parent)), keep, seq)
         except (OSError, ValueError):  # no commit yet; no room for a view
             return None
         folder = view.folder
@@ -150,8 +152,15 @@ class _View:
         self.searcher: tantivy.Searcher | None = None
 
     def close(self) -> None:
+        """Remove the view's folder, renamed first: a file that tantivy writes by its path after this (a reader's
+        lock file) then finds no folder, instead of keeping the folder from being removed."""
         self.searcher = None
-        shutil.rmtree(self.folder, ignore_errors=True)
+        closing = self.folder.with_name(f".closing-{self.folder.name}")
+        try:
+            os.rename(self.folder, closing)
+        except OSError:
+            closing = self.folder
+        shutil.rmtree(closing, ignore_errors=True)
 
 
 def _fixed_searcher(folder: Path) -> tantivy.Searcher:
